@@ -1,0 +1,1 @@
+"""resflex.convert — turn a trained checkpoint into a mobile bundle (later issue)."""

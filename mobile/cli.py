@@ -1,0 +1,154 @@
+"""The `resflex` command. Each subcommand only builds a config and calls a library function."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from pathlib import Path
+
+from .layers import BNMode, ScaleCode
+
+
+def parse_resolutions(text: str) -> tuple[int, ...]:
+    """'64,56,48' → (64, 56, 48), with an argparse error for anything else."""
+    try:
+        values = tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers like 224,192,160, got {text!r}") from None
+    if not values:
+        raise argparse.ArgumentTypeError("expected at least one resolution")
+    return values
+
+
+def _add_train(sub) -> None:
+    from .train import TrainConfig
+
+    d = TrainConfig()
+    p = sub.add_parser("train", help="train one network at several input resolutions",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--data", default=d.data, help="'synthetic' or an ImageFolder root with train/ and val/")
+    p.add_argument("--arch", default=d.arch, help="registered model name (see `resflex models`)")
+    p.add_argument("--method", default=d.method, help="rsnet | san | single")
+    p.add_argument("--resolutions", type=parse_resolutions, default=d.resolutions, help="training resolutions")
+    p.add_argument("--width", type=float, default=d.width, help="width multiplier")
+    p.add_argument("--meta-hidden", type=int, default=d.meta_hidden, help="SAN meta-learner: 0 linear, 8 or 16 MLP")
+    p.add_argument("--epochs", type=int, default=d.epochs)
+    p.add_argument("--batch-size", type=int, default=d.batch_size, help="per process")
+    p.add_argument("--lr", type=float, default=d.lr)
+    p.add_argument("--momentum", type=float, default=d.momentum)
+    p.add_argument("--weight-decay", type=float, default=d.weight_decay)
+    p.add_argument("--label-smoothing", type=float, default=d.label_smoothing)
+    p.add_argument("--distill", action=argparse.BooleanOptionalAction, default=d.distill,
+                   help="MRED (rsnet) or scale distillation (san)")
+    p.add_argument("--sync-bn", action=argparse.BooleanOptionalAction, default=d.sync_bn, help="GPU DDP only")
+    p.add_argument("--amp", action=argparse.BooleanOptionalAction, default=d.amp, help="GPU only")
+    p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=d.channels_last, help="GPU only")
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--num-classes", type=int, default=d.num_classes, help="synthetic data only")
+    p.add_argument("--train-samples", type=int, default=d.train_samples, help="synthetic data only")
+    p.add_argument("--val-samples", type=int, default=d.val_samples, help="synthetic data only")
+    p.add_argument("--max-steps-per-epoch", type=int, default=d.max_steps_per_epoch)
+    p.add_argument("--out", default=d.out, help="run folder: checkpoint.pt and metrics.jsonl")
+    p.add_argument("--resume", action=argparse.BooleanOptionalAction, default=d.resume,
+                   help="continue the run in --out exactly where its last checkpoint left it")
+    p.add_argument("--overwrite", action=argparse.BooleanOptionalAction, default=d.overwrite,
+                   help="start over even if --out holds a checkpoint")
+    p.add_argument("--workers", type=int, default=d.workers, help="data loader worker processes")
+    p.add_argument("--device", default=d.device, help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=d.progress)
+    p.set_defaults(run=_run_train)
+
+
+def _run_train(args) -> int:
+    from .train import TrainConfig, train
+
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    config = TrainConfig(**{k: v for k, v in vars(args).items() if k in fields})
+    train(config)
+    print(f"checkpoint: {config.checkpoint_path}\nmetrics:    {config.metrics_path}")
+    return 0
+
+
+def _add_eval(sub) -> None:
+    p = sub.add_parser("eval", help="top-1 per test resolution for one or more checkpoints (Table 1 layout)",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("checkpoints", nargs="+", help="checkpoint files; one table row each")
+    p.add_argument("--data", default="synthetic", help="'synthetic' or an ImageFolder root with train/ and val/")
+    p.add_argument("--resolutions", type=parse_resolutions, default=None,
+                   help="test resolutions (default: every checkpoint's training resolutions)")
+    p.add_argument("--bn", default=BNMode.INTERPOLATE.value, help=f"unseen resolutions: {', '.join(m.value for m in BNMode)}")
+    p.add_argument("--scale-code", default=ScaleCode.IDEAL.value,
+                   help=f"SAN at unseen resolutions: {', '.join(m.value for m in ScaleCode)}")
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--val-samples", type=int, default=None, help="synthetic data only")
+    p.add_argument("--calib-samples", type=int, default=1024, help="training images for --bn recalibrate")
+    p.add_argument("--seed", type=int, default=0, help="synthetic data seed (use the training run's)")
+    p.add_argument("--json", type=Path, default=None, help="also write the matrix as JSON here")
+    p.set_defaults(run=_run_eval)
+
+
+def _run_eval(args) -> int:
+    from .checkpoint import load_checkpoint
+    from .evaluate import evaluate, format_matrix
+    from .layers import parse_enum
+
+    bn = parse_enum(BNMode, args.bn, "BN mode")
+    scale_code = parse_enum(ScaleCode, args.scale_code, "scale code")
+    models = {path: load_checkpoint(path) for path in args.checkpoints}
+    resolutions = args.resolutions or tuple(sorted({r for m, _ in models.values() for r in m.config.resolutions},
+                                                   reverse=True))
+    rows, trained = {}, {}
+    for path, (model, payload) in models.items():
+        name = f"{Path(path).parent.name or path} ({model.config.method.value})"
+        rows[name] = evaluate(model, args.data, resolutions, bn, scale_code, batch_size=args.batch_size,
+                              workers=args.workers, num_classes=model.config.num_classes, seed=args.seed,
+                              length=args.val_samples, class_names=payload["class_names"],
+                              calib_samples=args.calib_samples)
+        trained[name] = model.config.resolutions
+    print(f"top-1 (%) on {args.data} val; * = training resolution; unseen resolutions: BN {bn.value}")
+    print(format_matrix(rows, resolutions, trained))
+    if args.json:
+        args.json.write_text(json.dumps({n: {str(r): a for r, a in acc.items()} for n, acc in rows.items()}, indent=2))
+    return 0
+
+
+def _run_models(args) -> int:
+    from .models import list_models
+
+    print("\n".join(list_models()))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="resflex", description="One classifier, many input resolutions.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_train(sub)
+    _add_eval(sub)
+    sub.add_parser("models", help="list the registered architectures").set_defaults(run=_run_models)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .checkpoint import CheckpointError
+    from .data import DataError
+    from .train import TrainingDiverged
+
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except TrainingDiverged as e:
+        print(f"resflex: training diverged: {e}", file=sys.stderr)
+        return 1
+    except (ValueError, FileNotFoundError, FileExistsError, CheckpointError, DataError, PermissionError) as e:
+        print(f"resflex {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("resflex: interrupted; the last checkpoint written is intact", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # python -m resflex.mobile.cli
+    sys.exit(main())

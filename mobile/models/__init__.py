@@ -1,0 +1,83 @@
+"""Model registry and the one factory, `create_model`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from .base import (
+    PAPER_RESOLUTIONS,
+    Method,
+    ModelConfig,
+    MultiResolutionNet,
+    Preprocessing,
+    trained_resolutions,
+)
+from .mobilenet_v2 import MobileNetV2
+from .resnet import BasicBlock, Bottleneck, ResNet
+from .tiny import TinyCNN
+
+_REGISTRY: dict[str, Callable[[ModelConfig], MultiResolutionNet]] = {}
+
+
+def register_model(fn: Callable[[ModelConfig], MultiResolutionNet]) -> Callable[[ModelConfig], MultiResolutionNet]:
+    """Register an entry point under its function name."""
+    _REGISTRY[fn.__name__] = fn
+    return fn
+
+
+@register_model
+def mobilenet_v2(config: ModelConfig) -> MultiResolutionNet:
+    return MobileNetV2(config)
+
+
+@register_model
+def resnet18(config: ModelConfig) -> MultiResolutionNet:
+    return ResNet(config, BasicBlock, (2, 2, 2, 2))
+
+
+@register_model
+def resnet50(config: ModelConfig) -> MultiResolutionNet:
+    return ResNet(config, Bottleneck, (3, 4, 6, 3))
+
+
+@register_model
+def tiny_cnn(config: ModelConfig) -> MultiResolutionNet:
+    return TinyCNN(config)
+
+
+def list_models() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def model_from_config(config: ModelConfig) -> MultiResolutionNet:
+    if config.arch not in _REGISTRY:
+        raise ValueError(f"unknown arch {config.arch!r}; expected one of: {', '.join(list_models())}")
+    return _REGISTRY[config.arch](config)
+
+
+def create_model(
+    arch: str,
+    method: Method | str = Method.RSNET,
+    resolutions: Sequence[int] | None = None,
+    width: float = 1.0,
+    num_classes: int = 1000,
+    meta_hidden: int = 0,
+) -> MultiResolutionNet:
+    """Build a registered model, e.g. `create_model("mobilenet_v2", "rsnet", (224, 192, 160), width=0.35)`."""
+    if arch not in _REGISTRY:  # checked first so a typo is reported before anything else
+        raise ValueError(f"unknown arch {arch!r}; expected one of: {', '.join(list_models())}")
+    config = ModelConfig(arch, method, trained_resolutions(resolutions, method), width, num_classes, meta_hidden)
+    return model_from_config(config)
+
+
+__all__ = [
+    "PAPER_RESOLUTIONS",
+    "Method",
+    "ModelConfig",
+    "MultiResolutionNet",
+    "Preprocessing",
+    "create_model",
+    "list_models",
+    "model_from_config",
+    "register_model",
+]

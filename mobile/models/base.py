@@ -1,0 +1,197 @@
+"""What every resflex model shares: its config, its preprocessing, resolution switching and the layer factory."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import enum
+from collections.abc import Iterator, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from ..layers import (
+    BNMode,
+    MetaConv2d,
+    ScaleCode,
+    SwitchableBatchNorm2d,
+    check_resolutions,
+    parse_enum,
+    set_resolution,
+)
+
+PAPER_RESOLUTIONS = (224, 192, 160, 128, 96)  # RS-Nets / SAN default `--sizes`
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class Method(str, enum.Enum):
+    """How a network learns its resolutions."""
+
+    RSNET = "rsnet"  # shared convs, private BN per resolution (RS-Nets)
+    SAN = "san"  # meta-generated convs from the scale code, private BN per resolution (SAN)
+    SINGLE = "single"  # the individually trained baseline (I-Net): plain BN, one resolution
+
+
+@dataclasses.dataclass(frozen=True)
+class Preprocessing:
+    """How an image becomes the model's input: resize to round(S / crop_ratio), center-crop S, then
+    (x - mean) / std on RGB values in [0, 1], channels first."""
+
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    crop_ratio: float = 0.875
+    interpolation: str = "bilinear"
+
+    def resize_size(self, resolution: int) -> int:
+        return round(resolution / self.crop_ratio)
+
+    def normalize(self, x: Tensor) -> Tensor:
+        mean = torch.tensor(self.mean, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+        std = torch.tensor(self.std, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+        return (x - mean) / std
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Preprocessing:
+        return cls(mean=tuple(d["mean"]), std=tuple(d["std"]), crop_ratio=float(d["crop_ratio"]),
+                   interpolation=str(d["interpolation"]))
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """Everything needed to rebuild a model's architecture (weights come separately)."""
+
+    arch: str
+    method: Method = Method.RSNET
+    resolutions: tuple[int, ...] = PAPER_RESOLUTIONS
+    width: float = 1.0
+    num_classes: int = 1000
+    meta_hidden: int = 0  # SAN meta-learner: 0 = linear, 8 or 16 = 2-layer MLP
+
+    def __post_init__(self):
+        object.__setattr__(self, "method", parse_enum(Method, self.method, "method"))
+        object.__setattr__(self, "resolutions", check_resolutions(self.resolutions))
+        if self.method is Method.SINGLE and len(self.resolutions) != 1:
+            raise ValueError(f"method 'single' trains exactly one resolution, got {list(self.resolutions)}")
+        if not self.width > 0:
+            raise ValueError(f"width: expected a positive multiplier, got {self.width!r}")
+        if isinstance(self.num_classes, bool) or not isinstance(self.num_classes, int) or self.num_classes < 2:
+            raise ValueError(f"num_classes: expected an integer >= 2, got {self.num_classes!r}")
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["method"] = self.method.value
+        d["resolutions"] = list(self.resolutions)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ModelConfig:
+        fields = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - fields
+        if unknown:
+            raise ValueError(f"model config: unknown field(s) {sorted(unknown)}; expected {sorted(fields)}")
+        return cls(**{**d, "resolutions": tuple(d.get("resolutions", PAPER_RESOLUTIONS))})
+
+
+class Ops:
+    """Layer factory: the same architecture code builds RS-Net, SAN or I-Net layers."""
+
+    def __init__(self, config: ModelConfig):
+        self.method = config.method
+        self.resolutions = config.resolutions
+        self.meta_hidden = config.meta_hidden
+
+    def conv(self, cin: int, cout: int, k: int, stride: int = 1, groups: int = 1) -> nn.Module:
+        if self.method is Method.SAN:
+            return MetaConv2d(cin, cout, k, self.resolutions, stride, k // 2, groups, hidden=self.meta_hidden)
+        return nn.Conv2d(cin, cout, k, stride, k // 2, groups=groups, bias=False)
+
+    def bn(self, channels: int) -> nn.Module:
+        if self.method is Method.SINGLE:
+            return nn.BatchNorm2d(channels)
+        return SwitchableBatchNorm2d(channels, self.resolutions)
+
+    def conv_bn(self, cin: int, cout: int, k: int, stride: int = 1, groups: int = 1, act: type | None = nn.ReLU):
+        layers = [self.conv(cin, cout, k, stride, groups), self.bn(cout)]
+        if act is not None:
+            layers.append(act(inplace=True))
+        return nn.Sequential(*layers)
+
+
+def init_weights(model: nn.Module) -> None:
+    """torchvision's initialisation: Kaiming (fan_out) convs, unit BN, small normal classifier."""
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Linear) and not _inside_meta(model, m):
+            nn.init.normal_(m.weight, 0, 0.01)
+            nn.init.zeros_(m.bias)
+
+
+def _inside_meta(model: nn.Module, linear: nn.Linear) -> bool:
+    return any(isinstance(m, MetaConv2d) and any(x is linear for x in m.modules()) for m in model.modules())
+
+
+class MultiResolutionNet(nn.Module):
+    """Base of every registered model: knows its config, preprocessing and active resolution."""
+
+    def __init__(self, config: ModelConfig, preprocessing: Preprocessing | None = None):
+        super().__init__()
+        self.config = config
+        self.preprocessing = preprocessing or Preprocessing()
+        self._state = (config.resolutions[0], BNMode.INTERPOLATE, ScaleCode.IDEAL)
+
+    @property
+    def resolution(self) -> int:
+        return self._state[0]
+
+    def set_resolution(self, resolution: int, bn_mode: BNMode | str = BNMode.INTERPOLATE,
+                       scale_code: ScaleCode | str = ScaleCode.IDEAL) -> None:
+        """Make every later forward run at `resolution` (see `BNMode` / `ScaleCode` for unseen ones)."""
+        set_resolution(self, resolution, bn_mode, scale_code)
+        self._state = (resolution, BNMode(bn_mode), ScaleCode(scale_code))
+
+    @contextlib.contextmanager
+    def at_resolution(self, resolution: int, bn_mode: BNMode | str = BNMode.INTERPOLATE,
+                      scale_code: ScaleCode | str = ScaleCode.IDEAL) -> Iterator[MultiResolutionNet]:
+        """Temporarily switch resolution; the previous one is restored on exit."""
+        previous = self._state
+        self.set_resolution(resolution, bn_mode, scale_code)
+        try:
+            yield self
+        finally:
+            self.set_resolution(*previous)
+
+    def example_input(self, resolution: int | None = None, batch_size: int = 1) -> Tensor:
+        """A normalised random input of the model's layout at `resolution` (default: the active one)."""
+        r = resolution or self.resolution
+        return torch.randn(batch_size, 3, r, r)
+
+    def optimizer_groups(self, weight_decay: float) -> list[dict]:
+        """Parameter groups: weight decay on conv/linear weights (and meta-learners), none on BN and biases."""
+        decay, no_decay = [], []
+        for name, p in self.named_parameters():
+            if not p.requires_grad:
+                continue
+            is_norm = any(isinstance(m, nn.BatchNorm2d) for m in self._owners(name))
+            (no_decay if is_norm or (p.ndim <= 1 and ".meta" not in name) else decay).append(p)
+        return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+    def _owners(self, name: str) -> list[nn.Module]:
+        module_name = name.rsplit(".", 1)[0]
+        return [self.get_submodule(module_name)] if "." in name else []
+
+
+def trained_resolutions(resolutions: Sequence[int] | None, method: Method | str) -> tuple[int, ...]:
+    """Default training resolutions for a method: the papers' five, or 224 alone for an I-Net."""
+    if resolutions is not None:
+        return tuple(resolutions)
+    return (224,) if parse_enum(Method, method, "method") is Method.SINGLE else PAPER_RESOLUTIONS

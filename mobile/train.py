@@ -1,0 +1,280 @@
+"""Multi-resolution training: one loop, readable top to bottom (`train`).
+
+Each batch is random-resized-cropped once at the largest training resolution and resized to every other
+one (single-crop multi-resolution, RS-Nets §4.3); one forward per resolution, one loss, one step.
+Runs as is on one process, or under `torchrun --nproc_per_node N` with DistributedDataParallel.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import time
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import Tensor, nn
+from tqdm import tqdm
+
+from .checkpoint import model_from_payload, read_checkpoint, save_checkpoint
+from .data import TrainTransform, build_dataset, make_loader
+from .evaluate import evaluate
+from .layers import parse_enum
+from .losses import create_loss
+from .models import Method, MultiResolutionNet, create_model, list_models
+
+CONFIG_KIND = "resflex.train"
+CONFIG_VERSION = 1
+# Fields that may change between a run and its --resume; every other field must match the checkpoint.
+RESUMABLE_CHANGES = ("out", "resume", "overwrite", "workers", "device", "progress")
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite."""
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Everything `train` needs; written into the checkpoint so a run can be resumed and audited."""
+
+    data: str = "synthetic"
+    arch: str = "mobilenet_v2"
+    method: str = "rsnet"
+    resolutions: tuple[int, ...] = (64, 56, 48, 40, 32)
+    width: float = 0.35
+    meta_hidden: int = 0
+    epochs: int = 10
+    batch_size: int = 64  # per process
+    lr: float = 0.05
+    momentum: float = 0.9
+    weight_decay: float = 4e-5
+    label_smoothing: float = 0.0
+    distill: bool = True  # MRED for rsnet, scale distillation for san
+    sync_bn: bool = False  # SyncBatchNorm for the private BNs (GPU only)
+    amp: bool = True  # used on GPU only
+    channels_last: bool = True  # used on GPU only
+    seed: int = 0
+    num_classes: int = 10  # synthetic data only; an ImageFolder's class folders decide otherwise
+    train_samples: int | None = None  # synthetic data size (default: the data set's)
+    val_samples: int | None = None
+    max_steps_per_epoch: int | None = None  # cap for quick runs
+    out: str = "runs/demo"
+    resume: bool = False
+    overwrite: bool = False
+    workers: int = 2
+    device: str = "auto"
+    progress: bool = True
+
+    def __post_init__(self):
+        if self.arch not in list_models():
+            raise ValueError(f"unknown arch {self.arch!r}; expected one of: {', '.join(list_models())}")
+        parse_enum(Method, self.method, "method")
+        for name in ("epochs", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}: expected a positive integer, got {getattr(self, name)!r}")
+        if not self.lr > 0:
+            raise ValueError(f"lr: expected a positive learning rate, got {self.lr!r}")
+        if self.resume and self.overwrite:
+            raise ValueError("--resume and --overwrite contradict each other; choose one")
+
+    def to_dict(self) -> dict:
+        return {"kind": CONFIG_KIND, "version": CONFIG_VERSION, **dataclasses.asdict(self),
+                "resolutions": list(self.resolutions)}
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return Path(self.out) / "checkpoint.pt"
+
+    @property
+    def metrics_path(self) -> Path:
+        return Path(self.out) / "metrics.jsonl"
+
+
+class MultiResolutionStep(nn.Module):
+    """One forward of the model at every training resolution plus the loss: the unit DDP wraps."""
+
+    def __init__(self, model: MultiResolutionNet, loss: nn.Module):
+        super().__init__()
+        self.model, self.loss = model, loss
+        self.resolutions = sorted(model.config.resolutions, reverse=True)  # largest first: teachers first
+
+    def forward(self, images: Tensor, target: Tensor) -> tuple[Tensor, list[Tensor], dict]:
+        logits = []
+        for r in self.resolutions:
+            self.model.set_resolution(r)
+            logits.append(self.model(resize_batch(images, r)))
+        loss, parts = self.loss(logits, target)
+        return loss, logits, parts
+
+
+def resize_batch(images: Tensor, resolution: int) -> Tensor:
+    """Resize a square batch to `resolution` (bilinear, antialiased); a no-op at its own size."""
+    if images.shape[-1] == resolution and images.shape[-2] == resolution:
+        return images
+    return F.interpolate(images, size=(resolution, resolution), mode="bilinear", antialias=True, align_corners=False)
+
+
+def setup_distributed(device: str) -> tuple[int, int, torch.device]:
+    """(rank, world size, device); joins the process group when launched by torchrun."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    dev = torch.device(device)
+    if dev.type == "cuda" and dev.index is None:
+        dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    if world > 1 and not dist.is_initialized():
+        if dev.type == "cuda":
+            torch.cuda.set_device(dev)
+        dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
+    rank = dist.get_rank() if dist.is_initialized() else 0
+    return rank, (dist.get_world_size() if dist.is_initialized() else 1), dev
+
+
+def check_resume(config: TrainConfig, saved: dict, path: Path) -> None:
+    """Refuse a resume whose settings disagree with the checkpoint's, naming every mismatch."""
+    now = config.to_dict()
+    diffs = [f"{k}: {now[k]!r} now vs {saved.get(k)!r} in the checkpoint"
+             for k in now if k not in RESUMABLE_CHANGES and saved.get(k) != now[k]]
+    if diffs:
+        raise ValueError(f"--resume: the config disagrees with {path}: " + "; ".join(diffs))
+
+
+def train(config: TrainConfig) -> MultiResolutionNet:
+    """Train a multi-resolution model as `config` says; returns it (unwrapped, on the training device)."""
+    rank, world, device = setup_distributed(config.device)
+    on_gpu = device.type == "cuda"
+    torch.manual_seed(config.seed)
+    ckpt_path = config.checkpoint_path
+    if ckpt_path.exists() and not (config.resume or config.overwrite):
+        raise FileExistsError(f"{ckpt_path} already exists: pass --resume to continue it, --overwrite to start over, "
+                              "or choose another --out")
+    if config.resume and not ckpt_path.exists():
+        raise FileNotFoundError(f"--resume: no checkpoint at {ckpt_path}")
+    if rank == 0:
+        ckpt_path.parent.mkdir(parents=True, exist_ok=True)
+        if not config.resume:
+            config.metrics_path.unlink(missing_ok=True)  # a fresh run (or --overwrite) starts a fresh log
+
+    # Data: random-resized crops at the largest resolution; val sets are built per resolution by `evaluate`.
+    top = max(config.resolutions)
+    train_set = build_dataset(config.data, "train", TrainTransform(top, seed=config.seed),
+                              num_classes=config.num_classes, seed=config.seed, length=config.train_samples)
+    class_names = list(train_set.classes)
+
+    # Model, loss (RS-Nets α lives in the loss), optimizer, schedule.
+    model = create_model(config.arch, config.method, config.resolutions, config.width, len(class_names),
+                         config.meta_hidden)
+    criterion = create_loss(model.config.method.value, len(config.resolutions), config.distill, config.label_smoothing)
+    if config.sync_bn and world > 1:
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    model.to(device)
+    criterion.to(device)
+    if on_gpu and config.channels_last:
+        model.to(memory_format=torch.channels_last)
+    groups = model.optimizer_groups(config.weight_decay)
+    groups.append({"params": list(criterion.parameters()), "weight_decay": 0.0})
+    optimizer = torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum)
+    loader = make_loader(train_set, config.batch_size, shuffle=True, workers=config.workers, seed=config.seed, drop_last=True)
+    steps_per_epoch = min(len(loader), config.max_steps_per_epoch or len(loader))
+    if steps_per_epoch == 0:
+        raise ValueError(f"{config.data}: {len(train_set)} training images give no full batch of {config.batch_size}"
+                         f" on {world} process(es); lower --batch-size")
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs * steps_per_epoch)
+    amp = config.amp and on_gpu
+    scaler = torch.amp.GradScaler("cuda", enabled=amp)
+
+    start_epoch = 0
+    if config.resume:
+        payload = read_checkpoint(ckpt_path)
+        state = payload.get("train_state") or {}
+        check_resume(config, state.get("train_config", {}), ckpt_path)
+        model.load_state_dict(model_from_payload(payload, str(ckpt_path)).state_dict())
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        criterion.load_state_dict(state["loss"])
+        scaler.load_state_dict(state["scaler"])
+        torch.set_rng_state(state["rng"]["torch"])
+        if on_gpu and state["rng"].get("cuda") is not None:
+            torch.cuda.set_rng_state(state["rng"]["cuda"], device)
+        start_epoch = state["epoch"]
+
+    step_module = MultiResolutionStep(model, criterion)
+    runner = nn.parallel.DistributedDataParallel(step_module) if world > 1 else step_module
+    top_index = 0  # logits are ordered largest resolution first
+    for epoch in range(start_epoch, config.epochs):
+        model.train()
+        train_set.set_epoch(epoch)
+        loader = make_loader(train_set, config.batch_size, shuffle=True, workers=config.workers, seed=config.seed,
+                             epoch=epoch, drop_last=True)
+        bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch + 1}/{config.epochs}", unit="batch",
+                   disable=rank != 0 or not config.progress, dynamic_ncols=True)
+        seen = correct = skipped = 0
+        loss_sum, t0 = 0.0, time.perf_counter()
+        for step, (images, target, n_bad) in enumerate(loader):
+            if step == steps_per_epoch:
+                break
+            skipped += n_bad
+            if len(target) == 0:
+                continue
+            images = model.preprocessing.normalize(images.to(device, non_blocking=True))
+            target = target.to(device, non_blocking=True)
+            if on_gpu and config.channels_last:
+                images = images.contiguous(memory_format=torch.channels_last)
+            with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
+                loss, logits, parts = runner(images, target)
+            check = loss.detach().float().clone()
+            if world > 1:
+                dist.all_reduce(check)  # every rank stops together if any rank diverged
+            if not math.isfinite(check.item()):
+                bar.close()
+                raise TrainingDiverged(
+                    f"loss became {check.item()} at epoch {epoch + 1}, step {step + 1} (loss parts: {parts}); "
+                    f"stopped. The last good checkpoint ({ckpt_path}) is untouched. Lower --lr "
+                    f"(now {config.lr}) or turn off --amp."
+                )
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            scheduler.step()
+
+            seen += len(target)
+            correct += (logits[top_index].argmax(1) == target).sum().item()
+            loss_sum += loss.item() * len(target)
+            bar.update()
+            bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}",
+                            img_s=f"{seen * world / (time.perf_counter() - t0):.0f}")
+        bar.close()
+        train_time = time.perf_counter() - t0
+
+        if rank == 0:
+            val = evaluate(model, config.data, config.resolutions, batch_size=2 * config.batch_size,
+                           workers=config.workers, num_classes=len(class_names), seed=config.seed,
+                           length=config.val_samples, class_names=class_names)
+            record = {"epoch": epoch + 1, "lr": scheduler.get_last_lr()[0], "train_loss": loss_sum / max(seen, 1),
+                      "train_top1": correct / max(seen, 1), "val_top1": {str(r): a for r, a in val.items()},
+                      "images_per_s": seen * world / train_time, "epoch_time_s": train_time,
+                      "skipped_images": skipped, **({"alpha": criterion.alpha.tolist()} if hasattr(criterion, "alpha") else {})}
+            with open(config.metrics_path, "a") as f:
+                f.write(json.dumps(record) + "\n")
+            save_checkpoint(ckpt_path, model, class_names, train_state={
+                "epoch": epoch + 1,
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "loss": criterion.state_dict(),
+                "scaler": scaler.state_dict(),
+                "rng": {"torch": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state(device) if on_gpu else None},
+                "train_config": config.to_dict(),
+            })
+            if config.progress:
+                accs = "  ".join(f"{r}px {a:.3f}" for r, a in val.items())
+                tqdm.write(f"epoch {epoch + 1}: train loss {record['train_loss']:.3f}  val top-1 {accs}"
+                           + (f"  ({skipped} unreadable images skipped)" if skipped else ""))
+        if world > 1:
+            dist.barrier()
+    return model
+
