@@ -18,7 +18,7 @@ def _loader(model, data, split, resolution, batch_size, workers, num_classes, se
     if class_names is not None and list(dataset.classes) != list(class_names):
         raise ValueError(f"{data}/{split}: class folders {list(dataset.classes)} differ from the model's classes "
                          f"{list(class_names)}")
-    return make_loader(dataset, batch_size, shuffle=False, workers=workers)
+    return make_loader(dataset, batch_size, shuffle=False, workers=workers, distributed=False)  # rank 0 reads it all
 
 
 @torch.no_grad()

@@ -247,9 +247,13 @@ def train(config: TrainConfig) -> MultiResolutionNet:
             loss_sum += loss.item() * len(target)
             bar.update()
             bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}",
-                            img_s=f"{seen * world / (time.perf_counter() - t0):.0f}")
+                            img_s=f"{seen * world / (time.perf_counter() - t0):.0f}")  # rank 0 sees 1/world
         bar.close()
         train_time = time.perf_counter() - t0
+        if world > 1:  # log the whole global batch, not rank 0's shard
+            totals = torch.tensor([seen, correct, loss_sum, skipped], dtype=torch.float64, device=device)
+            dist.all_reduce(totals)
+            seen, correct, loss_sum, skipped = int(totals[0]), int(totals[1]), float(totals[2]), int(totals[3])
 
         if rank == 0:
             val = evaluate(model, config.data, config.resolutions, batch_size=2 * config.batch_size,
@@ -257,7 +261,7 @@ def train(config: TrainConfig) -> MultiResolutionNet:
                            length=config.val_samples, class_names=class_names)
             record = {"epoch": epoch + 1, "lr": scheduler.get_last_lr()[0], "train_loss": loss_sum / max(seen, 1),
                       "train_top1": correct / max(seen, 1), "val_top1": {str(r): a for r, a in val.items()},
-                      "images_per_s": seen * world / train_time, "epoch_time_s": train_time,
+                      "images_per_s": seen / train_time, "epoch_time_s": train_time,
                       "skipped_images": skipped, **({"alpha": criterion.alpha.tolist()} if hasattr(criterion, "alpha") else {})}
             with open(config.metrics_path, "a") as f:
                 f.write(json.dumps(record) + "\n")

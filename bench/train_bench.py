@@ -1,0 +1,142 @@
+"""Benchmark: switchable networks (RS-Net with MRED, SAN with scale distillation) vs individually trained
+I-Nets on the built-in synthetic data, plus the cost of one multi-resolution training step.
+
+    python bench/train_bench.py                    # defaults below; prints markdown tables
+    python bench/train_bench.py --epochs 4 --out runs/bench
+
+Tables:
+1. top-1 (%) per test resolution (the papers' Table 1 layout): every I-Net at every test resolution, the
+   RS-Net and SAN with BN `nearest` and `interpolate` at the in-between resolutions.
+2. wall time of one multi-resolution step vs the sum of the single-resolution steps (same batch, medians).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from resflex.mobile.checkpoint import load_checkpoint
+from resflex.mobile.cli import parse_resolutions
+from resflex.mobile.evaluate import evaluate, format_matrix
+from resflex.mobile.losses import create_loss
+from resflex.mobile.models import create_model
+from resflex.mobile.train import MultiResolutionStep, TrainConfig, resize_batch, train
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--arch", default="mobilenet_v2")
+    p.add_argument("--width", type=float, default=0.35)
+    p.add_argument("--resolutions", type=parse_resolutions, default=(64, 56, 48, 40, 32))
+    p.add_argument("--test-resolutions", type=parse_resolutions, default=(64, 60, 56, 52, 48, 44, 40, 36, 32))
+    p.add_argument("--epochs", type=int, default=6)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--lr", type=float, default=0.1)
+    p.add_argument("--train-samples", type=int, default=4000)
+    p.add_argument("--val-samples", type=int, default=1000)
+    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--step-repeats", type=int, default=7, help="timed repeats per step kind (medians reported)")
+    p.add_argument("--out", default="runs/train_bench")
+    p.add_argument("--skip-training", action="store_true", help="reuse checkpoints already in --out")
+    return p.parse_args(argv)
+
+
+def train_all(args) -> dict[str, Path]:
+    """Train RS-Net, SAN and one I-Net per resolution with identical settings; returns checkpoint paths."""
+    runs = {"RS-Net (MRED)": ("rsnet", args.resolutions), "SAN (scale distill.)": ("san", args.resolutions)}
+    runs.update({f"I-Net {r}": ("single", (r,)) for r in args.resolutions})
+    paths = {}
+    for name, (method, res) in runs.items():
+        out = Path(args.out) / name.split()[0].lower().replace("-", "") / "-".join(map(str, res))
+        config = TrainConfig(data="synthetic", arch=args.arch, method=method, resolutions=res, width=args.width,
+                             epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                             train_samples=args.train_samples, val_samples=args.val_samples, workers=args.workers,
+                             out=str(out), overwrite=True, progress=False, device="cpu")
+        if not (args.skip_training and config.checkpoint_path.exists()):
+            t0 = time.perf_counter()
+            print(f"training {name} at {list(res)} ...", flush=True)
+            train(config)
+            print(f"  done in {time.perf_counter() - t0:.0f} s", flush=True)
+        paths[name] = config.checkpoint_path
+    return paths
+
+
+def accuracy_table(args, paths: dict[str, Path]) -> str:
+    rows, trained = {}, {}
+    for name, path in paths.items():
+        model, payload = load_checkpoint(path)
+        modes = ("nearest", "interpolate") if model.config.method.value != "single" else ("nearest",)
+        for mode in modes:
+            row = name if len(modes) == 1 else f"{name}, BN {mode}"
+            rows[row] = evaluate(model, "synthetic", args.test_resolutions, mode, batch_size=256,
+                                 workers=args.workers, num_classes=model.config.num_classes,
+                                 length=args.val_samples, class_names=payload["class_names"])
+            trained[row] = model.config.resolutions
+    (Path(args.out) / "accuracy.json").write_text(
+        json.dumps({n: {str(r): a for r, a in acc.items()} for n, acc in rows.items()}, indent=2))
+    return format_matrix(rows, args.test_resolutions, trained)
+
+
+def time_steps(args) -> str:
+    """Median wall time of one optimizer step: multi-resolution (one model, all resolutions) vs the sum of
+    single-resolution I-Net steps on the same batch, measured interleaved in one process."""
+    torch.manual_seed(0)
+    top = max(args.resolutions)
+    images = torch.randn(args.batch_size, 3, top, top)
+    target = torch.randint(0, 10, (args.batch_size,))
+
+    def make_step(method, res, distill):
+        model = create_model(args.arch, method, res, args.width, num_classes=10).train()
+        step = MultiResolutionStep(model, create_loss(method, len(res), distill))
+        opt = torch.optim.SGD(step.parameters(), lr=0.01, momentum=0.9)
+
+        def run():
+            loss, _, _ = step(resize_batch(images, max(res)), target)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        return run
+
+    kinds = {
+        "multi-resolution, CE only (RS-Net w/o MRED)": [make_step("rsnet", args.resolutions, False)],
+        "multi-resolution, MRED (RS-Net)": [make_step("rsnet", args.resolutions, True)],
+        "multi-resolution, scale distill. (SAN)": [make_step("san", args.resolutions, True)],
+        "sum of single-resolution steps (I-Nets)": [make_step("single", (r,), False) for r in args.resolutions],
+    }
+    times = {k: [] for k in kinds}
+    for run in (f for fs in kinds.values() for f in fs):
+        run()  # warm-up
+    for _ in range(args.step_repeats):
+        for k, fns in kinds.items():  # interleaved, so machine noise hits every kind alike
+            t0 = time.perf_counter()
+            for fn in fns:
+                fn()
+            times[k].append(time.perf_counter() - t0)
+    base = statistics.median(times["sum of single-resolution steps (I-Nets)"])
+    lines = ["| step | median ms | min ms | ratio vs sum of I-Net steps |", "|---|---:|---:|---:|"]
+    for k, ts in times.items():
+        med = statistics.median(ts)
+        lines.append(f"| {k} | {1000 * med:.1f} | {1000 * min(ts):.1f} | {med / base:.3f} |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    print(f"# train_bench: {args.arch} width {args.width}, resolutions {list(args.resolutions)}, {args.epochs} epochs, "
+          f"synthetic {args.train_samples}/{args.val_samples} images, torch {torch.__version__}, "
+          f"{torch.get_num_threads()} threads\n")
+    print("## Step time (batch %d, %d repeats)\n" % (args.batch_size, args.step_repeats))
+    print(time_steps(args), "\n", flush=True)
+    paths = train_all(args)
+    print(f"\n## Top-1 (%) on synthetic val ({args.val_samples} images); * = training resolution\n")
+    print(accuracy_table(args, paths))
+
+
+if __name__ == "__main__":
+    main()

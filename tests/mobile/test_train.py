@@ -1,0 +1,97 @@
+import json
+
+import pytest
+import torch
+
+from resflex.mobile import train as train_module
+from resflex.mobile.checkpoint import load_checkpoint, read_checkpoint
+from resflex.mobile.train import TrainConfig, TrainingDiverged, train
+
+
+def tiny_config(tmp_path, **overrides):
+    base = dict(data="synthetic", arch="tiny_cnn", method="rsnet", resolutions=(32, 24, 16), width=0.5, epochs=2,
+                batch_size=16, lr=0.05, train_samples=64, val_samples=32, workers=0, progress=False,
+                out=str(tmp_path / "run"), device="cpu")
+    return TrainConfig(**{**base, **overrides})
+
+
+def test_training_writes_checkpoint_and_metrics(tmp_path):
+    config = tiny_config(tmp_path)
+    model = train(config)
+    lines = [json.loads(line) for line in config.metrics_path.read_text().splitlines()]
+    assert [r["epoch"] for r in lines] == [1, 2]
+    assert set(lines[-1]["val_top1"]) == {"32", "24", "16"}
+    assert len(lines[-1]["alpha"]) == 3 and lines[-1]["images_per_s"] > 0
+    loaded, payload = load_checkpoint(config.checkpoint_path)
+    assert payload["train_state"]["epoch"] == 2
+    assert payload["class_names"] == train_module.build_dataset("synthetic", "train", num_classes=10).classes
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, loaded.state_dict()[k]), k
+
+
+@pytest.mark.parametrize("method, resolutions", [("san", (32, 16)), ("single", (32,))])
+def test_other_methods_train(tmp_path, method, resolutions):
+    config = tiny_config(tmp_path, method=method, resolutions=resolutions, epochs=1, max_steps_per_epoch=2)
+    train(config)
+    assert read_checkpoint(config.checkpoint_path)["model_config"]["method"] == method
+
+
+def test_resume_continues_exactly(tmp_path, monkeypatch):
+    straight = tiny_config(tmp_path / "a")
+    train(straight)
+
+    real_save = train_module.save_checkpoint
+
+    def save_then_die(path, model, class_names, train_state):  # the process is killed right after epoch 1
+        real_save(path, model, class_names, train_state)
+        raise KeyboardInterrupt
+
+    interrupted = tiny_config(tmp_path / "b")
+    monkeypatch.setattr(train_module, "save_checkpoint", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        train(interrupted)
+    monkeypatch.undo()
+    assert read_checkpoint(interrupted.checkpoint_path)["train_state"]["epoch"] == 1
+    train(tiny_config(tmp_path / "b", resume=True))
+
+    a, b = read_checkpoint(straight.checkpoint_path), read_checkpoint(interrupted.checkpoint_path)
+    for k, v in a["state_dict"].items():
+        assert torch.equal(v, b["state_dict"][k]), k
+    assert torch.equal(a["train_state"]["loss"]["alpha"], b["train_state"]["loss"]["alpha"])
+    assert a["train_state"]["scheduler"] == b["train_state"]["scheduler"]
+    metrics = interrupted.metrics_path.read_text().splitlines()
+    assert [json.loads(m)["epoch"] for m in metrics] == [1, 2]
+
+
+def test_resume_with_a_different_config_names_the_mismatch(tmp_path):
+    train(tiny_config(tmp_path, epochs=1))
+    with pytest.raises(ValueError, match=r"lr: 0.1 now vs 0.05 in the checkpoint"):
+        train(tiny_config(tmp_path, epochs=1, lr=0.1, resume=True))
+    with pytest.raises(ValueError, match=r"resolutions: \[32, 16\] now vs \[32, 24, 16\]"):
+        train(tiny_config(tmp_path, epochs=1, resolutions=(32, 16), resume=True))
+
+
+def test_existing_run_is_not_overwritten_by_accident(tmp_path):
+    config = tiny_config(tmp_path, epochs=1, max_steps_per_epoch=1)
+    train(config)
+    before = config.checkpoint_path.read_bytes()
+    with pytest.raises(FileExistsError, match="--resume"):
+        train(config)
+    assert config.checkpoint_path.read_bytes() == before
+    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+        train(tiny_config(tmp_path / "elsewhere", resume=True))
+
+
+def test_nan_loss_stops_with_a_clear_message(tmp_path):
+    with pytest.raises(TrainingDiverged, match=r"loss became (nan|inf).*Lower --lr"):
+        train(tiny_config(tmp_path, lr=1e30, momentum=0.0))
+    assert not (tmp_path / "run" / "checkpoint.pt").exists()
+
+
+def test_bad_train_config_is_named():
+    with pytest.raises(ValueError, match="expected one of: mobilenet_v2"):
+        TrainConfig(arch="alexnet")
+    with pytest.raises(ValueError, match="expected one of: rsnet, san, single"):
+        TrainConfig(method="us-net")
+    with pytest.raises(ValueError, match="epochs"):
+        TrainConfig(epochs=0)
