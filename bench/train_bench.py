@@ -34,15 +34,16 @@ def parse_args(argv=None):
     p.add_argument("--width", type=float, default=0.35)
     p.add_argument("--resolutions", type=parse_resolutions, default=(64, 56, 48, 40, 32))
     p.add_argument("--test-resolutions", type=parse_resolutions, default=(64, 60, 56, 52, 48, 44, 40, 36, 32))
-    p.add_argument("--epochs", type=int, default=6)
+    p.add_argument("--epochs", type=int, default=8)
     p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--lr", type=float, default=0.1)
+    p.add_argument("--lr", type=float, default=0.02)
     p.add_argument("--train-samples", type=int, default=4000)
     p.add_argument("--val-samples", type=int, default=1000)
-    p.add_argument("--workers", type=int, default=1)
-    p.add_argument("--step-repeats", type=int, default=7, help="timed repeats per step kind (medians reported)")
+    p.add_argument("--workers", type=int, default=0)
+    p.add_argument("--step-repeats", type=int, default=15, help="timed repeats per step kind (medians reported)")
     p.add_argument("--out", default="runs/train_bench")
     p.add_argument("--skip-training", action="store_true", help="reuse checkpoints already in --out")
+    p.add_argument("--steps-only", action="store_true", help="only the step-time table")
     return p.parse_args(argv)
 
 
@@ -133,6 +134,8 @@ def main(argv=None) -> None:
           f"{torch.get_num_threads()} threads\n")
     print("## Step time (batch %d, %d repeats)\n" % (args.batch_size, args.step_repeats))
     print(time_steps(args), "\n", flush=True)
+    if args.steps_only:
+        return
     paths = train_all(args)
     print(f"\n## Top-1 (%) on synthetic val ({args.val_samples} images); * = training resolution\n")
     print(accuracy_table(args, paths))

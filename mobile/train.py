@@ -49,7 +49,8 @@ class TrainConfig:
     meta_hidden: int = 0
     epochs: int = 10
     batch_size: int = 64  # per process
-    lr: float = 0.05
+    lr: float = 0.02
+    warmup_epochs: float = 1.0  # linear warm-up before the cosine decay
     momentum: float = 0.9
     weight_decay: float = 4e-5
     label_smoothing: float = 0.0
@@ -134,6 +135,44 @@ def setup_distributed(device: str) -> tuple[int, int, torch.device]:
     return rank, (dist.get_world_size() if dist.is_initialized() else 1), dev
 
 
+@dataclasses.dataclass
+class Resumable:
+    """The training state a resumed run restores besides the weights: optimizer, schedule, loss (RS-Nets α),
+    AMP scaler and RNG. The data order and augmentation depend only on (seed, epoch), so need no state."""
+
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    criterion: nn.Module
+    scaler: torch.amp.GradScaler
+
+    def state_dict(self, epoch: int, config: TrainConfig, device: torch.device) -> dict:
+        cuda_rng = torch.cuda.get_rng_state(device) if device.type == "cuda" else None
+        return {"epoch": epoch, "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+                "loss": self.criterion.state_dict(), "scaler": self.scaler.state_dict(),
+                "rng": {"torch": torch.get_rng_state(), "cuda": cuda_rng}, "train_config": config.to_dict()}
+
+    def load_state_dict(self, state: dict, device: torch.device) -> int:
+        """Restore everything; returns the number of epochs already done."""
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.criterion.load_state_dict(state["loss"])
+        self.scaler.load_state_dict(state["scaler"])
+        torch.set_rng_state(state["rng"]["torch"])
+        if device.type == "cuda" and state["rng"]["cuda"] is not None:
+            torch.cuda.set_rng_state(state["rng"]["cuda"], device)
+        return state["epoch"]
+
+
+def warmup_cosine(total_steps: int, warmup_steps: int):
+    """LR factor per step: linear warm-up to 1, then cosine decay to 0 at `total_steps`."""
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+    return factor
+
+
 def check_resume(config: TrainConfig, saved: dict, path: Path) -> None:
     """Refuse a resume whose settings disagree with the checkpoint's, naming every mismatch."""
     now = config.to_dict()
@@ -183,24 +222,21 @@ def train(config: TrainConfig) -> MultiResolutionNet:
     if steps_per_epoch == 0:
         raise ValueError(f"{config.data}: {len(train_set)} training images give no full batch of {config.batch_size}"
                          f" on {world} process(es); lower --batch-size")
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs * steps_per_epoch)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, warmup_cosine(config.epochs * steps_per_epoch, round(config.warmup_epochs * steps_per_epoch)))
     amp = config.amp and on_gpu
     scaler = torch.amp.GradScaler("cuda", enabled=amp)
 
+    resumable = Resumable(optimizer, scheduler, criterion, scaler)
     start_epoch = 0
     if config.resume:
         payload = read_checkpoint(ckpt_path)
-        state = payload.get("train_state") or {}
-        check_resume(config, state.get("train_config", {}), ckpt_path)
+        state = payload.get("train_state")
+        if not state:
+            raise ValueError(f"--resume: {ckpt_path} holds weights only, no training state to resume")
+        check_resume(config, state["train_config"], ckpt_path)
         model.load_state_dict(model_from_payload(payload, str(ckpt_path)).state_dict())
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        criterion.load_state_dict(state["loss"])
-        scaler.load_state_dict(state["scaler"])
-        torch.set_rng_state(state["rng"]["torch"])
-        if on_gpu and state["rng"].get("cuda") is not None:
-            torch.cuda.set_rng_state(state["rng"]["cuda"], device)
-        start_epoch = state["epoch"]
+        start_epoch = resumable.load_state_dict(state, device)
 
     step_module = MultiResolutionStep(model, criterion)
     runner = nn.parallel.DistributedDataParallel(step_module) if world > 1 else step_module
@@ -265,19 +301,10 @@ def train(config: TrainConfig) -> MultiResolutionNet:
                       "skipped_images": skipped, **({"alpha": criterion.alpha.tolist()} if hasattr(criterion, "alpha") else {})}
             with open(config.metrics_path, "a") as f:
                 f.write(json.dumps(record) + "\n")
-            save_checkpoint(ckpt_path, model, class_names, train_state={
-                "epoch": epoch + 1,
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "loss": criterion.state_dict(),
-                "scaler": scaler.state_dict(),
-                "rng": {"torch": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state(device) if on_gpu else None},
-                "train_config": config.to_dict(),
-            })
-            if config.progress:
-                accs = "  ".join(f"{r}px {a:.3f}" for r, a in val.items())
-                tqdm.write(f"epoch {epoch + 1}: train loss {record['train_loss']:.3f}  val top-1 {accs}"
-                           + (f"  ({skipped} unreadable images skipped)" if skipped else ""))
+            save_checkpoint(ckpt_path, model, class_names, resumable.state_dict(epoch + 1, config, device))
+            accs = "  ".join(f"{r}px {a:.3f}" for r, a in val.items())
+            tqdm.write(f"epoch {epoch + 1}: train loss {record['train_loss']:.3f}  val top-1 {accs}"
+                       + (f"  ({skipped} unreadable images skipped)" if skipped else ""))
         if world > 1:
             dist.barrier()
     return model
