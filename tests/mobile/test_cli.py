@@ -48,3 +48,11 @@ def test_malformed_resolution_list_is_an_argparse_error(capsys):
         main(["train", "--resolutions", "64,abc"])
     assert exc.value.code == 2
     assert "comma-separated integers" in capsys.readouterr().err
+
+
+def test_eval_with_recalibrated_bn(tmp_path, capsys):
+    assert main(["train", *TINY, "--out", str(tmp_path / "run")]) == 0
+    code = main(["eval", str(tmp_path / "run" / "checkpoint.pt"), "--resolutions", "28,20", "--bn", "recalibrate",
+                 "--calib-samples", "32", "--val-samples", "32", "--workers", "0"])
+    assert code == 0
+    assert "BN recalibrate" in capsys.readouterr().out

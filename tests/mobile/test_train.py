@@ -95,3 +95,28 @@ def test_bad_train_config_is_named():
         TrainConfig(method="us-net")
     with pytest.raises(ValueError, match="epochs"):
         TrainConfig(epochs=0)
+
+
+def write_image_folder(root, classes=("cat", "dog"), per_class=4, size=40):
+    from PIL import Image
+
+    g = torch.Generator().manual_seed(0)
+    for split in ("train", "val"):
+        for c, name in enumerate(classes):
+            folder = root / split / name
+            folder.mkdir(parents=True)
+            for i in range(per_class):
+                pixels = (torch.rand(size, size + 8, 3, generator=g) * 255 * (c + 1) / len(classes)).byte().numpy()
+                Image.fromarray(pixels).save(folder / f"{i}.png")
+    return root
+
+
+def test_trains_on_an_image_folder_and_counts_unreadable_images(tmp_path):
+    root = write_image_folder(tmp_path / "data")
+    (root / "train" / "cat" / "broken.jpg").write_bytes(b"not a jpeg")
+    config = tiny_config(tmp_path, data=str(root), epochs=1, batch_size=3, resolutions=(32, 16))  # 9 files, 3 full batches
+    with pytest.warns(UserWarning, match="broken.jpg"):
+        train(config)
+    record = json.loads(config.metrics_path.read_text())
+    assert record["skipped_images"] == 1
+    assert read_checkpoint(config.checkpoint_path)["class_names"] == ["cat", "dog"]

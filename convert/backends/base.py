@@ -1,0 +1,55 @@
+"""What every backend exporter produces and how its artifact runs on the host."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+from torch import Tensor, nn
+
+
+@dataclasses.dataclass(frozen=True)
+class Entry:
+    """One resolution inside an artifact: the method / function / signature / file that serves it."""
+
+    resolution: int
+    name: str  # ExecuTorch method, Core ML function, TFLite signature key, or ONNX file name
+    input_name: str
+    output_name: str
+    input_shape: tuple[int, ...]  # in the artifact's layout, batch 1
+
+
+@dataclasses.dataclass(frozen=True)
+class Exported:
+    """An artifact written by an exporter (paths relative to the export directory)."""
+
+    backend: str
+    precision: str
+    files: tuple[str, ...]  # the first is the main file
+    layout: str  # "NCHW" or "NHWC"
+    entries: tuple[Entry, ...]
+    runs_on_host: bool = True
+    notes: str = ""
+
+
+class HostRunner(Protocol):
+    """Runs an artifact in its own runtime on the host."""
+
+    def run(self, entry: Entry, x: np.ndarray) -> np.ndarray:
+        """x: float32 NCHW batch (normalised) → float32 logits (batch, classes)."""
+
+
+class Backend(Protocol):
+    name: str
+    precisions: tuple[str, ...]
+
+    def export(self, baked: Mapping[int, nn.Module], precision: str, calib: Mapping[int, Tensor],
+               out_dir: Path) -> Exported:
+        """Write one artifact serving every resolution in `baked` (resolution → plain eval module, see
+        `resflex.convert.bake`); `calib` holds normalised NCHW calibration batches per resolution."""
+
+    def runner(self, exported: Exported, out_dir: Path) -> HostRunner | None:
+        """A host runner, or None where the runtime does not exist on this platform."""

@@ -1,0 +1,86 @@
+import copy
+import json
+import re
+import subprocess
+import sys
+
+import jsonschema
+import pytest
+
+from resflex.mobile import lut
+
+
+def manifest():
+    return lut.Manifest(
+        model=lut.ModelInfo("tiny_cnn", "rsnet", 0.5, 2, [32, 16], ["cat", "dog"], "0" * 64),
+        resolutions=[32, 16],
+        inputs=[lut.InputSpec(r, round(r / 0.875), r, [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]) for r in (32, 16)],
+        artifacts=[lut.ArtifactInfo(
+            lut.Backend.EXECUTORCH, lut.Precision.INT8, "executorch/model_int8.pte", "a" * 64, 1234, lut.Layout.NCHW,
+            [lut.EntryInfo(r, f"forward_{r}", "image", "logits", [1, 3, r, r]) for r in (32, 16)], True)],
+        failures=[lut.Failure("coreml", "int8", "boom")],
+    )
+
+
+def table():
+    return lut.LUT([lut.OperatingPoint(r, lut.Backend.EXECUTORCH, lut.Precision.INT8, "XNNPACK",
+                                       "executorch/model_int8.pte", f"forward_{r}", 1000 * r, 500, 1234, 10,
+                                       top1=0.9, top1_data=lut.DataIdentity("synthetic", "val", 100),
+                                       latency={"host": lut.Latency("executorch", 1, 20, 1.0, 1.2, 1.5)})
+                    for r in (32, 16)])
+
+
+@pytest.mark.parametrize("make", [manifest, table])
+def test_round_trip_and_json_schema_agree(make, tmp_path):
+    doc = make()
+    path = lut.write_json(doc, tmp_path / "doc.json")
+    assert lut.read_json(type(doc), path) == doc
+    jsonschema.validate(json.loads(path.read_text()), lut.json_schema(type(doc)))
+
+
+def test_committed_json_schemas_are_current(tmp_path):
+    for path in lut.write_schemas(tmp_path):
+        committed = lut.SCHEMA_DIR / path.name
+        assert committed.read_text() == path.read_text(), (
+            f"{committed} is stale: run python -c 'from resflex.mobile.lut import write_schemas; write_schemas()'")
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda d: d["artifacts"][0].update(precision="int4"), "artifacts[0].precision: expected one of fp32"),
+    (lambda d: d["artifacts"][0].update(file="/etc/passwd"), "not a safe relative path"),
+    (lambda d: d["artifacts"][0].update(file="../outside.pte"), "not a safe relative path"),
+    (lambda d: d["artifacts"][0].update(extra_files=["a\\..\\b"]), "not a safe relative path"),
+    (lambda d: d["model"].update(num_classes="2"), "model.num_classes: expected int"),
+    (lambda d: d["model"].pop("arch"), "missing field 'arch'"),
+    (lambda d: d.update(surprise=1), "unknown field(s) ['surprise']"),
+    (lambda d: d.update(schema_version="2.0"), "schema_version '2.0' is not supported"),
+    (lambda d: d.update(kind="resflex.lut"), "expected 'resflex.manifest'"),
+])
+def test_bad_manifest_is_refused_with_the_field_named(edit, message, tmp_path):
+    data = lut.to_dict(manifest())
+    edit(data)
+    (tmp_path / "manifest.json").write_text(json.dumps(data))
+    with pytest.raises(lut.SchemaError, match="manifest.json.*" + re.escape(message)):
+        lut.read_json(lut.Manifest, tmp_path / "manifest.json")
+
+
+def test_minor_version_bump_is_accepted_and_duplicates_refused():
+    data = lut.to_dict(table())
+    data["schema_version"] = "1.7"
+    lut.from_dict(lut.LUT, data)
+    dup = copy.deepcopy(data)
+    dup["operating_points"].append(dup["operating_points"][0])
+    with pytest.raises(lut.SchemaError, match="duplicate operating point"):
+        lut.from_dict(lut.LUT, dup)
+
+
+def test_writing_an_invalid_document_is_refused(tmp_path):
+    bad = lut.Manifest(**{**manifest().__dict__, "resolutions": ["32"]})
+    with pytest.raises(lut.SchemaError, match=re.escape("resolutions[0]: expected int")):
+        lut.write_json(bad, tmp_path / "m.json")
+    assert not (tmp_path / "m.json").exists()
+
+
+def test_schema_module_imports_without_torch():
+    code = "import sys; import resflex.mobile.lut; assert 'torch' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)
