@@ -116,6 +116,62 @@ def _run_eval(args) -> int:
     return 0
 
 
+def _add_convert(sub) -> None:
+    p = sub.add_parser("convert", help="checkpoint → mobile bundle (ExecuTorch, Core ML, TFLite, ONNX)",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("checkpoint")
+    p.add_argument("--out", required=True, help="bundle directory (written atomically)")
+    p.add_argument("--backends", default="executorch,coreml,tflite,onnx", help="comma-separated")
+    p.add_argument("--precision", default="fp32,int8", help="comma-separated: fp32, fp16, int8")
+    p.add_argument("--resolutions", type=parse_resolutions, default=None,
+                   help="default: the checkpoint's training resolutions; others need --bn")
+    p.add_argument("--bn", default=None, help=f"rule for untrained resolutions: {', '.join(m.value for m in BNMode)}")
+    p.add_argument("--scale-code", default=ScaleCode.IDEAL.value, help="SAN at untrained resolutions: ideal | proxy")
+    p.add_argument("--calib-data", default="synthetic", help="'synthetic' or an ImageFolder root (train/ calibrates,"
+                   " val/ measures accuracy on the artifacts)")
+    p.add_argument("--calib-samples", type=int, default=256)
+    p.add_argument("--val-samples", type=int, default=500)
+    p.add_argument("--seed", type=int, default=0, help="synthetic data seed (use the training run's)")
+    p.add_argument("--keep-going", action=argparse.BooleanOptionalAction, default=False,
+                   help="exit 0 even if a backend failed (the failure is recorded in the manifest)")
+    p.add_argument("--zip", action=argparse.BooleanOptionalAction, default=False, help="also write OUT.zip")
+    p.add_argument("--overwrite", action=argparse.BooleanOptionalAction, default=False)
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True)
+    p.set_defaults(run=_run_convert)
+
+
+def _run_convert(args) -> int:
+    from resflex.convert.pipeline import ConvertConfig, convert
+
+    config = ConvertConfig(
+        checkpoint=args.checkpoint, out=args.out, backends=tuple(args.backends.split(",")),
+        precisions=tuple(args.precision.split(",")), resolutions=args.resolutions, bn_mode=args.bn,
+        scale_code=args.scale_code, data=args.calib_data, calib_samples=args.calib_samples,
+        val_samples=args.val_samples, seed=args.seed, keep_going=args.keep_going, zip=args.zip,
+        overwrite=args.overwrite, progress=args.progress)
+    result = convert(config)
+    for f in result.manifest.failures:
+        print(f"failure: {f.backend} {f.precision}: {f.error}", file=sys.stderr)
+    print(f"bundle: {result.bundle} ({len(result.manifest.artifacts)} artifacts, {len(result.lut.operating_points)} "
+          f"operating points, {result.seconds:.1f} s)")
+    return 0 if result.ok or args.keep_going else 1
+
+
+def _add_inspect(sub) -> None:
+    p = sub.add_parser("inspect", help="print a bundle's manifest and lookup table")
+    p.add_argument("bundle")
+    p.add_argument("--no-verify", dest="verify", action="store_false", help="skip checksum verification")
+    p.set_defaults(run=_run_inspect)
+
+
+def _run_inspect(args) -> int:
+    from resflex.convert.bundle import read_bundle
+    from resflex.convert.report import format_bundle
+
+    print(format_bundle(*read_bundle(args.bundle, verify=args.verify)))
+    return 0
+
+
 def _run_models(args) -> int:
     from .models import list_models
 
@@ -128,6 +184,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_train(sub)
     _add_eval(sub)
+    _add_convert(sub)
+    _add_inspect(sub)
     sub.add_parser("models", help="list the registered architectures").set_defaults(run=_run_models)
     return parser
 
@@ -135,6 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     from .checkpoint import CheckpointError
     from .data import DataError
+    from .lut import SchemaError
     from .train import TrainingDiverged
 
     args = build_parser().parse_args(argv)
@@ -143,7 +202,8 @@ def main(argv: list[str] | None = None) -> int:
     except TrainingDiverged as e:
         print(f"resflex: training diverged: {e}", file=sys.stderr)
         return 1
-    except (ValueError, FileNotFoundError, FileExistsError, CheckpointError, DataError, PermissionError) as e:
+    except (ValueError, FileNotFoundError, FileExistsError, CheckpointError, DataError, SchemaError,
+            PermissionError, RuntimeError) as e:
         print(f"resflex {args.command}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -103,16 +103,37 @@ class EntryInfo:
 
 
 @dataclasses.dataclass(frozen=True)
+class FileRef:
+    file: str
+    sha256: str
+    bytes: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Parity:
+    """The artifact run in its own runtime vs the baked torch module, on `samples` validation images."""
+
+    resolution: int
+    samples: int
+    max_rel_error: float  # max |artifact − torch| / max |torch logits|
+    top1_agreement: float
+    top1_artifact: float
+    top1_torch: float
+    passed: bool  # fp32: max_rel_error ≤ 1e-4; quantized: agreement ≥ 0.99 and accuracy drop ≤ 1 point
+
+
+@dataclasses.dataclass(frozen=True)
 class ArtifactInfo:
     backend: Backend
     precision: Precision
     file: str
     sha256: str
-    bytes: int
+    bytes: int  # all files of the artifact
     layout: Layout
     entries: list[EntryInfo]
     runs_on_host: bool
-    extra_files: list[str] = dataclasses.field(default_factory=list)
+    extra_files: list[FileRef] = dataclasses.field(default_factory=list)  # e.g. ONNX's other resolutions
+    parity: list[Parity] = dataclasses.field(default_factory=list)  # empty where it cannot run on the host
     notes: str = ""
 
 
@@ -164,12 +185,12 @@ class OperatingPoint:
     backend: Backend
     precision: Precision
     compute_unit: str
-    artifact: str  # the artifact's file, relative to the bundle
+    artifact: str  # the artifact's (main) file, relative to the bundle
     entry: str  # method / function / signature / file serving this resolution
     macs: int
     params: int
-    artifact_bytes: int  # the whole artifact file(s)
-    marginal_bytes: int  # bytes this resolution adds to the artifact (shared weights counted once)
+    artifact_bytes: int  # the whole artifact (all its files); shared weights are stored once in it
+    artifact_resolutions: int  # how many resolutions that artifact serves (amortised: bytes / this)
     top1: float | None = None  # measured on the artifact in its runtime; None where it cannot run here
     top1_data: DataIdentity | None = None
     latency: dict[str, Latency] = dataclasses.field(default_factory=dict)  # device id → latency
@@ -283,7 +304,7 @@ def from_dict(cls: type, data: Any, source: str = "document"):
 def _check_paths(doc: Any, source: str) -> None:
     if isinstance(doc, Manifest):
         for i, a in enumerate(doc.artifacts):
-            for f in (a.file, *a.extra_files):
+            for f in (a.file, *(x.file for x in a.extra_files)):
                 safe_relpath(f, f"{source}: artifacts[{i}].file")
     elif isinstance(doc, LUT):
         for i, op in enumerate(doc.operating_points):

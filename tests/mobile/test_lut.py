@@ -24,7 +24,7 @@ def manifest():
 
 def table():
     return lut.LUT([lut.OperatingPoint(r, lut.Backend.EXECUTORCH, lut.Precision.INT8, "XNNPACK",
-                                       "executorch/model_int8.pte", f"forward_{r}", 1000 * r, 500, 1234, 10,
+                                       "executorch/model_int8.pte", f"forward_{r}", 1000 * r, 500, 1234, 2,
                                        top1=0.9, top1_data=lut.DataIdentity("synthetic", "val", 100),
                                        latency={"host": lut.Latency("executorch", 1, 20, 1.0, 1.2, 1.5)})
                     for r in (32, 16)])
@@ -49,7 +49,8 @@ def test_committed_json_schemas_are_current(tmp_path):
     (lambda d: d["artifacts"][0].update(precision="int4"), "artifacts[0].precision: expected one of fp32"),
     (lambda d: d["artifacts"][0].update(file="/etc/passwd"), "not a safe relative path"),
     (lambda d: d["artifacts"][0].update(file="../outside.pte"), "not a safe relative path"),
-    (lambda d: d["artifacts"][0].update(extra_files=["a\\..\\b"]), "not a safe relative path"),
+    (lambda d: d["artifacts"][0].update(extra_files=[{"file": "a\\..\\b", "sha256": "0", "bytes": 1}]),
+     "not a safe relative path"),
     (lambda d: d["model"].update(num_classes="2"), "model.num_classes: expected int"),
     (lambda d: d["model"].pop("arch"), "missing field 'arch'"),
     (lambda d: d.update(surprise=1), "unknown field(s) ['surprise']"),

@@ -1,0 +1,220 @@
+"""`convert`: checkpoint → bundle (manifest.json, lut.json, one artifact per backend × precision holding
+every resolution), each artifact verified in its own runtime against the baked torch module."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import platform
+import time
+import traceback
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from resflex.mobile import __version__
+from resflex.mobile import lut as schema
+from resflex.mobile.checkpoint import load_checkpoint
+from resflex.mobile.data import EvalTransform, build_dataset, make_loader
+from resflex.mobile.layers import BNMode, ScaleCode, check_resolutions, parse_enum
+from resflex.profiling.macs import count_macs, count_params
+
+from .backends.base import Exported
+from .bake import bake
+from .bundle import LUT_FILE, MANIFEST, sha256_of, size_of, staging_dir, write_zip
+
+# name → "module:Class"; imported only when used, so a missing optional runtime affects only its backend.
+BACKENDS = {
+    "executorch": "resflex.convert.backends.executorch:ExecuTorchBackend",
+    "coreml": "resflex.convert.backends.coreml:CoreMLBackend",
+    "tflite": "resflex.convert.backends.tflite:TFLiteBackend",
+    "onnx": "resflex.convert.backends.onnx:OnnxBackend",
+}
+PRECISIONS = ("fp32", "fp16", "int8")
+FP32_TOLERANCE = 1e-4  # max |artifact − torch| relative to max |torch logits|
+INT8_MIN_AGREEMENT, INT8_MAX_DROP = 0.99, 0.01
+
+
+def load_backend(name: str):
+    if name not in BACKENDS:
+        raise ValueError(f"unknown backend {name!r}; expected one of: {', '.join(BACKENDS)}")
+    module, cls = BACKENDS[name].split(":")
+    return getattr(importlib.import_module(module), cls)()
+
+
+@dataclasses.dataclass(frozen=True)
+class ConvertConfig:
+    checkpoint: str
+    out: str
+    backends: tuple[str, ...] = tuple(BACKENDS)
+    precisions: tuple[str, ...] = ("fp32", "int8")
+    resolutions: tuple[int, ...] | None = None  # default: the checkpoint's training resolutions
+    bn_mode: str | None = None  # rule for resolutions the checkpoint was not trained at
+    scale_code: str = "ideal"
+    data: str = "synthetic"  # calibration (train split) and parity/accuracy (val split) data
+    calib_samples: int = 256
+    val_samples: int = 500
+    seed: int = 0
+    keep_going: bool = False
+    zip: bool = False
+    overwrite: bool = False
+    progress: bool = True
+
+    def __post_init__(self):
+        for b in self.backends:
+            if b not in BACKENDS:
+                raise ValueError(f"unknown backend {b!r}; expected one of: {', '.join(BACKENDS)}")
+        for p in self.precisions:
+            if p not in PRECISIONS:
+                raise ValueError(f"unknown precision {p!r}; expected one of: {', '.join(PRECISIONS)}")
+        if self.bn_mode is not None:
+            parse_enum(BNMode, self.bn_mode, "BN mode")
+        parse_enum(ScaleCode, self.scale_code, "scale code")
+        if self.resolutions is not None:
+            check_resolutions(self.resolutions)
+
+
+@dataclasses.dataclass
+class ConvertResult:
+    bundle: Path
+    manifest: schema.Manifest
+    lut: schema.LUT
+    seconds: float
+
+    @property
+    def ok(self) -> bool:
+        return not self.manifest.failures
+
+
+def _images(model, data, split, resolution, samples, seed, class_names):
+    """`samples` images of a split at `resolution`, normalised NCHW, with their labels."""
+    dataset = build_dataset(data, split, EvalTransform(resolution, model.preprocessing.crop_ratio),
+                            num_classes=model.config.num_classes, seed=seed, length=samples if data == "synthetic" else None)
+    if list(dataset.classes) != list(class_names):
+        raise ValueError(f"{data}/{split}: classes {list(dataset.classes)} differ from the checkpoint's {class_names}")
+    xs, ys = [], []
+    for x, y, _ in make_loader(dataset, 64, shuffle=split == "train", seed=seed, distributed=False):
+        xs.append(x)
+        ys.append(y)
+        if sum(len(b) for b in ys) >= samples:
+            break
+    x, y = torch.cat(xs)[:samples], torch.cat(ys)[:samples]
+    return model.preprocessing.normalize(x), y
+
+
+def _parity(runner, entry, module, x: torch.Tensor, y: torch.Tensor, precision: str) -> schema.Parity:
+    with torch.no_grad():
+        ref = module(x).numpy()
+    out = np.concatenate([runner.run(entry, x[i : i + 1].numpy()) for i in range(len(x))])
+    err = float(np.abs(out - ref).max() / max(np.abs(ref).max(), 1e-12))
+    agree = float((out.argmax(1) == ref.argmax(1)).mean())
+    acc_art, acc_ref = float((out.argmax(1) == y.numpy()).mean()), float((ref.argmax(1) == y.numpy()).mean())
+    passed = err <= FP32_TOLERANCE if precision == "fp32" else (
+        agree >= INT8_MIN_AGREEMENT and acc_ref - acc_art <= INT8_MAX_DROP)
+    return schema.Parity(entry.resolution, len(x), err, agree, acc_art, acc_ref, passed)
+
+
+def convert(config: ConvertConfig) -> ConvertResult:
+    """Convert a checkpoint into a bundle directory at `config.out` (atomically)."""
+    t_start = time.perf_counter()
+    model, payload = load_checkpoint(config.checkpoint)
+    trained = model.config.resolutions
+    resolutions = tuple(sorted(config.resolutions or trained, reverse=True))
+    unseen = [r for r in resolutions if r not in trained]
+    if unseen and config.bn_mode is None:
+        raise ValueError(f"resolutions {unseen} are not in the checkpoint (trained at {list(trained)}); pass --bn "
+                         f"{'|'.join(m.value for m in BNMode)} to serve them")
+    bn_mode = config.bn_mode or BNMode.INTERPOLATE.value
+    backends = [load_backend(b) for b in config.backends]  # fail early on a missing runtime/tool
+    class_names = payload["class_names"]
+    say = (lambda msg: tqdm.write(msg)) if config.progress else (lambda msg: None)
+
+    say(f"preparing calibration ({config.calib_samples}) and validation ({config.val_samples}) images")
+    calib = {r: _images(model, config.data, "train", r, config.calib_samples, config.seed, class_names)[0]
+             for r in resolutions}
+    val = {r: _images(model, config.data, "val", r, config.val_samples, config.seed, class_names) for r in resolutions}
+    macs = {r: count_macs(bake(model, r, bn_mode, config.scale_code, "fold"), torch.zeros(1, 3, r, r))
+            for r in resolutions}
+    params = count_params(bake(model, resolutions[0], bn_mode, config.scale_code, "fold"))
+
+    artifacts, failures, points = [], [], []
+    jobs = [(be, p) for be in backends for p in config.precisions if p in be.precisions]
+    with staging_dir(Path(config.out), config.overwrite) as stage:
+        bar = tqdm(jobs, desc="convert", unit="artifact", disable=not config.progress)
+        for be, precision in bar:
+            bar.set_postfix_str(f"{be.name} {precision}")
+            t0 = time.perf_counter()
+            try:
+                baked = {r: bake(model, r, bn_mode, config.scale_code, be.bn_style) for r in resolutions}
+                exported = be.export(baked, precision, calib, stage / be.name)
+                info = _artifact_info(be, exported, stage, baked, val, precision)
+            except Exception as e:  # one backend failing must not lose the others
+                failures.append(schema.Failure(be.name, precision, f"{type(e).__name__}: {e}"))
+                say(f"FAILED {be.name} {precision}: {e}\n{traceback.format_exc(limit=3)}")
+                continue
+            artifacts.append(info)
+            bad = [p for p in info.parity if not p.passed]
+            if bad:
+                failures.append(schema.Failure(be.name, precision, "parity below target at " + ", ".join(
+                    f"{p.resolution}px (rel. error {p.max_rel_error:.2e}, agreement {p.top1_agreement:.3f}, "
+                    f"top-1 {p.top1_artifact:.3f} vs {p.top1_torch:.3f})" for p in bad)))
+            points += _operating_points(info, macs, params, config, val)
+            say(f"{be.name} {precision}: {info.bytes / 1e6:.2f} MB, {len(info.entries)} resolutions, "
+                f"{time.perf_counter() - t0:.1f} s" + ("" if info.runs_on_host else " (not run on host)"))
+        bar.close()
+        manifest = schema.Manifest(
+            model=schema.ModelInfo(model.config.arch, model.config.method.value, model.config.width,
+                                   model.config.num_classes, list(trained), list(class_names),
+                                   sha256_of(Path(config.checkpoint))),
+            resolutions=list(resolutions),
+            inputs=[schema.InputSpec(r, model.preprocessing.resize_size(r), r, list(model.preprocessing.mean),
+                                     list(model.preprocessing.std), model.preprocessing.interpolation)
+                    for r in resolutions],
+            artifacts=artifacts, failures=failures,
+            created_with={"resflex": __version__, "torch": torch.__version__, "python": platform.python_version()},
+        )
+        table = schema.LUT(points)
+        schema.write_json(manifest, stage / MANIFEST)
+        schema.write_json(table, stage / LUT_FILE)
+    bundle = Path(config.out)
+    if config.zip:
+        write_zip(bundle, bundle.with_suffix(".zip"))
+    seconds = time.perf_counter() - t_start
+    say(f"bundle written to {bundle} in {seconds:.1f} s" + (f" with {len(failures)} failure(s)" if failures else ""))
+    return ConvertResult(bundle, manifest, table, seconds)
+
+
+def _artifact_info(be, exported: Exported, stage: Path, baked, val, precision) -> schema.ArtifactInfo:
+    folder = stage / be.name
+    main = folder / exported.files[0]
+    files = [folder / f for f in exported.files]
+    parity = []
+    runner = be.runner(exported, folder) if exported.runs_on_host else None
+    if runner is not None:
+        parity = [_parity(runner, e, baked[e.resolution], *val[e.resolution], precision) for e in exported.entries]
+    rel = lambda p: p.relative_to(stage).as_posix()  # noqa: E731
+    return schema.ArtifactInfo(
+        backend=schema.Backend(be.name), precision=schema.Precision(precision), file=rel(main),
+        sha256=sha256_of(main), bytes=sum(size_of(f) for f in files), layout=schema.Layout(exported.layout),
+        entries=[schema.EntryInfo(e.resolution, e.name, e.input_name, e.output_name, list(e.input_shape))
+                 for e in exported.entries],
+        runs_on_host=runner is not None, parity=parity,
+        extra_files=[schema.FileRef(rel(f), sha256_of(f), size_of(f)) for f in files[1:]],
+        notes=exported.notes)
+
+
+def _operating_points(info: schema.ArtifactInfo, macs, params, config, val) -> list[schema.OperatingPoint]:
+    parity = {p.resolution: p for p in info.parity}
+    points = []
+    for e in info.entries:
+        p = parity.get(e.resolution)
+        for unit in schema.COMPUTE_UNITS[info.backend]:
+            points.append(schema.OperatingPoint(
+                resolution=e.resolution, backend=info.backend, precision=info.precision, compute_unit=unit,
+                artifact=info.file, entry=e.name, macs=macs[e.resolution], params=params, artifact_bytes=info.bytes,
+                artifact_resolutions=len(info.entries),
+                top1=p.top1_artifact if p else None,
+                top1_data=schema.DataIdentity(config.data, "val", p.samples) if p else None))
+    return points
