@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -52,6 +53,7 @@ class OnnxBackend:
                 export_onnx_file(module, r, out_dir / name)
             else:
                 fp32 = export_onnx_file(module, r, out_dir / f".fp32_{r}.onnx")
+                logging.getLogger().setLevel(logging.ERROR)  # onnxruntime's quantizer logs advice at WARNING
                 quantize_static(str(fp32), str(out_dir / name), _CalibrationReader(calib[r]),
                                 quant_format=QuantFormat.QDQ, per_channel=True, activation_type=QuantType.QInt8,
                                 weight_type=QuantType.QInt8)

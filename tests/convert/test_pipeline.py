@@ -1,0 +1,134 @@
+"""The convert pipeline end to end with the ONNX backend (fast); other backends have their own tests."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import zipfile
+
+import pytest
+
+from resflex.convert.bundle import extract_zip, read_bundle
+from resflex.convert.pipeline import ConvertConfig, convert
+from resflex.mobile.cli import main
+from resflex.mobile.lut import SchemaError
+
+FAST = dict(backends=("onnx",), calib_samples=16, val_samples=32, progress=False)
+
+
+def test_bundle_holds_valid_manifest_lut_and_verified_artifacts(tiny_checkpoint, tmp_path):
+    result = convert(ConvertConfig(str(tiny_checkpoint), str(tmp_path / "bundle"), precisions=("fp32",), zip=True,
+                                   **FAST))
+    manifest, table = read_bundle(tmp_path / "bundle")
+    assert manifest == result.manifest and table == result.lut
+    assert manifest.resolutions == [32, 24, 16]
+    (art,) = manifest.artifacts
+    assert [e.resolution for e in art.entries] == [32, 24, 16] and len(art.extra_files) == 2
+    assert all(p.passed and p.max_rel_error <= 1e-4 for p in art.parity)
+    assert [op.resolution for op in table.operating_points] == [32, 24, 16]
+    macs = [op.macs for op in table.operating_points]
+    assert macs[0] > macs[1] > macs[2] > 0
+    assert all(op.top1 is not None and op.top1_data.samples == 32 for op in table.operating_points)
+    assert manifest.inputs[0].resize_shorter_to == 37 and manifest.inputs[0].crop == 32
+    with zipfile.ZipFile(tmp_path / "bundle.zip") as z:
+        assert "manifest.json" in z.namelist() and "lut.json" in z.namelist()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bundle", "bundle.zip", "ckpt"]  # no temporaries
+
+
+def test_added_resolution_needs_a_bn_rule(tiny_checkpoint, tmp_path):
+    config = dict(checkpoint=str(tiny_checkpoint), out=str(tmp_path / "b"), resolutions=(32, 28, 16), **FAST)
+    with pytest.raises(ValueError, match=r"resolutions \[28\] are not in the checkpoint.*--bn nearest\|interpolate"):
+        convert(ConvertConfig(**config))
+    result = convert(ConvertConfig(**config, bn_mode="interpolate", precisions=("fp32",)))
+    assert [e.resolution for e in result.manifest.artifacts[0].entries] == [32, 28, 16]
+
+
+def test_tampered_artifact_fails_checksum(tiny_checkpoint, tmp_path):
+    convert(ConvertConfig(str(tiny_checkpoint), str(tmp_path / "b"), precisions=("fp32",), **FAST))
+    victim = tmp_path / "b" / "onnx" / "model_fp32_24.onnx"
+    victim.write_bytes(victim.read_bytes() + b"\0")
+    with pytest.raises(SchemaError, match="checksum mismatch for onnx/model_fp32_24.onnx"):
+        read_bundle(tmp_path / "b")
+    manifest = json.loads((tmp_path / "b" / "manifest.json").read_text())
+    manifest["artifacts"][0]["file"] = "../../etc/passwd"
+    (tmp_path / "b" / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(SchemaError, match="not a safe relative path"):
+        read_bundle(tmp_path / "b", verify=False)
+
+
+def test_zip_with_escaping_member_is_refused(tmp_path):
+    with zipfile.ZipFile(tmp_path / "evil.zip", "w") as z:
+        z.writestr("../escape.txt", "x")
+    with pytest.raises(SchemaError, match="not a safe relative path"):
+        extract_zip(tmp_path / "evil.zip", tmp_path / "out")
+    assert not (tmp_path / "escape.txt").exists()
+
+
+def test_failed_backend_is_recorded_and_others_kept(tiny_checkpoint, tmp_path, monkeypatch):
+    from resflex.convert.backends.onnx import OnnxBackend
+
+    real_export = OnnxBackend.export
+
+    def flaky(self, baked, precision, calib, out_dir):
+        if precision == "int8":
+            raise RuntimeError("quantizer exploded")
+        return real_export(self, baked, precision, calib, out_dir)
+
+    monkeypatch.setattr(OnnxBackend, "export", flaky)
+    result = convert(ConvertConfig(str(tiny_checkpoint), str(tmp_path / "b"), precisions=("fp32", "int8"), **FAST))
+    assert not result.ok
+    assert [(f.backend, f.precision) for f in result.manifest.failures] == [("onnx", "int8")]
+    assert "quantizer exploded" in result.manifest.failures[0].error
+    assert [a.precision.value for a in read_bundle(tmp_path / "b")[0].artifacts] == ["fp32"]
+
+
+def test_cli_exit_code_reflects_failures_unless_keep_going(tiny_checkpoint, tmp_path, monkeypatch, capsys):
+    from resflex.convert.backends.onnx import OnnxBackend
+
+    monkeypatch.setattr(OnnxBackend, "export", lambda *a: (_ for _ in ()).throw(RuntimeError("boom")))
+    argv = ["convert", str(tiny_checkpoint), "--backends", "onnx", "--precision", "fp32", "--calib-samples", "8",
+            "--val-samples", "8", "--no-progress", "--out"]
+    assert main([*argv, str(tmp_path / "a")]) == 1
+    assert "failure: onnx fp32: RuntimeError: boom" in capsys.readouterr().err
+    assert main([*argv, str(tmp_path / "b"), "--keep-going"]) == 0
+    assert main(["inspect", str(tmp_path / "b")]) == 0
+    assert "failure: onnx fp32" in capsys.readouterr().out
+
+
+def test_killed_convert_leaves_nothing_at_out(tiny_checkpoint, tmp_path):
+    out = tmp_path / "bundle"
+    proc = subprocess.Popen([sys.executable, "-m", "resflex.mobile.cli", "convert", str(tiny_checkpoint), "--out",
+                             str(out), "--backends", "onnx", "--precision", "fp32,int8", "--val-samples", "400",
+                             "--no-progress"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not any(p.name.startswith(".bundle.") for p in tmp_path.iterdir()) and time.time() < deadline:
+        time.sleep(0.05)  # wait until it is writing into its staging directory
+    assert proc.poll() is None, "convert finished before it could be interrupted"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["convert", "missing.pt", "--out", "x"], "checkpoint not found: missing.pt"),
+    (["convert", "CKPT", "--out", "x", "--backends", "onnx,tensorrt"], "unknown backend 'tensorrt'; expected one of"),
+    (["convert", "CKPT", "--out", "x", "--precision", "int4"], "unknown precision 'int4'"),
+    (["convert", "CKPT", "--out", "x", "--backends", "onnx", "--resolutions", "30"], "not in the checkpoint"),
+    (["convert", "CKPT", "--out", "/proc/forbidden/bundle", "--backends", "onnx"], "/proc/forbidden"),
+])
+def test_bad_convert_input_is_a_clear_error(argv, message, tiny_checkpoint, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    argv = [str(tiny_checkpoint) if a == "CKPT" else a for a in argv]
+    assert main([*argv, "--no-progress"]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_existing_bundle_is_not_replaced_without_overwrite(tiny_checkpoint, tmp_path):
+    config = dict(checkpoint=str(tiny_checkpoint), out=str(tmp_path / "b"), precisions=("fp32",), **FAST)
+    convert(ConvertConfig(**config))
+    with pytest.raises(FileExistsError, match="--overwrite"):
+        convert(ConvertConfig(**config))
+    convert(ConvertConfig(**config, overwrite=True))
+    read_bundle(tmp_path / "b")
