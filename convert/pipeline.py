@@ -44,6 +44,16 @@ def load_backend(name: str):
     return getattr(importlib.import_module(module), cls)()
 
 
+def precisions_for(backend, requested) -> list[str]:
+    """The requested precisions a backend supports; "fp32" means fp16 on a backend without fp32 (Core ML)."""
+    out = []
+    for p in requested:
+        p = p if p in backend.precisions or p != "fp32" else "fp16"
+        if p in backend.precisions and p not in out:
+            out.append(p)
+    return out
+
+
 @dataclasses.dataclass(frozen=True)
 class ConvertConfig:
     checkpoint: str
@@ -140,7 +150,7 @@ def convert(config: ConvertConfig) -> ConvertResult:
     params = count_params(bake(model, resolutions[0], bn_mode, config.scale_code, "fold"))
 
     artifacts, failures, points = [], [], []
-    jobs = [(be, p) for be in backends for p in config.precisions if p in be.precisions]
+    jobs = [(be, p) for be in backends for p in precisions_for(be, config.precisions)]
     with staging_dir(Path(config.out), config.overwrite) as stage:
         bar = tqdm(jobs, desc="convert", unit="artifact", disable=not config.progress)
         for be, precision in bar:

@@ -1,0 +1,168 @@
+"""TFLite backend: torch → ONNX → onnx2tf (own environment) → one multi-signature .tflite, run in LiteRT.
+
+The conversion tests need the onnx2tf environment (`bash scripts/setup-onnx2tf.sh`) and are skipped, saying so,
+without it; the missing-environment message is tested everywhere.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from resflex.convert import onnx2tf_env
+from resflex.convert.bake import bake
+from resflex.convert.backends.tflite import TFLiteBackend, signature_key
+from resflex.mobile.layers import SwitchableBatchNorm2d
+from resflex.mobile.models import create_model
+
+RES = (32, 24, 16)
+
+
+def _onnx2tf_missing() -> str | None:
+    try:
+        onnx2tf_env.find_onnx2tf()
+    except RuntimeError as e:
+        return f"onnx2tf environment not installed (bash scripts/setup-onnx2tf.sh): {e}"
+    return None
+
+
+needs_onnx2tf = pytest.mark.skipif(_onnx2tf_missing() is not None, reason=str(_onnx2tf_missing()))
+
+
+def test_missing_environment_says_how_to_install(monkeypatch, tmp_path):
+    monkeypatch.setenv(onnx2tf_env.ENV_VAR, str(tmp_path / "no-such-venv"))
+    with pytest.raises(RuntimeError, match=r"bash scripts/setup-onnx2tf\.sh") as info:
+        onnx2tf_env.find_onnx2tf()
+    assert "RESFLEX_ONNX2TF_VENV" in str(info.value) and str(tmp_path / "no-such-venv") in str(info.value)
+    # the backend fails the same way before doing any work
+    with pytest.raises(RuntimeError, match=r"setup-onnx2tf\.sh"):
+        TFLiteBackend().export({16: torch.nn.Identity()}, "fp32", {}, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_folder_without_onnx2tf_is_not_accepted(monkeypatch, tmp_path):
+    (tmp_path / "venv" / "bin").mkdir(parents=True)
+    (tmp_path / "venv" / "bin" / "python").write_text("")
+    monkeypatch.setenv(onnx2tf_env.ENV_VAR, str(tmp_path / "venv"))
+    with pytest.raises(RuntimeError, match="onnx2tf is not installed"):
+        onnx2tf_env.find_onnx2tf()
+
+
+def test_unknown_precision_lists_the_allowed_ones(tmp_path):
+    with pytest.raises(ValueError, match="fp32, fp16, int8"):
+        TFLiteBackend().export({16: torch.nn.Identity()}, "int4", {}, tmp_path)
+
+
+def _tiny_model():
+    torch.manual_seed(0)
+    model = create_model("tiny_cnn", "rsnet", RES, width=0.5, num_classes=4)
+    for layer in model.modules():
+        if isinstance(layer, SwitchableBatchNorm2d):  # distinct statistics per resolution
+            for bn in layer.bn:
+                bn.weight.data.uniform_(0.5, 1.5)
+                bn.bias.data.normal_()
+                bn.running_mean.normal_()
+                bn.running_var.uniform_(0.5, 2.0)
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def converted(tmp_path_factory):
+    """The tiny model baked at every resolution and exported once per precision: precision → (exported, dir)."""
+    if _onnx2tf_missing():
+        pytest.skip(_onnx2tf_missing())
+    pytest.importorskip("ai_edge_litert", reason="the LiteRT interpreter (pip install ai-edge-litert) runs .tflite")
+    torch.set_num_threads(1)
+    backend = TFLiteBackend()
+    model = _tiny_model()
+    baked = {r: bake(model, r, bn=backend.bn_style) for r in RES}
+    gen = torch.Generator().manual_seed(1)
+    calib = {r: torch.randn(32, 3, r, r, generator=gen) for r in RES}
+    out = {}
+    for precision in ("fp32", "fp16", "int8"):
+        folder = tmp_path_factory.mktemp(f"tflite_{precision}")
+        out[precision] = (backend.export(baked, precision, calib, folder), folder)
+    return backend, baked, out
+
+
+def _logits(backend, exported, folder, baked, n=48):
+    runner = backend.runner(exported, folder)
+    gen = torch.Generator().manual_seed(2)
+    for entry in exported.entries:
+        x = torch.randn(n, 3, entry.resolution, entry.resolution, generator=gen)
+        with torch.no_grad():
+            want = baked[entry.resolution](x).numpy()
+        yield entry, runner.run(entry, x.numpy()), want
+
+
+@needs_onnx2tf
+@pytest.mark.parametrize("precision", ["fp32", "fp16", "int8"])
+def test_one_file_with_a_signature_per_resolution(converted, precision):
+    backend, _, out = converted
+    exported, folder = out[precision]
+    assert exported.backend == "tflite" and exported.precision == precision and exported.layout == "NHWC"
+    assert exported.files == (f"model_{precision}.tflite",) and (folder / exported.files[0]).is_file()
+    assert [e.name for e in exported.entries] == [signature_key(r) for r in RES]
+    runner = backend.runner(exported, folder)
+    signatures = runner.signatures()
+    assert sorted(signatures) == sorted(signature_key(r) for r in RES)
+    for entry in exported.entries:
+        assert signatures[entry.name] == {"inputs": [entry.input_name], "outputs": [entry.output_name]}
+        detail = runner.interpreter.get_signature_runner(entry.name).get_input_details()[entry.input_name]
+        assert tuple(detail["shape"]) == entry.input_shape == (1, entry.resolution, entry.resolution, 3)
+        assert detail["dtype"] == np.float32  # int8 too keeps float input and output
+
+
+@needs_onnx2tf
+def test_fp32_matches_the_baked_module_at_every_resolution(converted):
+    backend, baked, out = converted
+    for entry, got, want in _logits(backend, *out["fp32"], baked):
+        assert got.shape == want.shape
+        assert np.abs(got - want).max() <= 1e-4 * np.abs(want).max(), entry.name
+
+
+@needs_onnx2tf
+def test_fp16_is_close(converted):
+    backend, baked, out = converted
+    for entry, got, want in _logits(backend, *out["fp16"], baked):
+        assert np.abs(got - want).max() <= 1e-2 * np.abs(want).max(), entry.name
+
+
+@needs_onnx2tf
+def test_int8_agrees_on_top1(converted):
+    backend, baked, out = converted
+    for entry, got, want in _logits(backend, *out["int8"], baked, n=64):
+        assert (got.argmax(1) == want.argmax(1)).mean() >= 0.9, entry.name
+
+
+def _conv_filter_buffers(path):
+    """signature key → buffer index of each CONV_2D's filter data (through a fp16 DEQUANTIZE), in order."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    model = schema.ModelT.InitFromPackedBuf(bytearray(path.read_bytes()), 0)
+    codes = [max(c.builtinCode, c.deprecatedBuiltinCode) for c in model.operatorCodes]
+    op = schema.BuiltinOperator
+    result = {}
+    for sig in model.signatureDefs:
+        graph = model.subgraphs[sig.subgraphIndex]
+        producers = {int(o): p for p in graph.operators for o in p.outputs}
+        buffers = []
+        for p in graph.operators:
+            if codes[p.opcodeIndex] in (op.CONV_2D, op.DEPTHWISE_CONV_2D):
+                index = int(p.inputs[1])
+                if index in producers and codes[producers[index].opcodeIndex] == op.DEQUANTIZE:
+                    index = int(producers[index].inputs[0])
+                buffers.append(graph.tensors[index].buffer)
+        result[sig.signatureKey.decode()] = buffers
+    return result
+
+
+@needs_onnx2tf
+@pytest.mark.parametrize("precision", ["fp32", "fp16", "int8"])
+def test_conv_weights_are_stored_once(converted, precision):
+    _, _, out = converted
+    exported, folder = out[precision]
+    buffers = _conv_filter_buffers(folder / exported.files[0])
+    assert len(buffers) == len(RES) and all(len(b) == 3 for b in buffers.values())
+    assert len({tuple(b) for b in buffers.values()}) == 1  # every signature reads the same filter buffers
