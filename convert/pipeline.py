@@ -41,7 +41,11 @@ def load_backend(name: str):
     if name not in BACKENDS:
         raise ValueError(f"unknown backend {name!r}; expected one of: {', '.join(BACKENDS)}")
     module, cls = BACKENDS[name].split(":")
-    return getattr(importlib.import_module(module), cls)()
+    try:
+        return getattr(importlib.import_module(module), cls)()
+    except ImportError as e:
+        raise RuntimeError(f"backend {name!r} needs a package that is not installed ({e.name or e}); install the "
+                           "converters with: pip install -e '.[convert]'") from None
 
 
 def precisions_for(backend, requested) -> list[str]:
