@@ -49,9 +49,9 @@ class MetaConv2d(ResolutionAware):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        # Kaiming-normal (fan_out) kernels at ε = 1 for the linear learner, as torchvision inits plain convs.
-        fan_out = self.out_channels * self.kernel_size**2 // self.groups
-        std = math.sqrt(2.0 / fan_out)
+        # The generated kernel starts with the std torchvision gives a plain conv: Kaiming-normal with PyTorch's
+        # fan_out = out_channels·k² (not divided by groups — a depthwise kernel starts small, as in RS-Nets).
+        std = math.sqrt(2.0 / (self.out_channels * self.kernel_size**2))
         last = self.meta if isinstance(self.meta, nn.Linear) else self.meta[-1]
         nn.init.normal_(last.weight, std=std)
         nn.init.normal_(last.bias, std=std)

@@ -176,3 +176,15 @@ def test_meta_conv_mlp_variant(hidden):
     assert conv.meta[0].weight.grad is not None and conv.meta[0].weight.grad.abs().sum() > 0
     with pytest.raises(ValueError, match="0 \\(linear\\), 8 or 16"):
         MetaConv2d(3, 4, 3, RES, hidden=32)
+
+
+@pytest.mark.parametrize("groups", [1, 8])
+def test_meta_conv_starts_like_a_plain_conv(groups):
+    """The generated kernel has the spread torchvision's init gives nn.Conv2d (fan_out, depthwise included):
+    a larger one would train far slower behind BN."""
+    torch.manual_seed(0)
+    meta = MetaConv2d(8, 64, 3, RES, padding=1, groups=groups)
+    plain = nn.Conv2d(8, 64, 3, padding=1, groups=groups, bias=False)
+    nn.init.kaiming_normal_(plain.weight, mode="fan_out")
+    ratio = meta.weight_at(32).std() / plain.weight.std()
+    assert 0.8 < ratio < 1.25
