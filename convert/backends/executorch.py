@@ -1,0 +1,372 @@
+"""ExecuTorch: one `.pte` per precision, one XNNPACK-delegated method per resolution, conv weights stored once.
+
+The file holds a method `forward_{r}` for every resolution `r` plus `forward` (= the largest resolution); each
+takes one normalised NCHW float32 image (batch 1) and returns float32 logits. Export follows ExecuTorch's
+standard steps for every method — `torch.export.export` → `to_edge_transform_and_lower({...}, partitioner=
+[XnnpackPartitioner()])` → `.to_executorch()` — and int8 is PT2E static quantization (`XNNPACKQuantizer`,
+symmetric per-channel weights, per-tensor activations) calibrated separately at every resolution.
+
+How the weights are shared. ExecuTorch keeps one copy of byte-identical constants: XNNPACK names every constant
+by the SHA-256 of its bytes in the program's NamedDataStore, and identical delegate blobs (`forward` and the
+largest `forward_{r}`) are stored once. So everything hinges on making each conv's stored bytes the same at
+every resolution although each resolution has its own BatchNorm. The backend therefore asks for modules baked
+with `bn="affine"` (`conv(x) · scale + shift`, conv untouched) and then:
+
+- **fp32**: a shared conv is followed by a depthwise 1×1 conv holding that resolution's scale and shift (static
+  weights; XNNPACK fuses the ReLU/ReLU6 into it). Exact, but one extra pass over the conv's output in every
+  method. MobileNet-like nets have their big activations early, where weights are small, so the convs whose extra
+  pass costs most per weight byte get BN folded per resolution instead, within `fp32_fold_budget` (extra bytes as
+  a fraction of the parameter bytes; `fp32_layers_to_fold`). The rest — most of the bytes — are stored once.
+- **int8**: the conv is quantized once from the *unfolded* weight — int8 values `q = round(W / s_w)` with
+  per-channel `s_w = max|W| / 127` — and each resolution's BN is folded into the quantization parameters, not
+  the int8 values: `W · a_r = (sign(a_r) · q) · (s_w · |a_r|)`, so the method's per-channel weight scales are
+  `s_w · |a_r|` and its bias `shift_r + a_r · b` (XNNPACK wants positive scales, hence the sign moved into the
+  values). The graph is exactly the BN-folded graph (same ops, same speed) and the int8 bytes are identical at
+  every resolution whose BN scales have the same signs (channels whose γ flips sign between resolutions make
+  that layer's bytes differ there: correct, just not shared; `Exported.notes` counts them).
+
+`share_weights=False` folds BN per resolution everywhere (fastest graphs, K× the bytes). Measured trade-offs
+(MobileNetV2, 5 resolutions) are printed by `bench/executorch_sharing.py`.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib.metadata
+import warnings
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from ..bake import ChannelAffine
+from .base import Entry, Exported
+
+INPUT, OUTPUT = "image", "logits"  # ExecuTorch methods take and return positional tensors; names for the manifest
+
+
+def executorch_versions() -> dict[str, str]:
+    """Versions of the packages that produced (and run) a `.pte`, for the manifest."""
+    out = {}
+    for package in ("executorch", "torch", "torchao"):
+        try:
+            out[package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            out[package] = "not installed"
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Graph surgery on affine-baked modules
+
+
+def _affine_pairs(module: nn.Module, prefix: str = ""):
+    """Yield (parent, conv name, affine name, conv FQN) for every Conv2d directly followed by a ChannelAffine
+    inside a Sequential (the layout `bake(..., bn="affine")` produces)."""
+    for name, child in module.named_children():
+        yield from _affine_pairs(child, f"{prefix}{name}.")
+    if isinstance(module, nn.Sequential):
+        items = list(module._modules.items())
+        for (conv_name, a), (aff_name, b) in zip(items, items[1:]):
+            if isinstance(a, nn.Conv2d) and isinstance(b, ChannelAffine):
+                yield module, conv_name, aff_name, prefix + conv_name
+
+
+def _affine_of(aff: ChannelAffine) -> tuple[Tensor, Tensor]:
+    return aff.scale.detach().reshape(-1), aff.shift.detach().reshape(-1)
+
+
+def _folded_bias(conv: nn.Conv2d, scale: Tensor, shift: Tensor) -> Tensor:
+    return shift if conv.bias is None else shift + scale * conv.bias.detach()
+
+
+def _with_depthwise_affine(module: nn.Module, fold: set[str] = frozenset()) -> nn.Module:
+    """fp32 sharing: ChannelAffine → depthwise 1×1 conv (static weight = scale, bias = shift), except after the
+    convs named in `fold`, which get the BN folded in (their weights then differ per resolution)."""
+    module, _ = _folded(module, only=fold)
+    for parent, _, aff_name, _ in list(_affine_pairs(module)):
+        scale, shift = _affine_of(parent._modules[aff_name])
+        c = scale.numel()
+        dw = nn.Conv2d(c, c, 1, groups=c, bias=True)
+        with torch.no_grad():
+            dw.weight.copy_(scale.view(c, 1, 1, 1))
+            dw.bias.copy_(shift)
+        parent._modules[aff_name] = dw
+    return module.eval()
+
+
+def _folded(module: nn.Module, only: set[str] | None = None) -> tuple[nn.Module, dict[str, tuple[Tensor, Tensor]]]:
+    """ChannelAffine folded into its conv (weight · scale, bias · scale + shift), for every pair or only the convs
+    named in `only`. Also returns, per folded conv FQN, the unfolded weight and the BN scale (what the int8
+    rewrite needs)."""
+    module = copy.deepcopy(module)
+    unfolded = {}
+    for parent, conv_name, aff_name, fqn in list(_affine_pairs(module)):
+        if only is not None and fqn not in only:
+            continue
+        conv: nn.Conv2d = parent._modules[conv_name]
+        scale, shift = _affine_of(parent._modules[aff_name])
+        unfolded[fqn] = (conv.weight.detach().clone(), scale.clone())
+        folded = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
+                           conv.dilation, conv.groups, bias=True, padding_mode=conv.padding_mode)
+        with torch.no_grad():
+            folded.weight.copy_(conv.weight * scale.view(-1, 1, 1, 1))
+            folded.bias.copy_(_folded_bias(conv, scale, shift))
+        parent._modules[conv_name] = folded
+        parent._modules[aff_name] = nn.Identity()
+    return module.eval(), unfolded
+
+
+@torch.no_grad()
+def fp32_layers_to_fold(module: nn.Module, resolution: int, methods: int, budget: float) -> set[str]:
+    """Which convs an fp32 file with `methods` resolutions folds BN into (the rest share their weights).
+
+    A shared conv costs one extra pass over its output (the depthwise affine) in every method; folding it costs
+    `(methods − 1) ×` its weight bytes. MobileNet-like nets have their big activations early, where weights are
+    small, and their big weights late, where activations are small — so fold greedily by output elements (at
+    `resolution`, the largest) per weight byte while the extra bytes stay within `budget` × the model's parameter
+    bytes. With one method everything is folded (nothing to share)."""
+    pairs = list(_affine_pairs(module))
+    if methods <= 1:
+        return {fqn for *_, fqn in pairs}
+    outputs, hooks = {}, []
+    for parent, conv_name, _, fqn in pairs:
+        hooks.append(parent._modules[conv_name].register_forward_hook(
+            lambda _m, _i, out, fqn=fqn: outputs.__setitem__(fqn, out.numel())))
+    try:
+        module(_example(resolution)[0])
+    finally:
+        for h in hooks:
+            h.remove()
+    weight_bytes = {fqn: parent._modules[conv_name].weight.numel() * 4 for parent, conv_name, _, fqn in pairs}
+    allowance = budget * sum(p.numel() * 4 for p in module.parameters())
+    chosen, spent = set(), 0.0
+    for fqn in sorted(weight_bytes, key=lambda f: -outputs.get(f, 0) / weight_bytes[f]):
+        cost = (methods - 1) * weight_bytes[fqn]
+        if spent + cost <= allowance:
+            chosen.add(fqn)
+            spent += cost
+    return chosen
+
+
+_DQ_PER_CHANNEL = "quantized_decomposed.dequantize_per_channel.default"
+
+
+def _conv_fqn(node: torch.fx.Node) -> str | None:
+    stack = node.meta.get("nn_module_stack")
+    return list(stack.values())[-1][0] if stack else None
+
+
+@torch.no_grad()
+def _share_int8_weights(converted: torch.fx.GraphModule, unfolded: Mapping[str, tuple[Tensor, Tensor]]) -> int:
+    """Replace each BN-folded conv's int8 weight and per-channel scales by the quantized *unfolded* weight, with
+    the BN scale moved into the weight scales (see the module docstring). Returns how many channels needed a
+    sign flip of the int8 values (those are the only bytes that can differ between resolutions)."""
+    eps = torch.finfo(torch.float32).eps
+    tiny = torch.finfo(torch.float32).tiny
+    flipped, done = 0, set()
+    for node in converted.graph.nodes:
+        if node.target is not torch.ops.aten.conv2d.default:
+            continue
+        fqn = _conv_fqn(node)
+        dq = node.args[1]
+        if fqn not in unfolded or not isinstance(dq, torch.fx.Node) or str(dq.target) != _DQ_PER_CHANNEL:
+            continue
+        w_node, scale_node, zp_node, axis, qmin, qmax = dq.args[:6]
+        if axis != 0 or not all(n.op == "get_attr" for n in (w_node, scale_node, zp_node)):
+            continue
+        weight, bn_scale = unfolded[fqn]
+        old_q, old_scale = getattr(converted, w_node.target), getattr(converted, scale_node.target)
+        amax = weight.abs().amax(dim=tuple(range(1, weight.dim())))
+        s_w = torch.clamp(amax / ((qmax - qmin) / 2), min=eps)  # the per-channel symmetric observer's scale
+        q = torch.clamp(torch.round(weight / s_w.view(-1, 1, 1, 1)), qmin, qmax)
+        sign = torch.where(bn_scale < 0, -1.0, 1.0)
+        flipped += int((sign < 0).sum())
+        new_q = (q * sign.view(-1, 1, 1, 1)).to(old_q.dtype)
+        new_scale = torch.clamp(s_w * bn_scale.abs(), min=tiny).to(old_scale.dtype)
+        setattr(converted, w_node.target, new_q)
+        setattr(converted, scale_node.target, new_scale)
+        setattr(converted, zp_node.target, torch.zeros_like(getattr(converted, zp_node.target)))
+        done.add(fqn)
+    missing = set(unfolded) - done
+    if missing:  # still correct (BN-folded weights), just not shared: say so instead of failing the export
+        warnings.warn(f"int8 weight sharing: no per-channel quantized conv found for {sorted(missing)}; "
+                      "their weights are stored per resolution", stacklevel=2)
+    return flipped
+
+
+def _signs(unfolded: Mapping[str, tuple[Tensor, Tensor]]) -> dict[str, Tensor]:
+    return {fqn: bn_scale < 0 for fqn, (_, bn_scale) in unfolded.items()}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Export
+
+
+def _example(resolution: int) -> tuple[Tensor]:
+    return (torch.zeros(1, 3, resolution, resolution),)
+
+
+def _quantized(module: nn.Module, resolution: int, calib: Tensor) -> torch.fx.GraphModule:
+    """PT2E static int8 (XNNPACK, per-channel weights), calibrated one image at a time (batch 1 as exported)."""
+    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
+        XNNPACKQuantizer,
+        get_symmetric_quantization_config,
+    )
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+    if calib is None or len(calib) == 0:
+        raise ValueError(f"int8 export at {resolution}px needs calibration images")
+    if tuple(calib.shape[1:]) != (3, resolution, resolution):
+        raise ValueError(f"calibration images for {resolution}px have shape {tuple(calib.shape)}; "
+                         f"expected (N, 3, {resolution}, {resolution})")
+
+    class Quantizer(XNNPACKQuantizer):
+        # The graphs reaching here have no batch_norm left (BN is folded or a ChannelAffine), so skip the
+        # conv-bn patterns: matching them re-exports a dozen pattern graphs on every prepare (seconds each time).
+        SUPPORTED_PATTERNS = [p for p in XNNPACKQuantizer.SUPPORTED_PATTERNS if "_bn" not in p.name]
+
+    quantizer = Quantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
+    prepared = prepare_pt2e(torch.export.export(module, _example(resolution)).module(), quantizer)
+    with torch.no_grad():
+        for x in calib:
+            prepared(x[None].float())
+    return convert_pt2e(prepared)
+
+
+def _lower(programs: Mapping[str, torch.export.ExportedProgram], alias: tuple[str, str]):
+    """`to_edge_transform_and_lower` with XNNPACK, then `.to_executorch()`; `alias = (name, of)` adds method `name`
+    as a copy of the already lowered method `of` (same delegate bytes, stored once) instead of lowering it again."""
+    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+    from executorch.exir import EdgeProgramManager, to_edge_transform_and_lower
+
+    name, of = alias
+    edge = to_edge_transform_and_lower(dict(programs), partitioner=[XnnpackPartitioner()])
+    try:
+        lowered = {method: edge.exported_program(method) for method in programs}
+        lowered[name] = copy.deepcopy(lowered[of])
+        edge = EdgeProgramManager(lowered, compile_config=edge.compile_config)
+    except (AttributeError, TypeError):  # EdgeProgramManager's constructor changed: lower the alias like the others
+        edge = to_edge_transform_and_lower({**programs, name: programs[of]}, partitioner=[XnnpackPartitioner()])
+    return edge.to_executorch()
+
+
+class ExecuTorchBackend:
+    name = "executorch"
+    precisions = ("fp32", "int8")
+    bn_style = "affine"  # conv weights untouched by BN, so every method can reference the same bytes
+
+    def __init__(self, share_weights: bool = True, fp32_fold_budget: float = 0.06):
+        """`share_weights=False` folds BN per resolution everywhere (fastest graphs, K× the bytes).
+        `fp32_fold_budget`: extra bytes, as a fraction of the parameter bytes, that an fp32 file may spend on
+        per-resolution BN-folded copies of the convs whose depthwise affine costs the most time
+        (`fp32_layers_to_fold`); 0 shares every conv, `inf` folds every conv."""
+        if fp32_fold_budget < 0:
+            raise ValueError(f"fp32_fold_budget must be ≥ 0, got {fp32_fold_budget}")
+        self.share_weights = share_weights
+        self.fp32_fold_budget = fp32_fold_budget
+
+    def export(self, baked: Mapping[int, nn.Module], precision: str, calib: Mapping[int, Tensor],
+               out_dir: Path) -> Exported:
+        if precision not in self.precisions:
+            raise ValueError(f"ExecuTorch precision {precision!r}; expected one of: {', '.join(self.precisions)}")
+        if not baked:
+            raise ValueError("nothing to export: no baked resolutions")
+        resolutions = sorted(baked, reverse=True)
+        programs, sign_patterns, fold = {}, [], set()
+        if precision == "fp32" and self.share_weights:
+            fold = fp32_layers_to_fold(baked[resolutions[0]].eval(), resolutions[0], len(resolutions),
+                                       self.fp32_fold_budget)
+        for r in resolutions:
+            module = baked[r].eval()
+            if precision == "fp32":
+                graph = _with_depthwise_affine(module, fold) if self.share_weights else _folded(module)[0]
+            else:
+                folded, unfolded = _folded(module)
+                graph = _quantized(folded, r, calib.get(r) if calib is not None else None)
+                if self.share_weights:
+                    _share_int8_weights(graph, unfolded)
+                    sign_patterns.append(_signs(unfolded))
+            programs[f"forward_{r}"] = torch.export.export(graph, _example(r))
+        program = _lower(programs, alias=("forward", f"forward_{resolutions[0]}"))
+        out_dir.mkdir(parents=True, exist_ok=True)
+        file = f"model_{precision}.pte"
+        tmp = out_dir / f".{file}.tmp"
+        with open(tmp, "wb") as f:
+            program.write_to_file(f)
+        tmp.replace(out_dir / file)
+
+        entries = tuple(Entry(r, f"forward_{r}", INPUT, OUTPUT, (1, 3, r, r)) for r in resolutions)
+        notes = f"XNNPACK; methods {', '.join(f'forward_{r}' for r in resolutions)}; forward = forward_{resolutions[0]}"
+        if not self.share_weights:
+            notes += "; BN folded per resolution (weights not shared)"
+        elif precision == "fp32":
+            total = sum(1 for _ in _affine_pairs(baked[resolutions[0]]))
+            notes += (f"; {total - len(fold)} of {total} convs share their weights (per-resolution BN as a depthwise "
+                      f"1x1 conv), {len(fold)} have BN folded per resolution")
+        else:
+            differing = _differing_channels(sign_patterns)
+            notes += ("; int8 conv weights quantized once, per-resolution BN in the per-channel weight scales"
+                      + (f"; {differing} channel(s) change BN sign across resolutions (their layer is stored per "
+                         "resolution)" if differing else ""))
+        return Exported(self.name, precision, (file,), "NCHW", entries, runs_on_host=True, notes=notes)
+
+    def runner(self, exported: Exported, out_dir: Path) -> ExecuTorchRunner:
+        return ExecuTorchRunner(Path(out_dir) / exported.files[0])
+
+
+def _differing_channels(patterns: list[dict[str, Tensor]]) -> int:
+    if len(patterns) < 2:
+        return 0
+    ref = patterns[0]
+    differ = {fqn: torch.zeros_like(neg) for fqn, neg in ref.items()}
+    for p in patterns[1:]:
+        for fqn, neg in p.items():
+            differ[fqn] |= neg != ref[fqn]
+    return int(sum(int(d.sum()) for d in differ.values()))
+
+
+def pte_named_data(path: Path) -> dict[str, int]:
+    """Bytes of every named constant in a `.pte` (key → size). XNNPACK keys constants by the SHA-256 of their
+    bytes, so a constant listed once here is stored once however many methods use it."""
+    from executorch.exir._serialize._program import deserialize_pte_binary
+
+    named = deserialize_pte_binary(Path(path).read_bytes()).named_data
+    if named is None:
+        return {}
+    return {key: len(named.buffers[entry.buffer_index]) for key, entry in named.pte_data.items()}
+
+
+class ExecuTorchRunner:
+    """Runs a `.pte` in ExecuTorch's Python runtime; methods are loaded once and cached."""
+
+    def __init__(self, path: Path):
+        from executorch.runtime import Runtime
+
+        self.path = Path(path)
+        self._program = Runtime.get().load_program(self.path)
+        self._methods = {}
+
+    @property
+    def method_names(self) -> set[str]:
+        return set(self._program.method_names)
+
+    def method(self, name: str):
+        if name not in self._methods:
+            if name not in self._program.method_names:
+                raise KeyError(f"{self.path.name} has no method {name!r}; it has: "
+                               f"{', '.join(sorted(self._program.method_names))}")
+            self._methods[name] = self._program.load_method(name)
+        return self._methods[name]
+
+    def run(self, entry: Entry, x: np.ndarray) -> np.ndarray:
+        """x: float32 NCHW (any batch; the method runs one image at a time) → float32 logits (batch, classes)."""
+        method = self.method(entry.name)
+        x = np.asarray(x, dtype=np.float32)
+        if x.ndim != 4 or tuple(x.shape[1:]) != tuple(entry.input_shape[1:]):
+            raise ValueError(f"{entry.name} expects input (N, {', '.join(map(str, entry.input_shape[1:]))}), "
+                             f"got {x.shape}")
+        outs = [method.execute([torch.from_numpy(np.ascontiguousarray(x[i : i + 1]))])[0] for i in range(len(x))]
+        return np.concatenate([o.detach().numpy().astype(np.float32, copy=False) for o in outs])

@@ -1,0 +1,166 @@
+"""ExecuTorch backend: one multi-method .pte per precision, run in ExecuTorch's own runtime, weights stored once."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+pytest.importorskip("executorch")
+
+from resflex.convert.backends.executorch import (  # noqa: E402
+    ExecuTorchBackend,
+    executorch_versions,
+    fp32_layers_to_fold,
+    pte_named_data,
+)
+from resflex.convert.bake import bake  # noqa: E402
+from resflex.mobile.layers import SwitchableBatchNorm2d  # noqa: E402
+from resflex.mobile.models import create_model  # noqa: E402
+
+RESOLUTIONS = (32, 24, 16)
+METHODS = {"forward_32", "forward_24", "forward_16", "forward"}
+
+
+def _random_bn(model: nn.Module, seed: int = 0) -> nn.Module:
+    """Different BN statistics per resolution (so the methods really differ); a few channels have a negative γ
+    at every resolution, which the int8 scale folding must handle."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for layer in model.modules():
+            if isinstance(layer, SwitchableBatchNorm2d):
+                sign = torch.where(torch.rand(layer.num_features, generator=g) < 0.2, -1.0, 1.0)
+                for bn in layer.bn:
+                    bn.weight.copy_(sign * torch.empty(layer.num_features).uniform_(0.5, 1.5, generator=g))
+                    bn.bias.normal_(0, 0.3, generator=g)
+                    bn.running_mean.normal_(0, 0.3, generator=g)
+                    bn.running_var.uniform_(0.5, 2.0, generator=g)
+    return model.eval()
+
+
+def _model(width: float) -> nn.Module:
+    torch.manual_seed(0)
+    return _random_bn(create_model("tiny_cnn", "rsnet", RESOLUTIONS, width=width, num_classes=4))
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """Export once per module: fp32 and int8, all resolutions and the largest alone (for the size ratio)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        # width 4 (64/128 channels, ~0.22 M weights) so weights, not per-method bookkeeping, dominate the bytes
+        model = _model(width=4.0)
+        be = ExecuTorchBackend()
+        baked = {r: bake(model, r, bn=be.bn_style) for r in RESOLUTIONS}
+        g = torch.Generator().manual_seed(1)
+        calib = {r: torch.randn(16, 3, r, r, generator=g) for r in RESOLUTIONS}
+        out = {}
+        for precision in be.precisions:
+            folder = tmp_path_factory.mktemp(precision)
+            full = be.export(baked, precision, calib, folder / "all")
+            one = be.export({32: baked[32]}, precision, calib, folder / "one")
+            out[precision] = (full, folder / "all", one, folder / "one")
+        yield be, baked, out
+    finally:
+        torch.set_num_threads(threads)
+
+
+@pytest.mark.parametrize("precision", ["fp32", "int8"])
+def test_one_pte_with_a_method_per_resolution(exported, precision):
+    be, _, out = exported
+    full, folder, _, _ = out[precision]
+    assert full.backend == "executorch" and full.precision == precision and full.layout == "NCHW"
+    assert full.files == (f"model_{precision}.pte",) and list(folder.iterdir()) == [folder / full.files[0]]
+    assert [(e.resolution, e.name, e.input_shape) for e in full.entries] == [
+        (r, f"forward_{r}", (1, 3, r, r)) for r in RESOLUTIONS]
+    assert be.runner(full, folder).method_names == METHODS
+
+
+def _compare(exported, precision, n):
+    be, baked, out = exported
+    full, folder, _, _ = out[precision]
+    runner = be.runner(full, folder)
+    g = torch.Generator().manual_seed(2)
+    for entry in full.entries:
+        x = torch.randn(n, 3, entry.resolution, entry.resolution, generator=g)
+        with torch.no_grad():
+            ref = baked[entry.resolution](x).numpy()
+        got = runner.run(entry, x.numpy())
+        assert got.shape == ref.shape and got.dtype == np.float32
+        yield entry, ref, got
+    largest = full.entries[0]
+    x = torch.randn(2, 3, largest.resolution, largest.resolution, generator=g).numpy()
+    default = runner.run(dataclasses.replace(largest, name="forward"), x)
+    np.testing.assert_array_equal(default, runner.run(largest, x))  # `forward` is the largest resolution
+
+
+def test_fp32_matches_torch_in_the_executorch_runtime(exported):
+    for entry, ref, got in _compare(exported, "fp32", n=8):
+        rel = np.abs(got - ref).max() / np.abs(ref).max()
+        assert rel <= 1e-4, f"{entry.name}: max relative error {rel:.2e}"
+
+
+def test_int8_agrees_with_torch_in_the_executorch_runtime(exported):
+    for entry, ref, got in _compare(exported, "int8", n=64):
+        agreement = (got.argmax(1) == ref.argmax(1)).mean()
+        assert agreement >= 0.9, f"{entry.name}: top-1 agreement {agreement:.3f}"
+
+
+def test_weights_are_stored_once(exported, record_property):
+    be, baked, out = exported
+    k = len(RESOLUTIONS)
+    folded = fp32_layers_to_fold(baked[32], 32, k, be.fp32_fold_budget)
+    assert folded and len(folded) < 3  # the cheap first conv is folded per resolution, the big ones are shared
+    ratios = {}
+    for precision, (full, folder, one, one_folder) in out.items():
+        ratios[precision] = (folder / full.files[0]).stat().st_size / (one_folder / one.files[0]).stat().st_size
+        record_property(f"size_ratio_3_to_1_{precision}", round(ratios[precision], 4))
+        # XNNPACK keys constants by content hash: a weight of at least 1 KiB appears once in the file when it is
+        # shared and once per method when its BN was folded in (fp32 only; int8 shares every conv).
+        itemsize, copies = (4, lambda n: k if n in folded else 1) if precision == "fp32" else (1, lambda n: 1)
+        expected = sorted(size for name, m in baked[32].named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))
+                          for size in [m.weight.numel() * itemsize] * copies(name) if size >= 1024)
+        large = {key: n for key, n in pte_named_data(folder / full.files[0]).items() if n >= 1024}
+        assert sorted(large.values()) == expected, precision
+        if precision == "int8":  # the same int8 bytes as the resolution exported alone
+            assert large.items() <= pte_named_data(one_folder / one.files[0]).items()
+    print(f"3-resolution / 1-resolution .pte bytes: {ratios}")
+    assert ratios["fp32"] <= 1.15
+    assert ratios["int8"] <= 1.15
+
+
+def test_unshared_export_folds_bn_per_resolution(tmp_path):
+    """`share_weights=False`: plain BN-folded graphs (the fastest fp32 graph), still exact."""
+    torch.set_num_threads(1)
+    model = _model(width=0.5)
+    be = ExecuTorchBackend(share_weights=False)
+    baked = {16: bake(model, 16, bn=be.bn_style)}
+    exported = be.export(baked, "fp32", {}, tmp_path)
+    x = torch.randn(4, 3, 16, 16)
+    with torch.no_grad():
+        ref = baked[16](x).numpy()
+    got = be.runner(exported, tmp_path).run(exported.entries[0], x.numpy())
+    assert np.abs(got - ref).max() <= 1e-4 * np.abs(ref).max()
+    assert "not shared" in exported.notes
+
+
+def test_bad_inputs(tmp_path):
+    model = _model(width=0.5)
+    be = ExecuTorchBackend()
+    baked = {16: bake(model, 16, bn=be.bn_style)}
+    with pytest.raises(ValueError, match="expected one of: fp32, int8"):
+        be.export(baked, "fp16", {}, tmp_path)
+    with pytest.raises(ValueError, match="calibration"):
+        be.export(baked, "int8", {}, tmp_path)
+    with pytest.raises(ValueError, match="no baked resolutions"):
+        be.export({}, "fp32", {}, tmp_path)
+
+
+def test_versions_for_the_manifest():
+    versions = executorch_versions()
+    assert set(versions) == {"executorch", "torch", "torchao"}
+    assert versions["torch"].split("+")[0] == torch.__version__.split("+")[0]
