@@ -23,7 +23,10 @@ with `bn="affine"` (`conv(x) · scale + shift`, conv untouched) and then:
   `s_w · |a_r|` and its bias `shift_r + a_r · b` (XNNPACK wants positive scales, hence the sign moved into the
   values). The graph is exactly the BN-folded graph (same ops, same speed) and the int8 bytes are identical at
   every resolution whose BN scales have the same signs (channels whose γ flips sign between resolutions make
-  that layer's bytes differ there: correct, just not shared; `Exported.notes` counts them).
+  that layer's bytes differ there: correct, just not shared; `Exported.notes` counts them). What cannot be
+  shared: each method still carries, per BN channel, its weight scale, int32 bias and bias scale (12 bytes), and
+  its own XNNPACK graph (~50 KB for MobileNetV2) — for MobileNetV2, whose convs are small, that makes a
+  5-resolution int8 file ≈1.3× a single-resolution one.
 
 `share_weights=False` folds BN per resolution everywhere (fastest graphs, K× the bytes). Measured trade-offs
 (MobileNetV2, 5 resolutions) are printed by `bench/executorch_sharing.py`.
