@@ -13,9 +13,13 @@ class BasicBlock(nn.Module):
     def __init__(self, ops: Ops, cin: int, planes: int, stride: int):
         super().__init__()
         cout = planes * self.expansion
-        self.body = nn.Sequential(ops.conv_bn(cin, planes, 3, stride), ops.conv_bn(planes, cout, 3, act=None))
+        self.body = self.make_body(ops, cin, planes, stride)
         self.shortcut = ops.conv_bn(cin, cout, 1, stride, act=None) if stride != 1 or cin != cout else nn.Identity()
         self.act = nn.ReLU(inplace=True)
+
+    @staticmethod
+    def make_body(ops: Ops, cin: int, planes: int, stride: int) -> nn.Sequential:
+        return nn.Sequential(ops.conv_bn(cin, planes, 3, stride), ops.conv_bn(planes, planes, 3, act=None))
 
     def forward(self, x: Tensor) -> Tensor:
         return self.act(self.body(x) + self.shortcut(x))
@@ -24,14 +28,10 @@ class BasicBlock(nn.Module):
 class Bottleneck(BasicBlock):
     expansion = 4
 
-    def __init__(self, ops: Ops, cin: int, planes: int, stride: int):
-        nn.Module.__init__(self)
-        cout = planes * self.expansion
-        self.body = nn.Sequential(
-            ops.conv_bn(cin, planes, 1), ops.conv_bn(planes, planes, 3, stride), ops.conv_bn(planes, cout, 1, act=None)
-        )
-        self.shortcut = ops.conv_bn(cin, cout, 1, stride, act=None) if stride != 1 or cin != cout else nn.Identity()
-        self.act = nn.ReLU(inplace=True)
+    @staticmethod
+    def make_body(ops: Ops, cin: int, planes: int, stride: int) -> nn.Sequential:
+        return nn.Sequential(ops.conv_bn(cin, planes, 1), ops.conv_bn(planes, planes, 3, stride),
+                             ops.conv_bn(planes, planes * Bottleneck.expansion, 1, act=None))
 
 
 class ResNet(MultiResolutionNet):
