@@ -75,8 +75,7 @@ def accuracy_table(args, paths: dict[str, Path]) -> str:
         for mode in modes:
             row = name if len(modes) == 1 else f"{name}, BN {mode}"
             rows[row] = evaluate(model, "synthetic", args.test_resolutions, mode, batch_size=256,
-                                 workers=args.workers, num_classes=model.config.num_classes,
-                                 length=args.val_samples, class_names=payload["class_names"])
+                                 workers=args.workers, length=args.val_samples, class_names=payload["class_names"])
             trained[row] = model.config.resolutions
     (Path(args.out) / "accuracy.json").write_text(
         json.dumps({n: {str(r): a for r, a in acc.items()} for n, acc in rows.items()}, indent=2))

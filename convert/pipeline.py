@@ -17,7 +17,7 @@ from tqdm import tqdm
 from resflex.mobile import __version__
 from resflex.mobile import lut as schema
 from resflex.mobile.checkpoint import load_checkpoint
-from resflex.mobile.data import EvalTransform, build_dataset, make_loader
+from resflex.mobile.evaluate import eval_loader, first_images
 from resflex.mobile.layers import BNMode, ScaleCode, check_resolutions, parse_enum
 from resflex.profiling.macs import count_macs, count_params
 
@@ -104,18 +104,9 @@ class ConvertResult:
 
 def _images(model, data, split, resolution, samples, seed, class_names):
     """`samples` images of a split at `resolution`, normalised NCHW, with their labels."""
-    dataset = build_dataset(data, split, EvalTransform(resolution, model.preprocessing.crop_ratio),
-                            num_classes=model.config.num_classes, seed=seed, length=samples if data == "synthetic" else None)
-    if list(dataset.classes) != list(class_names):
-        raise ValueError(f"{data}/{split}: classes {list(dataset.classes)} differ from the checkpoint's {class_names}")
-    xs, ys = [], []
-    for x, y, _ in make_loader(dataset, 64, shuffle=split == "train", seed=seed, distributed=False):
-        xs.append(x)
-        ys.append(y)
-        if sum(len(b) for b in ys) >= samples:
-            break
-    x, y = torch.cat(xs)[:samples], torch.cat(ys)[:samples]
-    return model.preprocessing.normalize(x), y
+    loader = eval_loader(model, data, split, resolution, 64, seed=seed, length=samples, class_names=class_names)
+    xs, ys = zip(*first_images(loader, samples))
+    return model.preprocessing.normalize(torch.cat(xs)), torch.cat(ys)
 
 
 def _parity(runner, entry, module, x: torch.Tensor, y: torch.Tensor, precision: str) -> schema.Parity:

@@ -105,7 +105,7 @@ def _run_eval(args) -> int:
     for path, (model, payload) in models.items():
         name = f"{Path(path).parent.name or path} ({model.config.method.value})"
         rows[name] = evaluate(model, args.data, resolutions, bn, scale_code, batch_size=args.batch_size,
-                              workers=args.workers, num_classes=model.config.num_classes, seed=args.seed,
+                              workers=args.workers, seed=args.seed,
                               length=args.val_samples, class_names=payload["class_names"],
                               calib_samples=args.calib_samples)
         trained[name] = model.config.resolutions

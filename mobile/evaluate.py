@@ -3,7 +3,7 @@ Table 1 layout: one row per model, one column per test resolution)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import torch
 
@@ -12,13 +12,27 @@ from .layers import BNMode, ScaleCode, parse_enum, recalibrate_bn
 from .models import MultiResolutionNet
 
 
-def _loader(model, data, split, resolution, batch_size, workers, num_classes, seed, length, class_names):
+def eval_loader(model: MultiResolutionNet, data: str, split: str, resolution: int, batch_size: int, *,
+                workers: int = 0, seed: int = 0, length: int | None = None,
+                class_names: Sequence[str] | None = None):
+    """Eval-transformed images of a split at `resolution` (shuffled for "train", where they calibrate), checked
+    against the model's classes; every rank reads all of it."""
     transform = EvalTransform(resolution, model.preprocessing.crop_ratio)
-    dataset = build_dataset(data, split, transform, num_classes=num_classes, seed=seed, length=length)
+    dataset = build_dataset(data, split, transform, num_classes=model.config.num_classes, seed=seed, length=length)
     if class_names is not None and list(dataset.classes) != list(class_names):
         raise ValueError(f"{data}/{split}: class folders {list(dataset.classes)} differ from the model's classes "
                          f"{list(class_names)}")
-    return make_loader(dataset, batch_size, shuffle=False, workers=workers, distributed=False)  # rank 0 reads it all
+    return make_loader(dataset, batch_size, shuffle=split == "train", workers=workers, seed=seed, distributed=False)
+
+
+def first_images(loader, count: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """(images, labels) batches from `loader` until `count` images (an ImageFolder ignores a length cap)."""
+    left = count
+    for images, target, _ in loader:
+        if left <= 0:
+            return
+        yield images[:left], target[:left]
+        left -= len(target)
 
 
 @torch.no_grad()
@@ -31,7 +45,6 @@ def evaluate(
     *,
     batch_size: int = 128,
     workers: int = 0,
-    num_classes: int = 10,
     seed: int = 0,
     length: int | None = None,
     class_names: Sequence[str] | None = None,
@@ -49,9 +62,12 @@ def evaluate(
     results = {}
     for r in resolutions:
         if bn_mode is BNMode.RECALIBRATE and r not in model.config.resolutions:
-            calib = _loader(model, data, "train", r, batch_size, workers, num_classes, seed, calib_samples, class_names)
-            recalibrate_bn(model, (model.preprocessing.normalize(x.to(device)) for x, _, _ in calib), r)
-        loader = _loader(model, data, "val", r, batch_size, workers, num_classes, seed, length, class_names)
+            calib = eval_loader(model, data, "train", r, batch_size, workers=workers, seed=seed, length=calib_samples,
+                                class_names=class_names)
+            recalibrate_bn(model, (model.preprocessing.normalize(x.to(device))
+                                   for x, _ in first_images(calib, calib_samples)), r)
+        loader = eval_loader(model, data, "val", r, batch_size, workers=workers, seed=seed, length=length,
+                             class_names=class_names)
         correct = total = 0
         with model.at_resolution(r, bn_mode, scale_code):
             for images, target, _ in loader:

@@ -293,7 +293,7 @@ def train(config: TrainConfig) -> MultiResolutionNet:
 
         if rank == 0:
             val = evaluate(model, config.data, config.resolutions, batch_size=2 * config.batch_size,
-                           workers=config.workers, num_classes=len(class_names), seed=config.seed,
+                           workers=config.workers, seed=config.seed,
                            length=config.val_samples, class_names=class_names)
             record = {"epoch": epoch + 1, "lr": scheduler.get_last_lr()[0], "train_loss": loss_sum / max(seen, 1),
                       "train_top1": correct / max(seen, 1), "val_top1": {str(r): a for r, a in val.items()},
