@@ -15,7 +15,7 @@ import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from resflex.mobile.lut import LUT, Manifest, SchemaError, read_json, safe_relpath
+from resflex.mobile.lut import LUT, Manifest, SchemaError, read_json, safe_relpath, write_json
 
 MANIFEST, LUT_FILE = "manifest.json", "lut.json"
 
@@ -79,6 +79,18 @@ def extract_zip(archive: Path, dest: Path) -> Path:
             safe_relpath(name, f"{archive}: member")
         z.extractall(dest)
     return dest
+
+
+def write_lut(bundle: str | Path, table: LUT) -> Path:
+    """Replace a bundle's lut.json atomically (validated; a crash leaves the old file intact)."""
+    path = Path(bundle) / LUT_FILE
+    tmp = path.with_name(f".{LUT_FILE}.tmp")
+    try:
+        write_json(table, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
 
 
 def read_bundle(path: str | Path, verify: bool = True) -> tuple[Manifest, LUT]:

@@ -161,15 +161,17 @@ class Manifest:
 
 @dataclasses.dataclass(frozen=True)
 class Latency:
-    """Latency of one operating point on one device, filled by profiling."""
+    """One latency measurement of one operating point on one device (filled by profiling)."""
 
-    runtime: str
+    runtime: str  # executorch | tflite | onnxruntime | coreml (the runtime that ran the artifact)
     threads: int
     runs: int
     p50_ms: float
     p90_ms: float
     p99_ms: float
     peak_memory_mb: float | None = None
+    gflops: float | None = None  # achieved: 2 · MACs / p50
+    energy_mj: float | None = None  # per inference, where the device could measure or estimate it
 
 
 @dataclasses.dataclass(frozen=True)
@@ -193,7 +195,7 @@ class OperatingPoint:
     artifact_resolutions: int  # how many resolutions that artifact serves (amortised: bytes / this)
     top1: float | None = None  # measured on the artifact in its runtime; None where it cannot run here
     top1_data: DataIdentity | None = None
-    latency: dict[str, Latency] = dataclasses.field(default_factory=dict)  # device id → latency
+    latency: dict[str, list[Latency]] = dataclasses.field(default_factory=dict)  # device id → one per runtime × threads
     stage_scales: list[float] | None = None  # Resizable Networks (later)
 
     def key(self) -> tuple:
@@ -202,9 +204,45 @@ class OperatingPoint:
 
 
 @dataclasses.dataclass(frozen=True)
+class SwitchCost:
+    """What it costs on one device to serve another resolution (profiling, host)."""
+
+    runtime: str
+    precision: Precision
+    switch_loaded_ms: float  # run another method/signature of the already loaded bundle artifact (median)
+    switch_first_ms: float  # the same, loading that method on first use
+    load_file_ms: float  # load a separate single-resolution model file and run it once (one-model-per-resolution)
+
+
+@dataclasses.dataclass(frozen=True)
+class LatencyModel:
+    """latency_ms ≈ intercept_ms + ms_per_gmac · MACs/1e9, fitted per device × runtime × precision × unit × threads."""
+
+    runtime: str
+    precision: Precision
+    compute_unit: str
+    threads: int
+    intercept_ms: float
+    ms_per_gmac: float
+    mean_abs_rel_error: float  # of the fit over the measured resolutions (leave-one-out where ≥ 3 points)
+    points: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Device:
+    """A device profiled into the LUT: facts (CPU model, cores, OS, phone model, SoC, runtime versions) and
+    the per-device measurements that are not per operating point."""
+
+    facts: dict[str, str] = dataclasses.field(default_factory=dict)
+    gemm_peak_gflops: float | None = None  # fp32 large-matmul peak, measured once per device entry
+    switch_costs: list[SwitchCost] = dataclasses.field(default_factory=list)
+    latency_models: list[LatencyModel] = dataclasses.field(default_factory=list)
+
+
+@dataclasses.dataclass(frozen=True)
 class LUT:
     operating_points: list[OperatingPoint]
-    devices: dict[str, dict[str, str]] = dataclasses.field(default_factory=dict)  # device id → facts
+    devices: dict[str, Device] = dataclasses.field(default_factory=dict)  # device id → device
     kind: str = "resflex.lut"
     schema_version: str = SCHEMA_VERSION
 
@@ -214,6 +252,9 @@ class LUT:
             if op.key() in seen:
                 raise SchemaError(f"operating_points[{i}]: duplicate operating point {op.key()}")
             seen.add(op.key())
+            for device in op.latency:
+                if device not in self.devices:
+                    raise SchemaError(f"operating_points[{i}].latency: device {device!r} is not in devices")
 
 
 # --------------------------------------------------------------------------- (de)serialisation

@@ -26,8 +26,12 @@ def table():
     return lut.LUT([lut.OperatingPoint(r, lut.Backend.EXECUTORCH, lut.Precision.INT8, "XNNPACK",
                                        "executorch/model_int8.pte", f"forward_{r}", 1000 * r, 500, 1234, 2,
                                        top1=0.9, top1_data=lut.DataIdentity("synthetic", "val", 100),
-                                       latency={"host": lut.Latency("executorch", 1, 20, 1.0, 1.2, 1.5)})
-                    for r in (32, 16)])
+                                       latency={"host": [lut.Latency("executorch", 1, 20, 1.0, 1.2, 1.5)]})
+                    for r in (32, 16)],
+                   devices={"host": lut.Device({"cpu": "test"}, 100.0,
+                                               [lut.SwitchCost("executorch", lut.Precision.INT8, 0.1, 0.5, 20.0)],
+                                               [lut.LatencyModel("executorch", lut.Precision.INT8, "XNNPACK", 1, 0.2,
+                                                                 3.0, 0.05, 2)])})
 
 
 @pytest.mark.parametrize("make", [manifest, table])
