@@ -5,7 +5,7 @@
 # records that and the demo still prints it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-python -m pip install --progress-bar off torch==2.13.0 -e ".[convert]"
+python -m pip install --progress-bar off torch==2.13.0 -e ".[convert,report]"
 bash scripts/setup-onnx2tf.sh
 resflex train --data synthetic --arch mobilenet_v2 --width 0.35 --method rsnet --resolutions 64,56,48,40,32 \
     --epochs 4 --train-samples 2000 --out runs/demo --overwrite

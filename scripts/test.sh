@@ -3,6 +3,6 @@
 #   bash scripts/test.sh [pytest args]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-python -m pip install --progress-bar off torch==2.13.0 -e ".[convert,test]"
+python -m pip install --progress-bar off torch==2.13.0 -e ".[convert,report,test]"
 bash scripts/setup-onnx2tf.sh
 python -m pytest -q "$@"
