@@ -154,7 +154,8 @@ def convert(config: ConvertConfig) -> ConvertResult:
             try:
                 baked = {r: bake(model, r, bn_mode, config.scale_code, be.bn_style) for r in resolutions}
                 exported = be.export(baked, precision, calib, stage / be.name)
-                info = _artifact_info(be, exported, stage, baked, val, precision)
+                seconds = time.perf_counter() - t0
+                info = _artifact_info(be, exported, stage, baked, val, precision, seconds)
             except Exception as e:  # one backend failing must not lose the others
                 failures.append(schema.Failure(be.name, precision, f"{type(e).__name__}: {e}"))
                 say(f"FAILED {be.name} {precision}: {e}\n{traceback.format_exc(limit=3)}")
@@ -191,7 +192,7 @@ def convert(config: ConvertConfig) -> ConvertResult:
     return ConvertResult(bundle, manifest, table, seconds)
 
 
-def _artifact_info(be, exported: Exported, stage: Path, baked, val, precision) -> schema.ArtifactInfo:
+def _artifact_info(be, exported: Exported, stage: Path, baked, val, precision, seconds) -> schema.ArtifactInfo:
     folder = stage / be.name
     main = folder / exported.files[0]
     files = [folder / f for f in exported.files]
@@ -207,7 +208,7 @@ def _artifact_info(be, exported: Exported, stage: Path, baked, val, precision) -
                  for e in exported.entries],
         runs_on_host=runner is not None, parity=parity,
         extra_files=[schema.FileRef(rel(f), sha256_of(f), size_of(f)) for f in files[1:]],
-        notes=exported.notes)
+        notes=exported.notes, convert_seconds=round(seconds, 2))
 
 
 def _operating_points(info: schema.ArtifactInfo, macs, params, config, val) -> list[schema.OperatingPoint]:

@@ -135,6 +135,7 @@ class ArtifactInfo:
     extra_files: list[FileRef] = dataclasses.field(default_factory=list)  # e.g. ONNX's other resolutions
     parity: list[Parity] = dataclasses.field(default_factory=list)  # empty where it cannot run on the host
     notes: str = ""
+    convert_seconds: float | None = None  # export (bake, convert, quantize) time on the converting machine
 
 
 @dataclasses.dataclass(frozen=True)
