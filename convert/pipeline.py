@@ -102,7 +102,7 @@ class ConvertResult:
         return not self.manifest.failures
 
 
-def _images(model, data, split, resolution, samples, seed, class_names):
+def split_images(model, data, split, resolution, samples, seed, class_names):
     """`samples` images of a split at `resolution`, normalised NCHW, with their labels."""
     loader = eval_loader(model, data, split, resolution, 64, seed=seed, length=samples, class_names=class_names)
     xs, ys = zip(*first_images(loader, samples))
@@ -137,9 +137,9 @@ def convert(config: ConvertConfig) -> ConvertResult:
     say = (lambda msg: tqdm.write(msg)) if config.progress else (lambda msg: None)
 
     say(f"preparing calibration ({config.calib_samples}) and validation ({config.val_samples}) images")
-    calib = {r: _images(model, config.data, "train", r, config.calib_samples, config.seed, class_names)[0]
+    calib = {r: split_images(model, config.data, "train", r, config.calib_samples, config.seed, class_names)[0]
              for r in resolutions}
-    val = {r: _images(model, config.data, "val", r, config.val_samples, config.seed, class_names) for r in resolutions}
+    val = {r: split_images(model, config.data, "val", r, config.val_samples, config.seed, class_names) for r in resolutions}
     macs = {r: count_macs(bake(model, r, bn_mode, config.scale_code, "fold"), torch.zeros(1, 3, r, r))
             for r in resolutions}
     params = count_params(bake(model, resolutions[0], bn_mode, config.scale_code, "fold"))
