@@ -172,6 +172,33 @@ def _run_inspect(args) -> int:
     return 0
 
 
+def _add_report(sub) -> None:
+    p = sub.add_parser("report", help="plots and a markdown summary of a bundle's lookup table",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("bundle")
+    p.add_argument("--out", required=True, help="report folder (written atomically): report.md and the plots")
+    p.add_argument("--device", default=None, help="device id in lut.json; omitted: every device")
+    p.add_argument("--reference", default=None,
+                   help='JSON list of reference models, [{"label": ..., "macs": ..., "top1": 0..1}], e.g. I-Nets')
+    p.add_argument("--format", default="png,svg", help="comma-separated image formats: png, svg, pdf")
+    p.add_argument("--overwrite", action=argparse.BooleanOptionalAction, default=False,
+                   help="replace a non-empty --out")
+    p.add_argument("--verify", action=argparse.BooleanOptionalAction, default=True,
+                   help="check the artifacts' checksums")
+    p.set_defaults(run=_run_report)
+
+
+def _run_report(args) -> int:
+    from resflex.profiling.report import ReportConfig, write_report
+
+    config = ReportConfig(bundle=args.bundle, out=args.out, device=args.device, reference=args.reference,
+                          formats=tuple(f.strip() for f in args.format.split(",") if f.strip()),
+                          overwrite=args.overwrite, verify=args.verify)
+    files = write_report(config)
+    print(f"report: {Path(args.out) / 'report.md'} ({len(files) - 1} images)")
+    return 0
+
+
 def _run_models(args) -> int:
     from .models import list_models
 
@@ -186,6 +213,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_eval(sub)
     _add_convert(sub)
     _add_inspect(sub)
+    _add_report(sub)
     sub.add_parser("models", help="list the registered architectures").set_defaults(run=_run_models)
     return parser
 
