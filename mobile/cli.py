@@ -199,6 +199,71 @@ def _run_report(args) -> int:
     return 0
 
 
+def _add_profile(sub) -> None:
+    from resflex.profiling.profile import DEFAULT_RUNTIMES, ProfileConfig
+
+    d = ProfileConfig(bundle="")
+    p = sub.add_parser("profile", help="time a bundle's operating points on a device; results go into its lut.json",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("bundle")
+    p.add_argument("--device", default=d.device, help="host | adb:SERIAL (an Android phone, see `adb devices`)")
+    p.add_argument("--device-id", default=None, help="key of the device entry in lut.json (default: host, or the "
+                   "phone's id)")
+    p.add_argument("--runtimes", default=",".join(DEFAULT_RUNTIMES),
+                   help="comma-separated: executorch, tflite, onnxruntime, coreml (macOS only)")
+    p.add_argument("--threads", type=_parse_threads, default=d.threads, help="comma-separated thread counts")
+    p.add_argument("--runs", type=int, default=d.runs, help="timed runs per operating point")
+    p.add_argument("--warmup", type=int, default=d.warmup, help="untimed runs before them")
+    p.add_argument("--switch-cost", action=argparse.BooleanOptionalAction, default=d.switch_cost,
+                   help="time switching resolution inside the bundle vs loading another model file (host)")
+    p.add_argument("--gemm-peak", action=argparse.BooleanOptionalAction, default=d.gemm_peak,
+                   help="measure the host's fp32 GEMM peak (large matmul)")
+    p.add_argument("--executor-runner", default=None, help="adb: ExecuTorch executor_runner built for the phone")
+    p.add_argument("--benchmark-model", default=None, help="adb: LiteRT benchmark_model built for the phone")
+    p.add_argument("--adb", default=d.adb, help="adb executable")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=d.progress)
+    p.set_defaults(run=_run_profile)
+
+
+def _parse_threads(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers like 1,2, got {text!r}") from None
+
+
+def _run_profile(args) -> int:
+    from resflex.profiling.profile import ProfileConfig, format_profile, last_profiled, profile
+
+    config = ProfileConfig(
+        bundle=args.bundle, device=args.device, device_id=args.device_id,
+        runtimes=tuple(r.strip() for r in args.runtimes.split(",") if r.strip()), threads=args.threads,
+        runs=args.runs, warmup=args.warmup, switch_cost=args.switch_cost, gemm_peak=args.gemm_peak,
+        executor_runner=args.executor_runner, benchmark_model=args.benchmark_model, adb=args.adb,
+        progress=args.progress)
+    table = profile(config)
+    print(format_profile(table, config.device_id or last_profiled(table)))
+    return 0
+
+
+def _add_macs(sub) -> None:
+    p = sub.add_parser("macs", help="multiply-accumulates and parameters of a checkpoint per resolution",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("checkpoint")
+    p.add_argument("--resolutions", type=parse_resolutions, default=None,
+                   help="default: the checkpoint's training resolutions")
+    p.add_argument("--by-layer", action=argparse.BooleanOptionalAction, default=False,
+                   help="also a per-layer breakdown at each resolution")
+    p.set_defaults(run=_run_macs)
+
+
+def _run_macs(args) -> int:
+    from resflex.profiling.macs import MacsConfig, checkpoint_macs, format_macs
+
+    print(format_macs(checkpoint_macs(MacsConfig(args.checkpoint, args.resolutions, args.by_layer))))
+    return 0
+
+
 def _run_models(args) -> int:
     from .models import list_models
 
@@ -214,6 +279,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_convert(sub)
     _add_inspect(sub)
     _add_report(sub)
+    _add_profile(sub)
+    _add_macs(sub)
     sub.add_parser("models", help="list the registered architectures").set_defaults(run=_run_models)
     return parser
 
