@@ -264,6 +264,48 @@ def _run_macs(args) -> int:
     return 0
 
 
+def _add_select(sub) -> None:
+    from .selector import DeviceState, SelectConfig
+
+    d, s = SelectConfig(bundle=""), DeviceState()
+    p = sub.add_parser("select", help="one runtime decision: which operating point for this device state",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("bundle", nargs="?", help="bundle directory (reads lut.json and optional selector_policy.json)")
+    p.add_argument("--device", default=d.device, help="device id in the LUT (unknown: latency from MACs)")
+    p.add_argument("--battery", type=float, default=s.battery, help="battery fraction 0..1")
+    p.add_argument("--charging", action=argparse.BooleanOptionalAction, default=s.charging)
+    p.add_argument("--power-save", action=argparse.BooleanOptionalAction, default=s.power_save)
+    p.add_argument("--thermal", type=float, default=s.thermal, help="thermal state on --thermal-scale")
+    p.add_argument("--thermal-scale", default=s.thermal_scale, help="normalized (0-3) | android (0-6) | ios (0-3)")
+    p.add_argument("--cpu-load", type=float, default=s.cpu_load, help="fraction 0..1 of the CPU busy elsewhere")
+    p.add_argument("--budget-ms", type=float, default=None, help="latency budget (default: the policy's, 33 ms)")
+    p.add_argument("--min-top1", type=float, default=None, help="minimum top-1 fraction (default: the policy's)")
+    p.add_argument("--policy", default=None, help="JSON file of policy fields overriding the bundle's policy")
+    p.add_argument("--json", action=argparse.BooleanOptionalAction, default=False, help="print the decision as JSON")
+    p.add_argument("--emit-golden", default=None, metavar="FILE",
+                   help="write the golden vectors for the Kotlin/Swift ports to FILE instead (no BUNDLE needed)")
+    p.set_defaults(run=_run_select)
+
+
+def _run_select(args) -> int:
+    from .selector import SelectConfig, format_decision, select_once
+
+    if args.emit_golden:
+        from .selector_golden import emit_golden
+
+        path = emit_golden(args.emit_golden)
+        print(f"golden vectors: {path}")
+        return 0
+    if not args.bundle:
+        raise ValueError("BUNDLE is required (or pass --emit-golden FILE)")
+    selector, decision = select_once(SelectConfig(
+        bundle=args.bundle, device=args.device, battery=args.battery, charging=args.charging,
+        power_save=args.power_save, thermal=args.thermal, thermal_scale=args.thermal_scale, cpu_load=args.cpu_load,
+        budget_ms=args.budget_ms, min_top1=args.min_top1, policy_file=args.policy))
+    print(json.dumps(decision.to_dict(), indent=2) if args.json else format_decision(selector, decision))
+    return 0
+
+
 def _run_models(args) -> int:
     from .models import list_models
 
@@ -281,6 +323,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_report(sub)
     _add_profile(sub)
     _add_macs(sub)
+    _add_select(sub)
     sub.add_parser("models", help="list the registered architectures").set_defaults(run=_run_models)
     return parser
 

@@ -1,0 +1,366 @@
+"""Golden vectors for the selector: cases the Python reference, the Kotlin port and the Swift port replay.
+
+`emit_golden(path)` writes `{"kind": "resflex.selector_golden", "schema_version": "1.0", "cases": [...]}`; each
+case is {name, description, lut (a full lut.json document), device, policy (every field explicit), steps}, and
+each step is {state, observed_ms, expected}. Replaying a case: build `Selector(lut, device, policy)`; for each
+step, `d = choose(state)` must equal `expected` (resolution, backend, precision, compute_unit, index, unit_class,
+latency_source and reason exactly; predicted_ms and budget_ms, rounded to 6 decimals, within 1e-6); then, if
+observed_ms is not null, `observe(d, observed_ms)`.
+
+JSON has no NaN or infinities: in `state` and `observed_ms` the strings "NaN", "Infinity" and "-Infinity" stand
+for those doubles (`decode`); every other value, including other strings and null, is passed through unchanged
+(the selector must treat it as a bad sensor value). The file is deterministic (sorted keys, one space indent,
+floats as Python's shortest repr), so re-emitting gives byte-identical content.
+
+Every step states what it is meant to show (`want`: the operating point and reason codes it must contain);
+`golden_document()` refuses to emit a case whose decision does not show it, so the file cannot silently drift
+from its intent.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from . import lut as L
+from .selector import Decision, DeviceState, Policy, Selector
+
+GOLDEN_KIND, GOLDEN_VERSION = "resflex.selector_golden", "1.0"
+GOLDEN_PATH = Path(__file__).resolve().parent.parent / "tests" / "golden" / "selector_golden.json"
+STATE_FIELDS = ("battery", "charging", "power_save", "thermal", "thermal_scale", "cpu_load")
+_SPECIAL = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
+
+# --------------------------------------------------------------------------- lookup tables
+
+PHONE_RESOLUTIONS = (224, 192, 160, 128)
+# (backend, precision, unit, runtime, latency ms per resolution, top-1, energy mJ, latency model (a, b))
+PHONE_ROWS = (
+    ("executorch", "fp32", "XNNPACK", "executorch", (40.0, 30.0, 21.0, 14.0), (0.72, 0.70, 0.67, 0.62),
+     (160.0, 120.0, 84.0, 56.0), (1.5, 128.0)),
+    ("executorch", "int8", "XNNPACK", "executorch", (22.0, 16.5, 11.5, 7.5), (0.71, 0.69, 0.66, 0.61),
+     (70.0, 52.0, 36.0, 24.0), (0.8, 70.0)),
+    ("tflite", "fp16", "GPU", "tflite", (36.0, 27.0, 19.5, 13.5), (0.719, 0.699, 0.669, 0.619),
+     (60.0, 45.0, 32.0, 22.0), (4.0, 106.0)),
+)
+
+
+def _macs(resolution: int, macs_224: float = 300e6) -> int:
+    return int(round(macs_224 * resolution * resolution / (224 * 224)))
+
+
+def phone_lut(*, energy: bool = False, measured: bool = True, models: bool = False,
+              one_thread: bool = False) -> L.LUT:
+    """A small hand-made phone LUT (device "phone"): 4 resolutions × {ExecuTorch fp32 and int8 on XNNPACK (CPU),
+    TFLite fp16 on the GPU}. `one_thread` adds 1-thread XNNPACK entries 2.5× slower than the 4-thread ones."""
+    points, latency_models = [], []
+    for backend, precision, unit, runtime, lat, top1, mj, (a, b) in PHONE_ROWS:
+        artifact = {"executorch": f"executorch/model_{precision}.pte", "tflite": f"tflite/model_{precision}.tflite"}
+        for i, r in enumerate(PHONE_RESOLUTIONS):
+            entries = []
+            if measured:
+                threads = 1 if unit == "GPU" else 4
+                entries.append(L.Latency(runtime, threads, 50, lat[i], lat[i] * 1.1, lat[i] * 1.2,
+                                         energy_mj=mj[i] if energy else None))
+                if one_thread and unit != "GPU":
+                    entries.append(L.Latency(runtime, 1, 50, lat[i] * 2.5, lat[i] * 2.75, lat[i] * 3.0,
+                                             energy_mj=mj[i] * 1.5 if energy else None))
+            points.append(L.OperatingPoint(
+                resolution=r, backend=L.Backend(backend), precision=L.Precision(precision), compute_unit=unit,
+                artifact=artifact[backend], entry=f"forward_{r}" if backend == "executorch" else f"serving_{r}",
+                macs=_macs(r), params=2_200_000, artifact_bytes=9_000_000, artifact_resolutions=4, top1=top1[i],
+                top1_data=L.DataIdentity("imagenet", "val", 50000),
+                latency={"phone": entries} if entries else {}))
+        if models:
+            latency_models.append(L.LatencyModel(runtime, L.Precision(precision), unit, 4 if unit != "GPU" else 1,
+                                                 a, b, 0.05, 4))
+    device = L.Device({"model": "Example Phone", "soc": "Example SoC"}, latency_models=latency_models)
+    return L.LUT(points, devices={"phone": device})
+
+
+def demo_lut(resolutions=(224, 192, 160, 128, 96), device: str = "phone") -> L.LUT:
+    """A realistic-sized LUT for benchmarks: resolutions × {ExecuTorch, TFLite, ONNX} × {fp32, int8} × every
+    compute unit of the backend (ExecuTorch XNNPACK; TFLite CPU, GPU, NNAPI; ONNX CPU), all measured."""
+    speed = {("executorch", "XNNPACK"): 1.0, ("tflite", "CPU"): 1.15, ("tflite", "GPU"): 0.9,
+             ("tflite", "NNAPI"): 0.6, ("onnx", "CPUExecutionProvider"): 1.3}
+    runtime = {"executorch": "executorch", "tflite": "tflite", "onnx": "onnxruntime"}
+    points = []
+    for (backend, unit), s in speed.items():
+        for precision in ("fp32", "int8"):
+            for r in resolutions:
+                gmacs = _macs(r) / 1e9
+                ms = (1.0 + gmacs * (120.0 if precision == "fp32" else 65.0)) * s
+                top1 = 0.72 - 0.1 * (1 - r / 224) ** 2 * 4 - (0.008 if precision == "int8" else 0.0)
+                points.append(L.OperatingPoint(
+                    r, L.Backend(backend), L.Precision(precision), unit, f"{backend}/model_{precision}", f"e{r}",
+                    _macs(r), 2_200_000, 9_000_000, len(resolutions), top1=round(top1, 4),
+                    latency={device: [L.Latency(runtime[backend], 4, 50, round(ms, 3), round(ms * 1.1, 3),
+                                                round(ms * 1.2, 3), energy_mj=round(ms * (2.5 if unit in (
+                                                    "GPU", "NNAPI") else 3.5), 3))]}))
+    return L.LUT(points, devices={device: L.Device({"model": "bench phone"})})
+
+
+# --------------------------------------------------------------------------- cases
+
+
+@dataclasses.dataclass(frozen=True)
+class Step:
+    state: dict
+    observe: Any = None  # a number, a special string, None, or a function of the Decision (recorded rounded)
+    want_point: tuple | None = None  # (resolution, backend, precision, compute_unit)
+    want_codes: tuple[str, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class Case:
+    name: str
+    description: str
+    lut: L.LUT
+    device: str
+    policy: Policy
+    steps: tuple[Step, ...]
+
+
+def S(**fields) -> dict:
+    """A full sensor state: a healthy phone unless told otherwise."""
+    state = {"battery": 0.8, "charging": False, "power_save": False, "thermal": 0, "thermal_scale": "normalized",
+             "cpu_load": 0.0}
+    state.update(fields)
+    return state
+
+
+def true_factor(cpu: float, accelerator: float = 1.0) -> Callable[[Decision], float]:
+    """Observed latency of a phone whose real speed differs from the LUT by these factors."""
+    return lambda d: d.model_ms * (cpu if d.unit_class == "cpu" else accelerator)
+
+
+def exact(d: Decision) -> float:
+    return d.model_ms
+
+
+I8, F32, GPU = ("executorch", "int8", "XNNPACK"), ("executorch", "fp32", "XNNPACK"), ("tflite", "fp16", "GPU")
+
+
+def P(resolution: int, kind: tuple) -> tuple:
+    return (resolution, *kind)
+
+
+# probe_backoff: frame → (point, codes) it must show; 1, 3 then 7 frames of hold_hysteresis before each probe.
+_BACKOFF_WANTS = {
+    0: (P(224, I8), ("initial",)), 1: (P(192, I8), ("deadline_miss_step_down",)),
+    3: (P(192, GPU), ("step_up", "accelerator")), 11: (P(192, GPU), ("hold_hysteresis",)),
+    12: (P(224, I8), ("step_up",)), 13: (P(192, GPU), ("deadline_miss_step_down",)),
+    **{n: (P(192, GPU), ("hold_hysteresis",)) for n in range(19, 22)},
+    22: (P(224, I8), ("step_up",)), 23: (P(192, GPU), ("deadline_miss_step_down",)),
+    **{n: (P(192, GPU), ("hold_hysteresis",)) for n in range(28, 35)},
+    35: (P(224, I8), ("step_up",)), 36: (P(192, GPU), ("deadline_miss_step_down",)),
+}
+
+
+def cases() -> list[Case]:
+    phone, energy_phone = phone_lut(), phone_lut(energy=True)
+    default = Policy()
+    out = [
+        Case("budget_fits", "default 33 ms budget, healthy phone: the most accurate point that fits",
+             phone, "phone", default, (Step(S(), exact, P(224, I8), ("initial", "fits_budget")),)),
+        Case("budget_tight", "12 ms budget: a smaller resolution", phone, "phone",
+             Policy(latency_budget_ms=12.0), (Step(S(), exact, P(160, I8), ("initial", "fits_budget")),)),
+        Case("budget_exact", "a budget equal to a point's latency fits it (predicted ≤ budget)", phone, "phone",
+             Policy(latency_budget_ms=22.0), (Step(S(), None, P(224, I8), ("initial", "fits_budget")),)),
+        Case("budget_none_fit", "5 ms budget: nothing fits, the fastest point", phone, "phone",
+             Policy(latency_budget_ms=5.0),
+             (Step(S(), None, P(128, I8), ("none_fit_fallback_fastest", "over_budget")),
+              Step(S(), None, P(128, I8), ("none_fit_hold", "over_budget")))),
+        Case("min_top1_filters", "min top-1 0.69 within 20 ms: the 192 px int8 point, not a faster less "
+             "accurate one", phone, "phone", Policy(latency_budget_ms=20.0, min_top1=0.69),
+             (Step(S(), exact, P(192, I8), ("initial", "fits_budget")),)),
+        Case("min_top1_unreachable", "min top-1 0.715 cannot be met within 33 ms: the fastest point", phone,
+             "phone", Policy(min_top1=0.715),
+             (Step(S(), None, P(128, I8), ("none_fit_fallback_fastest", "below_min_top1")),)),
+    ]
+    for scale, levels, points in (
+            ("normalized", (0, 1, 2, 3), (P(224, I8), P(224, I8), P(192, I8), P(128, GPU))),
+            ("android", (0, 1, 2, 3, 4, 5, 6), (P(224, I8), P(224, I8), P(192, I8), *[P(128, GPU)] * 4)),
+            ("ios", (0, 1, 2, 3), (P(224, I8), P(224, I8), P(192, I8), P(128, GPU)))):
+        steps = tuple(Step(S(thermal=t, thermal_scale=scale), exact, p,
+                           ("thermal_tightened", "thermal_cpu_slowdown") if t else ("fits_budget",))
+                      for t, p in zip(levels, points))
+        out.append(Case(f"thermal_{scale}", f"every {scale} thermal level, hotter each frame: the budget shrinks "
+                        "and the CPU slows, down to the GPU at the hottest level", phone, "phone", default, steps))
+    out += [
+        Case("thermal_cooling_hysteresis", "hot, then nominal: the step up waits for 5 calm frames", phone,
+             "phone", default,
+             (Step(S(thermal=3), exact, P(128, GPU), ("initial", "accelerator")),
+              *[Step(S(), exact, P(128, GPU), ("hold_hysteresis",))] * 4,
+              Step(S(), exact, P(224, I8), ("step_up", "fits_budget")),
+              Step(S(), exact, P(224, I8), ("hold",)))),
+        Case("deadline_miss", "a deadline miss steps down at once; calm frames step back up after 5",
+             phone, "phone", default,
+             (Step(S(), 34.0, P(224, I8), ("initial",)),
+              Step(S(), exact, P(192, I8), ("deadline_miss_step_down",)),
+              *[Step(S(), exact, P(192, I8), ("hold_hysteresis",))] * 4,
+              Step(S(), exact, P(224, I8), ("step_up",)))),
+        Case("feedback_throttling", "sensors say nominal but the CPU runs 1.8× slower: a deadline miss steps "
+             "down at once; the slowdown learnt from timings alone then makes the GPU the best point that fits",
+             phone, "phone", default,
+             (Step(S(), true_factor(1.8), P(224, I8), ("initial",)),
+              Step(S(), true_factor(1.8), P(192, I8), ("deadline_miss_step_down", "throttle_detected")),
+              *[Step(S(), true_factor(1.8), P(192, I8), ("hold_hysteresis", "throttle_detected"))] * 4,
+              Step(S(), true_factor(1.8), P(192, GPU), ("step_up", "throttle_detected", "accelerator")),
+              *[Step(S(), true_factor(1.8), P(192, GPU), ("hold", "throttle_detected"))] * 5)),
+        Case("probe_backoff", "a step up that has to be undone at once doubles the calm frames the next one "
+             "needs (2, 4, 8 = backoff_max_frames): the CPU runs 1.8× slower and its slowdown relaxes fast",
+             phone, "phone", Policy(slowdown_relax=0.05, hysteresis_frames=2, backoff_max_frames=8),
+             tuple(Step(S(), true_factor(1.8), *_BACKOFF_WANTS.get(n, (None, ()))) for n in range(37))),
+        Case("cpu_load_to_accelerator", "a busy CPU (load 0.8) moves the work to the GPU; back on the CPU after "
+             "the load ends and 5 calm frames", phone, "phone", default,
+             (Step(S(), exact, P(224, I8), ("initial",)),
+              Step(S(cpu_load=0.8), exact, P(192, GPU), ("step_down_no_fit", "cpu_load_slowdown", "accelerator")),
+              *[Step(S(), exact, P(192, GPU), ("hold_hysteresis",))] * 4,
+              Step(S(), exact, P(224, I8), ("step_up",)))),
+        Case("battery_low", "battery 15 %, not charging: tighter budget, lower energy preferred (energy_mj)",
+             energy_phone, "phone", default,
+             (Step(S(battery=0.15), exact, None, ("initial", "battery_low", "energy_preferred")),)),
+        Case("battery_critical", "battery 5 %: tighter still", energy_phone, "phone", default,
+             (Step(S(battery=0.05), exact, None, ("initial", "battery_critical", "energy_preferred")),)),
+        Case("battery_charging", "battery 5 % but charging: no battery rule", energy_phone, "phone", default,
+             (Step(S(battery=0.05, charging=True), exact, P(224, I8), ("initial", "fits_budget", "charging")),)),
+        Case("battery_draining", "battery falls from 30 % to 5 % frame by frame (MACs as the energy proxy)",
+             phone, "phone", default,
+             tuple(Step(S(battery=b), exact, None, codes) for b, codes in (
+                 (0.3, ("initial",)), (0.2, ("battery_low",)), (0.15, ("battery_low",)),
+                 (0.1, ("battery_critical",)), (0.05, ("battery_critical",))))),
+        Case("power_save", "power-save mode: tighter budget, lower energy preferred", energy_phone, "phone",
+             default, (Step(S(power_save=True), exact, None, ("initial", "power_save", "energy_preferred")),)),
+        Case("latency_model_fallback", "no measured latency on this device: the device's latency model",
+             phone_lut(measured=False, models=True), "phone", default,
+             (Step(S(), exact, None, ("initial", "estimated_latency")),
+              Step(S(thermal=2), exact, None, ("estimated_latency",)))),
+        Case("macs_fallback", "a device the LUT does not know: latency from MACs at 10 GMAC/s", phone,
+             "unprofiled_phone", Policy(fallback_gmacs_per_s=10.0),
+             (Step(S(), None, P(224, F32), ("initial", "estimated_latency_macs")),
+              Step(S(thermal=3), None, None, ("step_down_no_fit", "estimated_latency_macs")))),
+        Case("policy_one_thread", "policy threads = 1: the 1-thread XNNPACK latencies (2.5× slower) decide",
+             phone_lut(one_thread=True), "phone", Policy(threads=1),
+             (Step(S(), exact, P(192, GPU), ("initial", "accelerator")),)),
+        Case("bad_sensors", "NaN, infinities, negative, out-of-range, null, wrong types and unknown names fall "
+             "back to conservative values", phone, "phone", default,
+             (Step(S(battery="NaN"), None, None, ("bad_sensor:battery", "battery_low")),
+              Step(S(thermal="Infinity"), None, None, ("bad_sensor:thermal", "thermal_tightened")),
+              Step(S(thermal=-1), None, None, ("bad_sensor:thermal",)),
+              Step(S(thermal=1.5), None, None, ("bad_sensor:thermal",)),
+              Step(S(thermal=9, thermal_scale="android"), None, None, ("bad_sensor:thermal",)),
+              Step(S(thermal="NaN", thermal_scale="ios"), None, None, ("bad_sensor:thermal",)),
+              Step(S(thermal_scale="kelvin"), None, None, ("bad_sensor:thermal_scale",)),
+              Step(S(battery=-0.5), None, None, ("bad_sensor:battery",)),
+              Step(S(battery=1.5), None, None, ("bad_sensor:battery",)),
+              Step(S(battery=None), None, None, ("bad_sensor:battery",)),
+              Step(S(charging=None, battery=0.05), None, None, ("bad_sensor:charging", "battery_critical")),
+              Step(S(charging="yes"), None, None, ("bad_sensor:charging",)),
+              Step(S(power_save=None), None, None, ("bad_sensor:power_save", "power_save")),
+              Step(S(cpu_load="-Infinity"), None, None, ("bad_sensor:cpu_load", "cpu_load_slowdown")),
+              Step(S(cpu_load=2.0), None, None, ("bad_sensor:cpu_load",)),
+              Step(S(cpu_load="NaN", thermal=None, battery="Infinity"), None, None,
+                   ("bad_sensor:thermal", "bad_sensor:battery", "bad_sensor:cpu_load")))),
+        Case("bad_observations", "non-finite, negative, zero or non-numeric measurements are ignored", phone,
+             "phone", default,
+             (Step(S(), "NaN", P(224, I8), ("initial",)),
+              Step(S(), "Infinity", P(224, I8), ("hold",)),
+              Step(S(), -5.0, P(224, I8), ("hold",)),
+              Step(S(), 0.0, P(224, I8), ("hold",)),
+              Step(S(), "fast", P(224, I8), ("hold",)),
+              Step(S(), "-Infinity", P(224, I8), ("hold",)),
+              Step(S(), None, P(224, I8), ("hold",)))),
+    ]
+    return out
+
+
+# --------------------------------------------------------------------------- encoding, emitting, replaying
+
+
+def decode(value: Any) -> Any:
+    """The golden file's encoding of non-finite numbers: "NaN", "Infinity", "-Infinity" → doubles."""
+    return _SPECIAL.get(value, value) if isinstance(value, str) else value
+
+
+def state_from_json(data: dict) -> DeviceState:
+    return DeviceState(**{k: decode(data[k]) for k in STATE_FIELDS})
+
+
+def expected_of(d: Decision) -> dict:
+    p = d.point
+    return {"index": d.index, "resolution": p.resolution, "backend": p.backend.value,
+            "precision": p.precision.value, "compute_unit": p.compute_unit, "unit_class": d.unit_class,
+            "latency_source": d.latency_source, "predicted_ms": round(d.predicted_ms, 6),
+            "budget_ms": round(d.budget_ms, 6), "reason": list(d.reason)}
+
+
+def _run_case(case: Case) -> dict:
+    sel = Selector(case.lut, case.device, case.policy)
+    steps = []
+    for n, step in enumerate(case.steps):
+        d = sel.choose(state_from_json(step.state))
+        point = (d.point.resolution, d.point.backend.value, d.point.precision.value, d.point.compute_unit)
+        missing = [c for c in step.want_codes if c not in d.reason]
+        if (step.want_point is not None and point != step.want_point) or missing:
+            raise AssertionError(f"golden case {case.name!r} step {n}: got {point} {list(d.reason)}, meant "
+                                 f"{step.want_point} with {list(step.want_codes)}")
+        observed = step.observe(d) if callable(step.observe) else step.observe
+        if isinstance(observed, float) and math.isfinite(observed):
+            observed = round(observed, 3)
+        if observed is not None:
+            sel.observe(d, decode(observed))
+        steps.append({"state": dict(step.state), "observed_ms": observed, "expected": expected_of(d)})
+    return {"name": case.name, "description": case.description, "lut": L.to_dict(case.lut), "device": case.device,
+            "policy": case.policy.to_dict(), "steps": steps}
+
+
+def golden_document() -> dict:
+    return {"kind": GOLDEN_KIND, "schema_version": GOLDEN_VERSION,
+            "encoding": 'non-finite numbers in state and observed_ms are the strings "NaN", "Infinity", '
+                        '"-Infinity"; predicted_ms and budget_ms are rounded to 6 decimals',
+            "cases": [_run_case(c) for c in cases()]}
+
+
+def dumps(document: dict) -> str:
+    return json.dumps(document, indent=1, sort_keys=True, ensure_ascii=True, allow_nan=False) + "\n"
+
+
+def emit_golden(path: str | Path = GOLDEN_PATH) -> Path:
+    """Write the golden vectors (atomically) and return the path."""
+    path = Path(path)
+    text = dumps(golden_document())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def replay(document: dict) -> list[str]:
+    """Replay every case through the Python selector; the list of mismatches (empty when all agree)."""
+    problems = []
+    for case in document["cases"]:
+        sel = Selector(L.from_dict(L.LUT, case["lut"], f"case {case['name']}"), case["device"],
+                       Policy.from_dict(case["policy"], source=f"case {case['name']} policy"))
+        for n, step in enumerate(case["steps"]):
+            d = sel.choose(state_from_json(step["state"]))
+            got, want = expected_of(d), step["expected"]
+            for k, v in want.items():
+                ok = abs(got[k] - v) <= 1e-6 if k in ("predicted_ms", "budget_ms") else got[k] == v
+                if not ok:
+                    problems.append(f"{case['name']} step {n}: {k} is {got[k]!r}, expected {v!r}")
+            if step["observed_ms"] is not None:
+                sel.observe(d, decode(step["observed_ms"]))
+    return problems
