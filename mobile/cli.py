@@ -211,7 +211,8 @@ def _add_profile(sub) -> None:
                    "phone's id)")
     p.add_argument("--runtimes", default=",".join(DEFAULT_RUNTIMES),
                    help="comma-separated: executorch, tflite, onnxruntime, coreml (macOS only)")
-    p.add_argument("--threads", type=_parse_threads, default=d.threads, help="comma-separated thread counts")
+    p.add_argument("--threads", type=_parse_threads, default=",".join(map(str, d.threads)),
+                   help="comma-separated thread counts")
     p.add_argument("--runs", type=int, default=d.runs, help="timed runs per operating point")
     p.add_argument("--warmup", type=int, default=d.warmup, help="untimed runs before them")
     p.add_argument("--switch-cost", action=argparse.BooleanOptionalAction, default=d.switch_cost,
