@@ -307,6 +307,49 @@ def _run_select(args) -> int:
     return 0
 
 
+def _add_simulate(sub) -> None:
+    from .simulate import DEFAULT_SCENARIOS, POINT_SETS, SCENARIOS, SimulateConfig
+
+    d = SimulateConfig(bundle="")
+    p = sub.add_parser("simulate", help="replay phone scenarios (heat, load, battery) under fixed and resflex policies",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("bundle", help="bundle directory (reads lut.json and optional selector_policy.json)")
+    p.add_argument("--scenario", default=",".join(DEFAULT_SCENARIOS),
+                   help=f"comma-separated, of: {', '.join(SCENARIOS)}")
+    p.add_argument("--out", required=True, help="output folder (written atomically): summary.md/json and plots")
+    p.add_argument("--device", default=None, help="device id in lut.json (default: host, or the only device)")
+    p.add_argument("--budget-ms", type=float, default=None,
+                   help="frame deadline (default: 1.2 × the most accurate point's cool latency on the device)")
+    p.add_argument("--fps", type=float, default=d.fps, help="camera frames per second (one inference each)")
+    p.add_argument("--seed", type=int, default=d.seed, help="seed of the load bursts and latency jitter")
+    p.add_argument("--minutes", type=float, default=None, help="stretch each scenario to this many minutes")
+    p.add_argument("--points", choices=POINT_SETS, default=d.points,
+                   help="measured: points with a measured latency on the device; all: also estimated ones")
+    p.add_argument("--format", default="png,svg", help="comma-separated image formats: png, svg, pdf")
+    p.add_argument("--overwrite", action=argparse.BooleanOptionalAction, default=False,
+                   help="replace a non-empty --out")
+    p.set_defaults(run=_run_simulate)
+
+
+def _run_simulate(args) -> int:
+    import time
+
+    from .simulate import SimulateConfig, format_summary, simulate, write_outputs
+
+    config = SimulateConfig(
+        bundle=args.bundle, scenarios=tuple(s.strip() for s in args.scenario.split(",") if s.strip()),
+        device=args.device, budget_ms=args.budget_ms, fps=args.fps, seed=args.seed, minutes=args.minutes,
+        points=args.points)
+    t0 = time.perf_counter()
+    result = simulate(config)
+    files = write_outputs(result, args.out, overwrite=args.overwrite,
+                          formats=tuple(f.strip() for f in args.format.split(",") if f.strip()))
+    print(f"device {result.device!r}, budget {result.budget_ms:.3f} ms, {len(result.points)} operating points\n")
+    print(format_summary(result))
+    print(f"\n{args.out}: {len(files)} files in {time.perf_counter() - t0:.1f} s")
+    return 0
+
+
 def _run_models(args) -> int:
     from .models import list_models
 
@@ -325,6 +368,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_profile(sub)
     _add_macs(sub)
     _add_select(sub)
+    _add_simulate(sub)
     sub.add_parser("models", help="list the registered architectures").set_defaults(run=_run_models)
     return parser
 
