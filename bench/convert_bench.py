@@ -34,10 +34,11 @@ import torch
 
 from resflex.convert.backends.base import Entry
 from resflex.convert.bake import bake
-from resflex.convert.bundle import size_of
+from resflex.convert.bundle import read_bundle, size_of
 from resflex.convert.pipeline import BACKENDS, ConvertConfig, convert, load_backend, precisions_for, split_images
 from resflex.mobile.checkpoint import load_checkpoint, save_checkpoint
 from resflex.mobile.cli import parse_resolutions
+from resflex.mobile.data import SyntheticImages
 from resflex.mobile.layers import SwitchableBatchNorm2d
 from resflex.mobile.models import create_model
 
@@ -54,6 +55,7 @@ def parse_args(argv=None):
     p.add_argument("--runs", type=int, default=30, help="timed runs per artifact and resolution")
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--out", default="bench/out", help="bundles go to OUT/<model>/bundle")
+    p.add_argument("--reuse", action="store_true", help="measure bundles already in --out instead of converting")
     args = p.parse_args(argv)
     if not args.checkpoint and not args.random:
         args.random = [0.35, 1.0]
@@ -73,7 +75,7 @@ def random_checkpoint(width: float, resolutions, path: Path, seed: int = 0) -> P
                     bn.bias.normal_(0, 0.2, generator=g)
                     bn.running_mean.normal_(0, 0.2, generator=g)
                     bn.running_var.uniform_(0.5, 2.0, generator=g)
-    return save_checkpoint(path, model.eval(), [f"class{i}" for i in range(10)])
+    return save_checkpoint(path, model.eval(), SyntheticImages(num_classes=10).classes)
 
 
 def bn_bytes_per_resolution(model) -> int:
@@ -128,16 +130,22 @@ def parity_summary(artifact) -> str:
 def bench_model(name: str, checkpoint: Path, args, size_rows: list, latency_rows: list) -> None:
     bundle = Path(args.out) / name / "bundle"
     t0 = time.perf_counter()
-    result = convert(ConvertConfig(checkpoint=str(checkpoint), out=str(bundle), backends=tuple(args.backends.split(",")),
-                                   precisions=tuple(args.precisions.split(",")), calib_samples=args.calib_samples,
-                                   val_samples=args.val_samples, overwrite=True, progress=False))
+    if args.reuse and bundle.exists():
+        manifest, _ = read_bundle(bundle)
+    else:
+        manifest = convert(ConvertConfig(
+            checkpoint=str(checkpoint), out=str(bundle), backends=tuple(args.backends.split(",")),
+            precisions=tuple(args.precisions.split(",")), calib_samples=args.calib_samples,
+            val_samples=args.val_samples, overwrite=True, progress=False)).manifest
     print(f"{name}: bundle {bundle} in {time.perf_counter() - t0:.0f} s", flush=True)
     model, payload = load_checkpoint(checkpoint)
-    resolutions = result.manifest.resolutions
+    resolutions = manifest.resolutions
     calib = {r: split_images(model, "synthetic", "train", r, args.calib_samples, 0, payload["class_names"])[0]
              for r in resolutions}
     backends = {b: load_backend(b) for b in args.backends.split(",")}
-    for artifact in result.manifest.artifacts:
+    for artifact in manifest.artifacts:
+        if artifact.backend.value not in backends:
+            continue
         be, precision = backends[artifact.backend.value], artifact.precision.value
         with tempfile.TemporaryDirectory(prefix="folded_") as tmp:
             folded = folded_artifacts(model, be, precision, resolutions if artifact.runs_on_host else resolutions[:1],
@@ -190,6 +198,10 @@ def main(argv=None) -> None:
     size_rows, latency_rows = [], []
     for name, checkpoint in models.items():
         bench_model(name, checkpoint, args, size_rows, latency_rows)
+        print_tables(args, size_rows, latency_rows)  # after each model, so a later failure loses nothing
+
+
+def print_tables(args, size_rows, latency_rows) -> None:
     print("\n### Size: one artifact with 5 resolutions vs the BN-folded single-resolution artifact (MB)\n")
     print("BN floor: the ratio if the only extra bytes were each extra resolution's fp32 BN scale and shift.\n")
     print("| model | backend | precision | 1 res folded | 5 res shared | ratio | BN floor | 5 folded files | convert s "

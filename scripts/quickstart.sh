@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install resflex and run the main job end to end on the built-in synthetic data (no download, no GPU):
-# train a MobileNetV2 at five resolutions → accuracy at nine test resolutions → mobile bundle → its lookup table.
+# train a MobileNetV2 at five resolutions → accuracy at nine test resolutions → mobile bundle → host latencies
+# into its lookup table → report (plots) → one selector decision → phone simulation of the selector.
 # --keep-going: the short demo training leaves a weak model whose int8 parity may miss the targets; the bundle
 # records that and the demo still prints it.
 set -euo pipefail
@@ -13,3 +14,7 @@ resflex eval runs/demo/checkpoint.pt --data synthetic --resolutions 64,60,56,52,
 resflex convert runs/demo/checkpoint.pt --out bundles/demo --backends executorch,coreml,tflite,onnx \
     --precision fp32,int8 --calib-data synthetic --calib-samples 128 --val-samples 300 --overwrite --zip --keep-going
 resflex inspect bundles/demo
+resflex profile bundles/demo --device host --runtimes executorch,tflite,onnxruntime --threads 1 --runs 30
+resflex report bundles/demo --out reports/demo --overwrite
+resflex select bundles/demo --battery 0.2 --thermal 2 --budget-ms 0.5
+resflex simulate bundles/demo --scenario steady,gaming,low_battery --out sim/demo --overwrite
