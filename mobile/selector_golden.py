@@ -83,6 +83,34 @@ def phone_lut(*, energy: bool = False, measured: bool = True, models: bool = Fal
     return L.LUT(points, devices={"phone": device})
 
 
+RUNTIMES = {"executorch": "executorch", "tflite": "tflite", "onnx": "onnxruntime", "coreml": "coreml"}
+_EXTENSIONS = {"executorch": "pte", "tflite": "tflite", "onnx": "onnx", "coreml": "mlpackage"}
+
+
+def op(resolution: int, kind: tuple, top1: float, ms: float | None = None, mj: float | None = None, *,
+       entries: tuple = (), macs: int | None = None, stage_scales: list | None = None) -> L.OperatingPoint:
+    """One hand-made operating point of a "phone" LUT; kind = (backend, precision, compute unit). Its latency on
+    "phone" is one entry of `ms` (and energy `mj`), 1 thread on a GPU, else 4, or the given `entries`
+    ((runtime, threads, p50 ms, energy mJ or None), ...)."""
+    backend, precision, unit = kind
+    if ms is not None:
+        entries = ((RUNTIMES[backend], 1 if unit == "GPU" else 4, ms, mj),)
+    return L.OperatingPoint(
+        resolution=resolution, backend=L.Backend(backend), precision=L.Precision(precision), compute_unit=unit,
+        artifact=f"{backend}/model_{precision}.{_EXTENSIONS[backend]}", entry=f"forward_{resolution}",
+        macs=_macs(resolution) if macs is None else macs, params=2_200_000, artifact_bytes=9_000_000,
+        artifact_resolutions=4, top1=top1, top1_data=L.DataIdentity("imagenet", "val", 50000),
+        latency={"phone": [L.Latency(rt, threads, 50, p50, p50 * 1.1, p50 * 1.2, energy_mj=e)
+                           for rt, threads, p50, e in entries]} if entries else {},
+        stage_scales=stage_scales)
+
+
+def points_lut(*points: L.OperatingPoint, models: tuple = ()) -> L.LUT:
+    """A "phone" LUT of these points (in this order) and latency models."""
+    device = L.Device({"model": "Example Phone", "soc": "Example SoC"}, latency_models=list(models))
+    return L.LUT(list(points), devices={"phone": device})
+
+
 def demo_lut(resolutions=(224, 192, 160, 128, 96), device: str = "phone") -> L.LUT:
     """A realistic-sized LUT for benchmarks: resolutions × {ExecuTorch, TFLite, ONNX} × {fp32, int8} × every
     compute unit of the backend (ExecuTorch XNNPACK; TFLite CPU, GPU, NNAPI; ONNX CPU), all measured."""
@@ -112,7 +140,7 @@ def demo_lut(resolutions=(224, 192, 160, 128, 96), device: str = "phone") -> L.L
 class Step:
     state: dict
     observe: Any = None  # a number, a special string, None, or a function of the Decision (recorded rounded)
-    want_point: tuple | None = None  # (resolution, backend, precision, compute_unit)
+    want_point: tuple | None = None  # (resolution, backend, precision, compute_unit[, stage_scales tuple])
     want_codes: tuple[str, ...] = ()
 
 
@@ -160,6 +188,123 @@ _BACKOFF_WANTS = {
     **{n: (P(192, GPU), ("hold_hysteresis",)) for n in range(28, 35)},
     35: (P(224, I8), ("step_up",)), 36: (P(192, GPU), ("deadline_miss_step_down",)),
 }
+
+
+# probe_backoff_cap: required calm frames 2, 4, then 6 = backoff_max_frames (doubling would give 8), and 6 again
+# (not 12) after the capped probe fails too: 1, 3, 5 then 5 frames of hold_hysteresis before each probe.
+_HOLD_HYSTERESIS = (11, 19, 20, 21, 28, 29, 30, 31, 32, 38, 39, 40, 41, 42)
+_CAP_WANTS = {
+    **{n: (P(192, GPU), ("hold",)) for n in range(4, 45)},
+    **{n: (P(192, GPU), ("hold_hysteresis",)) for n in _HOLD_HYSTERESIS},
+    0: (P(224, I8), ("initial",)), 1: (P(192, I8), ("deadline_miss_step_down",)),
+    2: (P(192, I8), ("hold_hysteresis",)), 3: (P(192, GPU), ("step_up", "accelerator")),
+    **{n: (P(224, I8), ("step_up",)) for n in (12, 22, 33, 43)},
+    **{n: (P(192, GPU), ("deadline_miss_step_down",)) for n in (13, 23, 34, 44)},
+}
+
+# Kinds of the hand-made tie-break LUTs (backend, precision, compute unit).
+F16 = ("executorch", "fp16", "XNNPACK")
+TFL32 = ("tflite", "fp32", "CPU")
+ONNX32, ONNX16 = ("onnx", "fp32", "CPUExecutionProvider"), ("onnx", "fp16", "CPUExecutionProvider")
+
+
+def tie_cases() -> list[Case]:
+    """Cases in which a rule of the docstring that usually does not matter decides the point or the reason: the
+    key-rank tie-break, energy as pick()'s third tie key, the choice of a point's latency entry or latency model,
+    the Pareto filter (strict, with measured energy; without energy, with MACs) and the backoff_max_frames cap."""
+    default = Policy()
+    # Tied points (same top-1, latency and MACs) in three groups; the lowest key sits between others in LUT
+    # order, so neither "first found" nor "last found" gives it. 224 px: the backend decides before the precision
+    # (executorch/fp32 < onnx/fp16 < tflite/fp32); 160 px: the precision (fp16 < fp32 < int8); 96 px: the
+    # resolution, then the stage scales compared as lists ([0.75, 1.0] < [1.0] < [1.0, 0.5]); the 112 px point
+    # with stages scaled to 0.5 costs as many MACs.
+    trios = points_lut(
+        op(224, TFL32, 0.72, 20.0), op(224, F32, 0.72, 20.0), op(224, ONNX16, 0.72, 20.0),
+        op(160, F32, 0.67, 12.0), op(160, F16, 0.67, 12.0), op(160, I8, 0.67, 12.0),
+        *[op(96, I8, 0.55, 6.0, stage_scales=s) for s in ([1.0], [0.75, 1.0], [1.0, 0.5])],
+        op(112, I8, 0.55, 6.0, macs=_macs(96), stage_scales=[0.5, 0.5]))
+    # A CPU point and a GPU point of equal top-1 and MACs: equally fast at thermal level 2 (10 × 1.3 = 13 ms), the
+    # CPU point faster when cool. The GPU point has the lower key (fp16 < fp32) but comes second in candidate order.
+    cpu_gpu = points_lut(op(224, TFL32, 0.72, 10.0), op(224, GPU, 0.72, 13.0))
+    # CPU/GPU pairs of equal top-1 that are equally fast at thermal level 2 (224 px: 10 × 1.3 = 13 ms) and 3
+    # (128 px: 5 × 1.6 = 8 ms); the GPU points need less energy but have the higher keys.
+    energy_pairs = points_lut(op(224, F32, 0.72, 10.0, 100.0), op(224, GPU, 0.72, 13.0, 60.0),
+                              op(128, I8, 0.62, 5.0, 30.0), op(128, GPU, 0.62, 8.0, 20.0))
+    # The 224 px point's entries: only the 2-thread "executorch" one (10 ms, 30 mJ) makes it cheaper than the
+    # 192 px point (40 mJ); each other entry loses one tie-break (lowest p50, then fewer threads, then runtime).
+    entries = points_lut(
+        op(224, F32, 0.72, entries=(("executorch", 4, 10.0, 50.0), ("executorch", 1, 30.0, 10.0),
+                                    ("executorch-nightly", 2, 10.0, 55.0), ("executorch", 2, 10.0, 30.0),
+                                    ("executorch-vulkan", 2, 10.0, 60.0))),
+        op(192, F32, 0.71, 8.0, 40.0))
+    # Latency models for fp32 on XNNPACK: the 4-thread one predicts lowest (224 px: 16 ms, 160 px: 8.65 ms); the
+    # 1-thread one has fewer threads but predicts more, the negative-intercept one predicts ≤ 0 (skipped), the
+    # 8-thread one comes last; the int8 model does not apply to fp32 points. (Models whose predictions tie give the
+    # same latency, so their thread / runtime tie-break cannot change a decision.)
+    models = points_lut(
+        op(224, F32, 0.72), op(160, F32, 0.67),
+        models=tuple(L.LatencyModel("executorch", L.Precision(precision), "XNNPACK", threads, a, b, 0.05, 4)
+                     for precision, threads, a, b in (("fp32", 1, 2.0, 100.0), ("fp32", 2, -12.0, 30.0),
+                                                      ("fp32", 4, 1.0, 50.0), ("int8", 4, 0.5, 10.0),
+                                                      ("fp32", 8, 3.0, 80.0))))
+    # Measured energy: two 224 px points identical in top-1, latency and energy (both kept), a third one equal but
+    # for more energy (dominated by energy alone; had it been kept, it would never be picked) and a 192 px point as
+    # slow, less accurate but cheaper (kept only because energy counts).
+    pareto = points_lut(op(224, F32, 0.72, 20.0, 80.0), op(224, ONNX32, 0.72, 20.0, 80.0),
+                        op(224, TFL32, 0.72, 20.0, 90.0), op(192, F32, 0.71, 20.0, 60.0))
+    # MACs as the energy proxy: the 192 px ONNX point is slower and less accurate than the 224 px ExecuTorch one, so
+    # it is dropped although it has fewer MACs (energy counts in the Pareto filter only when measured).
+    pareto_macs = points_lut(op(224, F32, 0.72, 20.0), op(192, ONNX32, 0.71, 22.0))
+    hot_low = S(thermal=2, battery=0.15)
+    return [
+        Case("key_rank_ties", "three groups of tied points: the lowest OperatingPoint.key() wins in pick() "
+             "(accuracy mode), in pick() (energy mode) and in fastest", trios, "phone", default,
+             (Step(S(), None, P(224, F32), ("initial", "fits_budget")),
+              Step(hot_low, None, P(160, F16), ("step_down_no_fit", "battery_low", "energy_preferred")),
+              Step(S(thermal=3, battery=0.05, power_save=True), None, (96, *I8, (0.75, 1.0)),
+                   ("none_fit_fallback_fastest", "over_budget")))),
+        Case("key_rank_prefer", "a CPU and a GPU point tie at thermal level 2: the lower key (the GPU point, second "
+             "in candidate order) is up, and prefer(up, current) takes it, in accuracy and in energy mode",
+             cpu_gpu, "phone", default,
+             (Step(S(), None, P(224, TFL32), ("initial", "fits_budget")),
+              *[Step(S(thermal=2), None, P(224, TFL32), ("hold_hysteresis", "thermal_tightened"))] * 4,
+              Step(S(thermal=2), None, P(224, GPU), ("step_up", "accelerator")),
+              *[Step(S(), None, P(224, GPU), ("hold_hysteresis", "accelerator"))] * 4,
+              Step(S(), None, P(224, TFL32), ("step_up", "fits_budget")),
+              *[Step(hot_low, None, P(224, TFL32), ("hold_hysteresis", "energy_preferred"))] * 4,
+              Step(hot_low, None, P(224, GPU), ("step_up", "energy_preferred", "accelerator")))),
+        Case("energy_breaks_ties", "equal top-1 and predicted latency on the CPU and the GPU: the lower energy "
+             "decides pick() (after top-1 and predicted), prefer(up, current) and fastest (after predicted and "
+             "top-1), not the key", energy_pairs, "phone", default,
+             (Step(S(thermal=2), None, P(224, GPU), ("initial", "fits_budget", "accelerator")),
+              *[Step(S(), None, P(224, GPU), ("hold_hysteresis", "accelerator"))] * 4,
+              Step(S(), None, P(224, F32), ("step_up", "fits_budget")),
+              *[Step(S(thermal=2), None, P(224, F32), ("hold_hysteresis", "thermal_tightened"))] * 4,
+              Step(S(thermal=2), None, P(224, GPU), ("step_up", "accelerator")),
+              Step(S(thermal=3, battery=0.05, power_save=True), None, P(128, GPU),
+                   ("none_fit_fallback_fastest", "over_budget", "accelerator")))),
+        Case("measured_entry_choice", "several measurements of one point: the lowest p50 (ties: fewer threads, then "
+             "runtime name by code point) gives its latency and energy, which decides the energy-mode pick",
+             entries, "phone", default,
+             (Step(S(battery=0.15), None, P(224, F32), ("initial", "fits_budget", "energy_preferred")),)),
+        Case("latency_model_choice", "several latency models apply: the lowest prediction > 0 (not the fewest "
+             "threads, not the first or last listed, not another precision's) puts 224 px over a 12 ms budget",
+             models, "phone", Policy(latency_budget_ms=12.0),
+             (Step(S(), None, P(160, F32), ("initial", "fits_budget", "estimated_latency")),)),
+        Case("pareto_energy_strict", "measured energy: identical points are both kept (the key decides), and a "
+             "slower, less accurate but cheaper point is kept and preferred on a low battery", pareto, "phone",
+             default,
+             (Step(S(), None, P(224, F32), ("initial", "fits_budget")),
+              *[Step(S(battery=0.15), None, P(224, F32), ("hold_hysteresis", "energy_preferred"))] * 4,
+              Step(S(battery=0.15), None, P(192, F32), ("step_up", "energy_preferred")))),
+        Case("pareto_macs_metric", "no measured energy: a slower, less accurate point is dropped although it has "
+             "fewer MACs, so a low battery cannot prefer it", pareto_macs, "phone", default,
+             (Step(S(battery=0.15), None, P(224, F32), ("initial", "fits_budget", "energy_preferred")),)),
+        Case("probe_backoff_cap", "the calm frames before a probe double (2, 4) up to backoff_max_frames = 6 "
+             "(not 8) and stay there (not 12) after the capped probe fails too", phone_lut(), "phone",
+             Policy(slowdown_relax=0.05, hysteresis_frames=2, backoff_max_frames=6),
+             tuple(Step(S(), true_factor(1.8), *_CAP_WANTS[n]) for n in range(45))),
+    ]
 
 
 def cases() -> list[Case]:
@@ -277,7 +422,7 @@ def cases() -> list[Case]:
               Step(S(), "-Infinity", P(224, I8), ("hold",)),
               Step(S(), None, P(224, I8), ("hold",)))),
     ]
-    return out
+    return out + tie_cases()
 
 
 # --------------------------------------------------------------------------- encoding, emitting, replaying
@@ -305,7 +450,7 @@ def _run_case(case: Case) -> dict:
     steps = []
     for n, step in enumerate(case.steps):
         d = sel.choose(state_from_json(step.state))
-        point = (d.point.resolution, d.point.backend.value, d.point.precision.value, d.point.compute_unit)
+        point = d.point.key()[:len(step.want_point or ())]  # a want_point may name the stage scales too
         missing = [c for c in step.want_codes if c not in d.reason]
         if (step.want_point is not None and point != step.want_point) or missing:
             raise AssertionError(f"golden case {case.name!r} step {n}: got {point} {list(d.reason)}, meant "
