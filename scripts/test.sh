@@ -3,19 +3,23 @@
 #   bash scripts/test.sh [pytest args]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+apt_install() {  # Debian packages, as root; refreshes the package lists once if the first try fails
+  [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null || return 1
+  apt-get install -y -qq "$@" >/dev/null 2>&1 \
+    || { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq "$@" >/dev/null 2>&1; }
+}
+
 python -m pip install --progress-bar off torch==2.13.0 -e ".[convert,report,test]"
 bash scripts/setup-onnx2tf.sh
 # Debian's adb (~10 s) lets the Android profiling test check "no device attached" against the real tool; best effort.
-command -v adb >/dev/null || { [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null \
-  && apt-get install -y -qq adb >/dev/null 2>&1; } || echo "adb not installed: its test will be skipped"
-python -m pytest -q "$@"
+command -v adb >/dev/null || apt_install adb || echo "adb not installed: its test will be skipped"
 # The Kotlin port of the selector replays the golden vectors on the JVM (Debian's kotlin, junit4 and Android's
 # org.json, ~1-2 min to install). Required, not best effort: without them this fails loudly.
 kotlin_debs="kotlin junit4 libandroid-json-java"
 if ! command -v kotlinc >/dev/null || [ ! -f /usr/share/java/junit4.jar ] || [ ! -f /usr/share/java/com.android.json.jar ]; then
-  { [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null && { apt-get install -y -qq $kotlin_debs >/dev/null 2>&1 \
-      || { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq $kotlin_debs >/dev/null 2>&1; }; }; } \
-    || { echo "scripts/test.sh: cannot install $kotlin_debs (needs root and apt-get); install them to run the" \
-              "Kotlin selector tests" >&2; exit 1; }
+  apt_install $kotlin_debs || { echo "scripts/test.sh: cannot install $kotlin_debs (needs root and apt-get); install" \
+                                     "them to run the Kotlin selector tests" >&2; exit 1; }
 fi
+python -m pytest -q "$@"
 bash android_demo/selector/test.sh
