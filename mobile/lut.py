@@ -213,6 +213,15 @@ class SwitchCost:
     switch_loaded_ms: float  # run another method/signature of the already loaded bundle artifact (median)
     switch_first_ms: float  # the same, loading that method on first use
     load_file_ms: float  # load a separate single-resolution model file and run it once (one-model-per-resolution)
+    steady_ms: float | None = None  # B run again right after itself (no switch): the inference all three include
+
+    def overheads(self) -> tuple[float, float, float] | None:
+        """(switch overhead ms, load overhead ms, load ÷ switch) beyond the inference itself; the switch overhead is
+        floored at 1 µs (it is often within timing noise of 0). None without `steady_ms`."""
+        if self.steady_ms is None:
+            return None
+        switch, load = max(self.switch_loaded_ms - self.steady_ms, 1e-3), self.load_file_ms - self.steady_ms
+        return switch, load, load / switch
 
 
 @dataclasses.dataclass(frozen=True)

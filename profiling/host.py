@@ -259,13 +259,15 @@ def switch_times(artifact, entries: list[dict], inputs: dict[str, object], repea
     - load_file: the one-model-per-resolution path — open the model file anew (a fresh runtime object from disk;
       for ExecuTorch and TFLite the bundle's artifact file, loading only B's method/signature; for ONNX B's own
       file) and run B once.
-    File reads are from a warm page cache in all three."""
+    File reads are from a warm page cache in all three. `steady` times B again right after the switch (no
+    switch), so each cost's overhead beyond the inference itself can be told apart."""
     pairs = [(a, b) for a in entries for b in entries if a is not b]
-    out = {"switch_loaded_ns": [], "switch_first_ns": [], "load_file_ns": []}
+    out = {"switch_loaded_ns": [], "switch_first_ns": [], "load_file_ns": [], "steady_ns": []}
     for _ in range(repeats):
         for a, b in pairs:
             artifact.load(a)(inputs[a["name"]])
             out["switch_loaded_ns"].append(_timed(lambda: artifact.load(b)(inputs[b["name"]])))
+            out["steady_ns"].append(_timed(lambda: artifact.load(b)(inputs[b["name"]])))
     for i in range(max(repeats, len(pairs))):
         a, b = pairs[i % len(pairs)]
         other = artifact.fresh()

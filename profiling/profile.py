@@ -175,9 +175,9 @@ def profile_host(config: ProfileConfig, manifest: Manifest, lut: LUT, bundle: Pa
                                                               m["peak_rss_bytes"]))
             elif m["type"] == "switch":
                 median = {k: float(np.median(m[f"{k}_ns"])) / 1e6 for k in ("switch_loaded", "switch_first",
-                                                                             "load_file")}
+                                                                             "load_file", "steady")}
                 switch_costs.append(SwitchCost(job["runtime"], artifact.precision, median["switch_loaded"],
-                                               median["switch_first"], median["load_file"]))
+                                               median["switch_first"], median["load_file"], median["steady"]))
             elif m["type"] == "done":
                 versions.update(m["versions"])
     bar.close()
@@ -272,12 +272,15 @@ def format_latencies(lut: LUT, device_id: str) -> str:
 
 
 def format_switch_costs(device: Device) -> str:
-    lines = ["| runtime | precision | switch, loaded ms | switch, first use ms | load file ms | load file / switch |",
-             "|---|---|---:|---:|---:|---:|"]
+    """Medians; each includes one inference. Overheads are beyond that inference (`SwitchCost.overheads`)."""
+    lines = ["| runtime | precision | switch, loaded ms | switch, first use ms | load file ms | inference alone ms | "
+             "switch overhead ms | load overhead ms | load ÷ switch overhead |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     for s in device.switch_costs:
-        ratio = s.load_file_ms / s.switch_loaded_ms if s.switch_loaded_ms > 0 else float("inf")
+        over = s.overheads()
+        tail = (f"{over[0]:.3f} | {over[1]:.3f} | {over[2]:.0f}× |" if over else "- | - | - |")
         lines.append(f"| {s.runtime} | {s.precision.value} | {s.switch_loaded_ms:.3f} | {s.switch_first_ms:.3f} | "
-                     f"{s.load_file_ms:.3f} | {ratio:.1f}× |")
+                     f"{s.load_file_ms:.3f} | {_f(s.steady_ms, '.3f')} | " + tail)
     return "\n".join(lines)
 
 

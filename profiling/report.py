@@ -537,10 +537,9 @@ def _device_markdown(table: LUT, device: str) -> list[str]:
         lines += ["### Switch cost", "", "Serving another resolution: switch inside the loaded bundle vs load a "
                   "separate single-resolution model file.", ""]
         lines += _table(["runtime", "precision", "switch, method loaded (ms)", "switch, first use (ms)",
-                         "load separate file (ms)", "load file / switch"],
+                         "load separate file (ms)", "load ÷ switch overhead (beyond the inference)"],
                         [[s.runtime, s.precision.value, f"{s.switch_loaded_ms:.3f}", f"{s.switch_first_ms:.3f}",
-                          f"{s.load_file_ms:.3f}",
-                          f"{s.load_file_ms / s.switch_loaded_ms:.1f}×" if s.switch_loaded_ms > 0 else "-"]
+                          f"{s.load_file_ms:.3f}", f"{s.overheads()[2]:.0f}×" if s.overheads() else "-"]
                          for s in dev.switch_costs], right={2, 3, 4, 5})
         lines.append("")
     if dev.latency_models:

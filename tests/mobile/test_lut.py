@@ -29,7 +29,7 @@ def table():
                                        latency={"host": [lut.Latency("executorch", 1, 20, 1.0, 1.2, 1.5)]})
                     for r in (32, 16)],
                    devices={"host": lut.Device({"cpu": "test"}, 100.0,
-                                               [lut.SwitchCost("executorch", lut.Precision.INT8, 0.1, 0.5, 20.0)],
+                                               [lut.SwitchCost("executorch", lut.Precision.INT8, 0.1, 0.5, 20.0, 0.08)],
                                                [lut.LatencyModel("executorch", lut.Precision.INT8, "XNNPACK", 1, 0.2,
                                                                  3.0, 0.05, 2)])})
 
@@ -89,3 +89,11 @@ def test_writing_an_invalid_document_is_refused(tmp_path):
 def test_schema_module_imports_without_torch():
     code = "import sys; import resflex.mobile.lut; assert 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_switch_overheads_exclude_the_inference_and_floor_noise():
+    cost = lut.SwitchCost("executorch", lut.Precision.INT8, 4.3, 9.5, 8.8, steady_ms=4.1)
+    switch, load, ratio = cost.overheads()
+    assert switch == pytest.approx(0.2) and load == pytest.approx(4.7) and ratio == pytest.approx(23.5)
+    assert lut.SwitchCost("ort", lut.Precision.FP32, 4.0, 5.0, 9.0, 4.1).overheads()[0] == 1e-3  # noise below 0
+    assert lut.SwitchCost("ort", lut.Precision.FP32, 4.0, 5.0, 9.0).overheads() is None

@@ -59,7 +59,7 @@ def plotted_bundle(report_bundle, tmp_path_factory):
         **({"adb:R58M-1": [_latency(op, "executorch", 4)]} if op.backend.value == "executorch" else {})})
         for op in table.operating_points]
     host = Device(facts={"cpu": "Test CPU", "cores": "2"}, gemm_peak_gflops=40.0,
-                  switch_costs=[SwitchCost("executorch", Precision.FP32, 0.2, 1.5, 9.0)],
+                  switch_costs=[SwitchCost("executorch", Precision.FP32, 0.2, 1.5, 9.0, 0.1)],
                   latency_models=[LatencyModel("executorch", Precision.FP32, "XNNPACK", 1, 0.05, 1000.0, 0.04, 3)])
     phone = Device(facts={"model": "Pixel Test", "soc": "Tensor"})
     write_lut(bundle, dataclasses.replace(table, operating_points=points, devices={"host": host, "adb:R58M-1": phone}))
@@ -124,7 +124,7 @@ def test_report_has_valid_images_and_one_row_per_operating_point(plotted_bundle,
     gflops = 2 * first.macs / (p50 * 1e6)
     assert row[8] == f"{p50:.3f}" and row[12] == f"{gflops:.2f}" and row[13] == f"{100 * gflops / 40:.1f}"
     assert row[-1].endswith("(shared by 3)")
-    assert "| executorch | fp32 | 0.200 | 1.500 | 9.000 | 45.0× |" in md
+    assert "| executorch | fp32 | 0.200 | 1.500 | 9.000 | 89× |" in md  # (9.0 − 0.1) ÷ (0.2 − 0.1)
     assert "| executorch | fp32 | XNNPACK | 1 | 0.050 | 1000.000 | 4.0% | 3 |" in md
     assert len(_table_rows(md, "## Device `adb:R58M-1`")) == 6
     # The phone measured executorch only at 4 threads: its int8 vs fp32 plot exists; nothing is skipped.
