@@ -315,7 +315,7 @@ def _finite(x: Any) -> bool:
     return not isinstance(x, bool) and isinstance(x, (int, float)) and x - x == 0
 
 
-def _base_latency(op: OperatingPoint, device: str, lut: LUT, policy: Policy) -> tuple[float, str, float | None]:
+def base_latency(op: OperatingPoint, device: str, lut: LUT, policy: Policy) -> tuple[float, str, float | None]:
     """(base ms, source, energy_mj or None) following step 1 of the module docstring."""
     best = None
     for e in op.latency.get(device, ()):
@@ -352,7 +352,7 @@ class Selector:
             raise ValueError("lut: no operating points to choose from")
         self.lut, self.device, self.policy = lut, device, policy or DEFAULT_POLICY
         points = lut.operating_points
-        infos = [_base_latency(op, device, lut, self.policy) for op in points]
+        infos = [base_latency(op, device, lut, self.policy) for op in points]
         metric = "energy_mj" if all(e is not None for _, _, e in infos) else "macs"
         order = sorted(range(len(points)), key=lambda i: _sort_key(points[i]))
         key_rank = [0] * len(points)

@@ -90,7 +90,7 @@ from collections import Counter
 from pathlib import Path
 
 from .lut import LUT, OperatingPoint, read_json
-from .selector import POLICY_FILE, DEFAULT_POLICY, DeviceState, Policy, Selector, _base_latency, load_policy
+from .selector import POLICY_FILE, DEFAULT_POLICY, DeviceState, Policy, Selector, base_latency, load_policy
 
 POLICIES = ("always-largest", "always-smallest", "resflex", "one-model-per-resolution")
 POINT_SETS = ("measured", "all")
@@ -338,7 +338,7 @@ def simulated_points(table: LUT, device: str, policy: Policy, phone: Phone, poin
     """The points the phone can run (module docstring) and, for the others, why not."""
     chosen, excluded = [], {}
     for i, op in enumerate(table.operating_points):
-        base, how, energy_mj = _base_latency(op, device, table, policy)
+        base, how, energy_mj = base_latency(op, device, table, policy)
         sp = SimPoint(i, op, "accelerator" if op.compute_unit in policy.accelerator_units else "cpu", base, how,
                       0.0, *_switch_costs(table, device, op, phone))
         if op.top1 is None or not math.isfinite(op.top1):
