@@ -35,12 +35,14 @@ import torch
 from resflex.convert.backends.base import Entry
 from resflex.convert.bake import bake
 from resflex.convert.bundle import read_bundle, size_of
-from resflex.convert.pipeline import BACKENDS, ConvertConfig, convert, load_backend, precisions_for, split_images
+from resflex.convert.pipeline import BACKENDS, ConvertConfig, convert, load_backend, split_images
 from resflex.mobile.checkpoint import load_checkpoint, save_checkpoint
 from resflex.mobile.cli import parse_resolutions
 from resflex.mobile.data import SyntheticImages
 from resflex.mobile.layers import SwitchableBatchNorm2d
 from resflex.mobile.models import create_model
+
+from executorch_sharing import random_bn  # bench/ is on sys.path when a bench script runs
 
 
 def parse_args(argv=None):
@@ -64,18 +66,8 @@ def parse_args(argv=None):
 
 def random_checkpoint(width: float, resolutions, path: Path, seed: int = 0) -> Path:
     """An untrained RS-Net MobileNetV2 whose per-resolution BNs differ (a few γ negative, same sign everywhere)."""
-    model = create_model("mobilenet_v2", "rsnet", resolutions, width=width, num_classes=10)
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for layer in model.modules():
-            if isinstance(layer, SwitchableBatchNorm2d):
-                sign = torch.where(torch.rand(layer.num_features, generator=g) < 0.05, -1.0, 1.0)
-                for bn in layer.bn:
-                    bn.weight.copy_(sign * torch.empty(layer.num_features).uniform_(0.5, 1.5, generator=g))
-                    bn.bias.normal_(0, 0.2, generator=g)
-                    bn.running_mean.normal_(0, 0.2, generator=g)
-                    bn.running_var.uniform_(0.5, 2.0, generator=g)
-    return save_checkpoint(path, model.eval(), SyntheticImages(num_classes=10).classes)
+    model = random_bn(create_model("mobilenet_v2", "rsnet", resolutions, width=width, num_classes=10), seed)
+    return save_checkpoint(path, model, SyntheticImages(num_classes=10).classes)
 
 
 def bn_bytes_per_resolution(model) -> int:

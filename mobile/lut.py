@@ -376,14 +376,22 @@ def write_json(doc, path: str | Path) -> Path:
     return path
 
 
-def read_json(cls: type, path: str | Path):
+def read_json_data(path: str | Path, what: str = "file") -> Any:
+    """The parsed JSON of a file; a missing file (FileNotFoundError) or bad JSON (SchemaError) names the file."""
     path = Path(path)
     try:
-        data = json.loads(path.read_text())
+        return json.loads(path.read_text())
     except FileNotFoundError:
-        raise SchemaError(f"{path}: file not found") from None
+        raise FileNotFoundError(f"{path}: {what} not found") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise SchemaError(f"{path}: not valid JSON: {e}") from None
+
+
+def read_json(cls: type, path: str | Path):
+    try:
+        data = read_json_data(path)
+    except FileNotFoundError as e:
+        raise SchemaError(str(e)) from None
     return from_dict(cls, data, str(path))
 
 

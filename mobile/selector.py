@@ -130,11 +130,10 @@ dict overrides both — see `Policy.from_dict`):
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from .lut import LUT, OperatingPoint, SchemaError, read_json
+from .lut import LUT, OperatingPoint, read_json, read_json_data
 
 POLICY_KIND, POLICY_VERSION = "resflex.selector_policy", "1.0"
 POLICY_FILE = "selector_policy.json"
@@ -675,14 +674,7 @@ def _sort_key(op: OperatingPoint) -> tuple:
 
 def load_policy(path: str | Path, base: Policy | None = None) -> Policy:
     """A policy JSON file (any subset of the fields, over `base` or the defaults)."""
-    path = Path(path)
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{path}: policy file not found") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise SchemaError(f"{path}: not valid JSON: {e}") from None
-    return Policy.from_dict(data, base, str(path))
+    return Policy.from_dict(read_json_data(path, "policy file"), base, str(path))
 
 
 # ---------------------------------------------------------------------- one decision (CLI)

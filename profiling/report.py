@@ -9,13 +9,12 @@ accuracy vs latency (the last three per device). A plot whose data are missing i
 from __future__ import annotations
 
 import dataclasses
-import json
 import re
 from collections.abc import Sequence
 from pathlib import Path
 
 from resflex.convert.bundle import read_bundle, staging_dir
-from resflex.mobile.lut import COMPUTE_UNITS, LUT, Device, Latency, Manifest, OperatingPoint
+from resflex.mobile.lut import COMPUTE_UNITS, LUT, Device, Latency, Manifest, OperatingPoint, read_json_data
 
 try:  # the `report` extra
     import matplotlib
@@ -68,12 +67,7 @@ class ReferencePoint:
 def read_reference(path: str | Path) -> list[ReferencePoint]:
     """Read and validate a reference file: a JSON list of {"label": str, "macs": number > 0, "top1": 0..1}."""
     path = Path(path)
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{path}: reference file not found") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ValueError(f"{path}: not valid JSON: {e}") from None
+    data = read_json_data(path, "reference file")  # SchemaError (a ValueError) on bad JSON
     if not isinstance(data, list) or not data:
         raise ValueError(f'{path}: expected a non-empty JSON list like [{{"label": "I-Net 224", "macs": 300e6, '
                          f'"top1": 0.72}}], got {type(data).__name__}')
