@@ -34,10 +34,10 @@ import torch
 
 from resflex.convert.backends.base import Entry
 from resflex.convert.bake import bake
-from resflex.convert.bundle import read_bundle, size_of
+from resflex.mobile.bundle.io import Bundle, size_of
 from resflex.convert.pipeline import BACKENDS, ConvertConfig, convert, load_backend, split_images
 from resflex.mobile.checkpoint import load_checkpoint, save_checkpoint
-from resflex.mobile.cli import parse_resolutions
+from resflex.cli.main import parse_resolutions
 from resflex.mobile.data import SyntheticImages
 from resflex.mobile.layers import SwitchableBatchNorm2d
 from resflex.mobile.models import create_model
@@ -123,7 +123,7 @@ def bench_model(name: str, checkpoint: Path, args, size_rows: list, latency_rows
     bundle = Path(args.out) / name / "bundle"
     t0 = time.perf_counter()
     if args.reuse and bundle.exists():
-        manifest, _ = read_bundle(bundle)
+        manifest = Bundle.open(bundle).manifest
     else:
         manifest = convert(ConvertConfig(
             checkpoint=str(checkpoint), out=str(bundle), backends=tuple(args.backends.split(",")),

@@ -27,9 +27,10 @@ from pathlib import Path
 
 import torch
 
-from resflex.convert.backends.executorch import ExecuTorchBackend, ExecuTorchRunner, executorch_versions
+from resflex.convert.backends.executorch import ExecuTorchBackend, executorch_versions
 from resflex.convert.bake import bake
-from resflex.mobile.cli import parse_resolutions
+from resflex.convert.runtimes import ExecuTorchRuntime
+from resflex.cli.main import parse_resolutions
 from resflex.mobile.layers import SwitchableBatchNorm2d
 from resflex.mobile.models import create_model
 
@@ -85,11 +86,11 @@ def export_all(be: ExecuTorchBackend, model, precision: str, resolutions, calib,
 def latency(artifacts: dict, resolutions, runs: int, warmup: int) -> dict:
     """Median wall and thread-CPU milliseconds per (variant, resolution), interleaving all methods."""
     shared_path, shared = artifacts["shared"]
-    runners = {"shared": ExecuTorchRunner(shared_path)}
+    runners = {"shared": ExecuTorchRuntime(shared_path)}
     jobs = []
     for entry in shared.entries:
         path, folded = artifacts["folded"][entry.resolution]
-        runners[path] = ExecuTorchRunner(path)
+        runners[path] = ExecuTorchRuntime(path)
         x = torch.randn(1, 3, entry.resolution, entry.resolution)
         jobs.append(("shared", entry.resolution, runners["shared"].method(entry.name), x))
         jobs.append(("folded", entry.resolution, runners[path].method(folded.entries[0].name), x))

@@ -19,6 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from results import recorded  # bench/results.py
 from resflex.profiling.profile import (
     DEFAULT_RUNTIMES,
     ProfileConfig,
@@ -43,6 +44,8 @@ def parse_args(argv=None):
     p.add_argument("--device-id", default="host")
     p.add_argument("--copy", action=argparse.BooleanOptionalAction, default=False,
                    help="profile a temporary copy and leave the bundle's lut.json as it is")
+    p.add_argument("--record", action=argparse.BooleanOptionalAction, default=True,
+                   help="also write the tables into bench/RESULTS.md")
     return p.parse_args(argv)
 
 
@@ -61,6 +64,11 @@ def goals(device) -> list[str]:
 
 def main(argv=None) -> None:
     args = parse_args(argv)
+    with recorded("profile_bench", args.record):
+        return _run(args)
+
+
+def _run(args) -> None:
     with tempfile.TemporaryDirectory(prefix="profile-bench-") as tmp:
         bundle = Path(args.bundle)
         if args.copy:

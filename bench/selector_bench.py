@@ -19,7 +19,8 @@ import statistics
 import time
 from pathlib import Path
 
-from resflex.mobile.lut import LUT, read_json
+from results import recorded  # bench/results.py
+from resflex.mobile.bundle.schema import LUT, read_json
 from resflex.mobile.selector import DeviceState, Policy, Selector
 from resflex.mobile.selector_golden import demo_lut
 
@@ -33,6 +34,8 @@ def parse_args(argv=None):
     p.add_argument("--bundle", type=Path, default=None, help="time on this bundle's lut.json instead")
     p.add_argument("--device", default="phone", help="device id in the LUT")
     p.add_argument("--budget-ms", type=float, default=20.0)
+    p.add_argument("--record", action=argparse.BooleanOptionalAction, default=True,
+                   help="also write the tables into bench/RESULTS.md")
     return p.parse_args(argv)
 
 
@@ -50,6 +53,11 @@ def per_call_us(fn, calls: int) -> tuple[float, float]:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    with recorded("selector_bench", args.record):
+        return _run(args)
+
+
+def _run(args) -> int:
     table = read_json(LUT, args.bundle / "lut.json") if args.bundle else demo_lut(device=args.device)
     t = time.perf_counter_ns()
     sel = Selector(table, args.device, Policy(latency_budget_ms=args.budget_ms))

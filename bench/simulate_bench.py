@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import time
 
+from results import recorded  # bench/results.py
 from resflex.mobile.simulate import SCENARIOS, SimulateConfig, format_summary, simulate, write_outputs
 
 MISS_SLACK = 0.01
@@ -34,6 +35,8 @@ def parse_args(argv=None):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--minutes", type=float, default=None)
     p.add_argument("--points", default="measured", choices=("measured", "all"))
+    p.add_argument("--record", action=argparse.BooleanOptionalAction, default=True,
+                   help="also write the tables into bench/RESULTS.md")
     return p.parse_args(argv)
 
 
@@ -59,6 +62,11 @@ def goal_rows(result) -> list[str]:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    with recorded("simulate_bench", args.record):
+        return _run(args)
+
+
+def _run(args) -> int:
     config = SimulateConfig(bundle=args.bundle, scenarios=tuple(s for s in args.scenario.split(",") if s),
                             device=args.device, budget_ms=args.budget_ms, fps=args.fps, seed=args.seed,
                             minutes=args.minutes, points=args.points)

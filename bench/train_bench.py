@@ -20,8 +20,9 @@ from pathlib import Path
 
 import torch
 
+from results import recorded  # bench/results.py
 from resflex.mobile.checkpoint import load_checkpoint
-from resflex.mobile.cli import parse_resolutions
+from resflex.cli.main import parse_resolutions
 from resflex.mobile.evaluate import evaluate, format_matrix
 from resflex.mobile.losses import create_loss
 from resflex.mobile.models import create_model
@@ -44,6 +45,8 @@ def parse_args(argv=None):
     p.add_argument("--out", default="runs/train_bench")
     p.add_argument("--skip-training", action="store_true", help="reuse checkpoints already in --out")
     p.add_argument("--steps-only", action="store_true", help="only the step-time table")
+    p.add_argument("--record", action=argparse.BooleanOptionalAction, default=True,
+                   help="also write the tables into bench/RESULTS.md")
     return p.parse_args(argv)
 
 
@@ -127,6 +130,11 @@ def time_steps(args) -> str:
 
 def main(argv=None) -> None:
     args = parse_args(argv)
+    with recorded("train_bench", args.record):
+        return _run(args)
+
+
+def _run(args) -> None:
     Path(args.out).mkdir(parents=True, exist_ok=True)
     print(f"# train_bench: {args.arch} width {args.width}, resolutions {list(args.resolutions)}, {args.epochs} epochs, "
           f"synthetic {args.train_samples}/{args.val_samples} images, torch {torch.__version__}, "

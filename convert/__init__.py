@@ -1,1 +1,1 @@
-"""resflex.convert — turn a trained checkpoint into a mobile bundle (later issue)."""
+"""resflex.convert — turn a trained checkpoint into a mobile bundle (ExecuTorch, Core ML, TFLite, ONNX)."""

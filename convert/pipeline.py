@@ -3,6 +3,7 @@ every resolution), each artifact verified in its own runtime against the baked t
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib
 import platform
@@ -15,15 +16,17 @@ import torch
 from tqdm import tqdm
 
 from resflex.mobile import __version__
-from resflex.mobile import lut as schema
+from resflex.mobile.bundle import schema
 from resflex.mobile.checkpoint import load_checkpoint
 from resflex.mobile.evaluate import eval_loader, first_images
 from resflex.mobile.layers import BNMode, ScaleCode, check_resolutions, parse_enum
-from resflex.profiling.macs import count_macs, count_params
+from resflex.mobile.macs import count_macs, count_params
 
 from .backends.base import Exported
+from .background import BackgroundExport, cores_available
 from .bake import bake
-from .bundle import LUT_FILE, MANIFEST, sha256_of, size_of, staging_dir, write_zip
+from resflex.mobile.bundle.io import LUT_FILE, MANIFEST, sha256_of, size_of, staging_dir, write_zip
+from .quiet import converting, native_stderr_filtered
 
 # name → "module:Class"; imported only when used, so a missing optional runtime affects only its backend.
 BACKENDS = {
@@ -33,6 +36,9 @@ BACKENDS = {
     "onnx": "resflex.convert.backends.onnx:OnnxBackend",
 }
 PRECISIONS = ("fp32", "fp16", "int8")
+# Exports ("backend" or "backend:precision") that run in a child process while this one exports the others, given
+# two cores or more: the exporters are mostly single-threaded Python. (TFLite always converts in its own process.)
+BACKGROUND = ("coreml", "executorch:fp32")
 FP32_TOLERANCE = 1e-4  # max |artifact − torch| relative to max |torch logits|
 INT8_MIN_AGREEMENT, INT8_MAX_DROP = 0.99, 0.01
 
@@ -75,6 +81,7 @@ class ConvertConfig:
     zip: bool = False
     overwrite: bool = False
     progress: bool = True
+    verbose: bool = False  # show the converters' own warnings, logs and progress bars (filtered by default)
 
     def __post_init__(self):
         for b in self.backends:
@@ -112,7 +119,7 @@ def split_images(model, data, split, resolution, samples, seed, class_names):
 def _parity(runner, entry, module, x: torch.Tensor, y: torch.Tensor, precision: str) -> schema.Parity:
     with torch.no_grad():
         ref = module(x).numpy()
-    out = np.concatenate([runner.run(entry, x[i : i + 1].numpy()) for i in range(len(x))])
+    out = runner.run(entry, x.numpy())  # the runtime runs the batch one image at a time, as exported
     err = float(np.abs(out - ref).max() / max(np.abs(ref).max(), 1e-12))
     agree = float((out.argmax(1) == ref.argmax(1)).mean())
     acc_art, acc_ref = float((out.argmax(1) == y.numpy()).mean()), float((ref.argmax(1) == y.numpy()).mean())
@@ -122,7 +129,13 @@ def _parity(runner, entry, module, x: torch.Tensor, y: torch.Tensor, precision: 
 
 
 def convert(config: ConvertConfig) -> ConvertResult:
-    """Convert a checkpoint into a bundle directory at `config.out` (atomically)."""
+    """Convert a checkpoint into a bundle directory at `config.out` (atomically). Third-party warnings, logs and
+    progress bars are filtered unless `config.verbose` (`resflex.convert.quiet`)."""
+    with converting(config.verbose):
+        return _convert(config)
+
+
+def _convert(config: ConvertConfig) -> ConvertResult:
     t_start = time.perf_counter()
     model, payload = load_checkpoint(config.checkpoint)
     trained = model.config.resolutions
@@ -140,22 +153,63 @@ def convert(config: ConvertConfig) -> ConvertResult:
     calib = {r: split_images(model, config.data, "train", r, config.calib_samples, config.seed, class_names)[0]
              for r in resolutions}
     val = {r: split_images(model, config.data, "val", r, config.val_samples, config.seed, class_names) for r in resolutions}
-    macs = {r: count_macs(bake(model, r, bn_mode, config.scale_code, "fold"), torch.zeros(1, 3, r, r))
-            for r in resolutions}
-    params = count_params(bake(model, resolutions[0], bn_mode, config.scale_code, "fold"))
+    baked_by_style: dict[str, dict[int, torch.nn.Module]] = {}
+
+    def baked_for(style: str) -> dict[int, torch.nn.Module]:
+        """Baked modules per BN style, made once and shared by every backend and precision that use the style."""
+        if style not in baked_by_style:
+            baked_by_style[style] = {r: bake(model, r, bn_mode, config.scale_code, style) for r in resolutions}
+        return baked_by_style[style]
+
+    macs = {r: count_macs(baked_for("fold")[r], torch.zeros(1, 3, r, r)) for r in resolutions}
+    params = count_params(baked_for("fold")[resolutions[0]])
 
     artifacts, failures, points = [], [], []
     jobs = [(be, p) for be in backends for p in precisions_for(be, config.precisions)]
-    with staging_dir(Path(config.out), config.overwrite) as stage:
+
+    with staging_dir(Path(config.out), config.overwrite) as stage, contextlib.ExitStack() as background:
+        # Exports that run in another process start first and work while this process exports the others: TFLite's
+        # (its converter lives in the onnx2tf environment; every precision at once) and, with two or more cores,
+        # those in BACKGROUND.
+        started = {}
+        for be in backends:
+            precisions = precisions_for(be, config.precisions)
+            if hasattr(be, "start"):
+                away = precisions
+            elif cores_available() >= 2 and len(jobs) > 1:
+                away = [p for p in precisions if be.name in BACKGROUND or f"{be.name}:{p}" in BACKGROUND]
+            else:
+                away = []
+            if not away:
+                continue
+            say(f"{be.name} {', '.join(away)}: converting in a separate process meanwhile")
+            try:
+                with native_stderr_filtered():
+                    job = (be.start(baked_for(be.bn_style), away, calib, stage / be.name) if hasattr(be, "start")
+                           else BackgroundExport.start(be, baked_for(be.bn_style), away, calib, stage / be.name,
+                                                       config.verbose))
+                background.callback(job.cancel)
+            except Exception as e:  # reported on each of these artifacts below
+                job = e
+            started.update({(be.name, p): job for p in away})
+        jobs.sort(key=lambda job: (job[0].name, job[1]) in started)  # this process's own exports first
         bar = tqdm(jobs, desc="convert", unit="artifact", disable=not config.progress)
         for be, precision in bar:
             bar.set_postfix_str(f"{be.name} {precision}")
             t0 = time.perf_counter()
             try:
-                baked = {r: bake(model, r, bn_mode, config.scale_code, be.bn_style) for r in resolutions}
-                exported = be.export(baked, precision, calib, stage / be.name)
-                seconds = time.perf_counter() - t0
-                info = _artifact_info(be, exported, stage, baked, val, precision, seconds)
+                baked = baked_for(be.bn_style)
+                with native_stderr_filtered():
+                    if (be.name, precision) in started:
+                        job = started[be.name, precision]
+                        if isinstance(job, Exception):
+                            raise job
+                        exported = job.exported(precision)
+                        seconds = job.seconds.get(precision, time.perf_counter() - t0)
+                    else:
+                        exported = be.export(baked, precision, calib, stage / be.name)
+                        seconds = time.perf_counter() - t0
+                    info = _artifact_info(be, exported, stage, baked, val, precision, seconds)
             except Exception as e:  # one backend failing must not lose the others
                 failures.append(schema.Failure(be.name, precision, f"{type(e).__name__}: {e}"))
                 say(f"FAILED {be.name} {precision}: {e}\n{traceback.format_exc(limit=3)}")
@@ -167,8 +221,14 @@ def convert(config: ConvertConfig) -> ConvertResult:
                     f"{p.resolution}px (rel. error {p.max_rel_error:.2e}, agreement {p.top1_agreement:.3f}, "
                     f"top-1 {p.top1_artifact:.3f} vs {p.top1_torch:.3f})" for p in bad)))
             points += _operating_points(info, macs, params, config, val)
-            say(f"{be.name} {precision}: {info.bytes / 1e6:.2f} MB, {len(info.entries)} resolutions, "
-                f"{time.perf_counter() - t0:.1f} s" + ("" if info.runs_on_host else " (not run on host)"))
+            worst = min(info.parity, key=lambda p: (p.passed, -p.max_rel_error), default=None)
+            check = ("not run on host" if not info.runs_on_host else
+                     f"parity {'ok' if not bad else 'BELOW TARGET'} at {len(info.parity)} resolutions"
+                     + (f" (worst rel. error {worst.max_rel_error:.1e}, agreement {worst.top1_agreement:.3f})"
+                        if worst else ""))
+            away = " in a separate process" if (be.name, precision) in started else ""
+            say(f"{be.name} {precision}: {info.bytes / 1e6:.2f} MB, {len(info.entries)} resolutions, converted in "
+                f"{seconds:.1f} s{away}, {check}")
         bar.close()
         manifest = schema.Manifest(
             model=schema.ModelInfo(model.config.arch, model.config.method.value, model.config.width,
@@ -176,7 +236,7 @@ def convert(config: ConvertConfig) -> ConvertResult:
                                    sha256_of(Path(config.checkpoint))),
             resolutions=list(resolutions),
             inputs=[schema.InputSpec(r, model.preprocessing.resize_size(r), r, list(model.preprocessing.mean),
-                                     list(model.preprocessing.std), model.preprocessing.interpolation)
+                                     list(model.preprocessing.std))
                     for r in resolutions],
             artifacts=artifacts, failures=failures,
             created_with={"resflex": __version__, "torch": torch.__version__, "python": platform.python_version()},

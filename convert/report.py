@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from resflex.mobile.lut import LUT, Manifest
+from resflex.mobile.bundle.schema import LUT, Manifest
 
 
 def format_bundle(manifest: Manifest, table: LUT) -> str:

@@ -17,7 +17,8 @@ def eval_loader(model: MultiResolutionNet, data: str, split: str, resolution: in
                 class_names: Sequence[str] | None = None):
     """Eval-transformed images of a split at `resolution` (shuffled for "train", where they calibrate), checked
     against the model's classes; every rank reads all of it."""
-    transform = EvalTransform(resolution, model.preprocessing.crop_ratio)
+    # the ratio that makes EvalTransform resize to exactly the model's `Preprocessing.resize_size` (its rounding)
+    transform = EvalTransform(resolution, resolution / model.preprocessing.resize_size(resolution))
     dataset = build_dataset(data, split, transform, num_classes=model.config.num_classes, seed=seed, length=length)
     if class_names is not None and list(dataset.classes) != list(class_names):
         raise ValueError(f"{data}/{split}: class folders {list(dataset.classes)} differ from the model's classes "
@@ -56,6 +57,9 @@ def evaluate(
     recomputed on up to `calib_samples` training images at that resolution.
     """
     bn_mode = parse_enum(BNMode, bn_mode, "BN mode")
+    resolutions = list(dict.fromkeys(resolutions))  # a repeated resolution is measured (and shown) once
+    if length is not None and length < 1:
+        raise ValueError(f"val samples: expected at least 1, got {length}")
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
@@ -76,7 +80,10 @@ def evaluate(
                 logits = model(model.preprocessing.normalize(images.to(device)))
                 correct += (logits.argmax(1).cpu() == target).sum().item()
                 total += len(target)
-        results[r] = correct / max(total, 1)
+        if total == 0:  # 0 % of nothing is not an accuracy
+            raise ValueError(f"{data}: no readable validation images at {r} px (val split empty, --val-samples 0 or "
+                             "every image unreadable); nothing to evaluate")
+        results[r] = correct / total
     model.train(was_training)
     return results
 

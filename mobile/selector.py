@@ -97,7 +97,8 @@ All arithmetic is IEEE double, in the order written below; counters are integers
    not really fit, e.g. on a throttled CPU, is not probed every few frames.)
 
 6. Feedback (`observe(decision, measured_ms)`; ALERT-style slowdown per class)
-   Ignored (returns False) unless measured_ms is a finite number > 0. Otherwise, for the decision's class c:
+   Ignored (returns False) unless measured_ms is a finite number > 0 that a double holds (so 10**400 is ignored)
+   and decision.model_ms is finite > 0. Otherwise, for the decision's class c:
        miss = measured_ms > decision.budget_ms
        ratio = min(max(measured_ms / decision.model_ms, slowdown_min), slowdown_max)
        slowdown[c] = (1 − ema_alpha) × slowdown[c] + ema_alpha × ratio
@@ -130,13 +131,14 @@ dict overrides both — see `Policy.from_dict`):
 from __future__ import annotations
 
 import dataclasses
+import re
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from .lut import LUT, OperatingPoint, read_json, read_json_data
+from .bundle.io import POLICY_FILE, Bundle
+from .bundle.schema import LUT, OperatingPoint, SchemaError, read_json_data
 
 POLICY_KIND, POLICY_VERSION = "resflex.selector_policy", "1.0"
-POLICY_FILE = "selector_policy.json"
 CPU, ACCELERATOR = 0, 1
 CLASS_NAMES = ("cpu", "accelerator")
 _INF = float("inf")
@@ -184,7 +186,10 @@ class Policy:
     def validate(self, source: str = "policy") -> None:
         """Refuse a table that would make the selector inconsistent (e.g. critical looser than low)."""
         def bad(field, expected):
-            raise ValueError(f"{source}: {field} = {getattr(self, field)!r}, expected {expected}")
+            value = getattr(self, field)
+            shown = f"an integer of about {int(value.bit_length() * 0.30103)} digits" if \
+                isinstance(value, int) and abs(value) > 10**60 else repr(value)[:80]
+            raise SchemaError(f"{source}: {field} = {shown}, expected {expected}")
 
         def number(field, lo, hi, lo_open=False, hi_open=False):
             v, lo_v, hi_v = getattr(self, field), getattr(self, str(lo), lo), getattr(self, str(hi), hi)
@@ -193,12 +198,12 @@ class Policy:
                 bad(field, f"a number in {'(' if lo_open else '['}{lo}, {hi}{')' if hi_open else ']'}")
 
         number("latency_budget_ms", 0.0, 1e9, lo_open=True)
-        number("min_top1", -1e9, 1e9)
+        number("min_top1", 0.0, 1.0)  # a top-1 fraction: above 1 no point could ever qualify
         if self.runtime is not None and not isinstance(self.runtime, str):
             bad("runtime", "a runtime name or null")
         if self.threads is not None and (isinstance(self.threads, bool) or not isinstance(self.threads, int)
-                                         or self.threads < 1):
-            bad("threads", "a positive integer or null")
+                                         or not 1 <= self.threads <= 4096):
+            bad("threads", "a positive integer (at most 4096) or null")
         for field, lo, hi, order in (("thermal_budget", 0.0, 1.0, -1), ("thermal_cpu_factor", 1.0, 1e6, 1)):
             v = getattr(self, field)
             if not isinstance(v, tuple) or len(v) != 4 or any(
@@ -224,11 +229,11 @@ class Policy:
         number("slowdown_relax", 0.0, 1.0)
         number("throttle_report", 1.0, 1e6)
         if isinstance(self.hysteresis_frames, bool) or not isinstance(self.hysteresis_frames, int) \
-                or self.hysteresis_frames < 1:
-            bad("hysteresis_frames", "a positive integer")
+                or not 1 <= self.hysteresis_frames <= 10**6:
+            bad("hysteresis_frames", "a positive integer (at most 1000000)")
         if isinstance(self.backoff_max_frames, bool) or not isinstance(self.backoff_max_frames, int) \
-                or self.backoff_max_frames < self.hysteresis_frames:
-            bad("backoff_max_frames", "an integer ≥ hysteresis_frames")
+                or not self.hysteresis_frames <= self.backoff_max_frames <= 10**9:
+            bad("backoff_max_frames", "an integer ≥ hysteresis_frames (at most 1000000000)")
         number("hysteresis_margin", 0.0, 1.0, hi_open=True)
         number("fallback_gmacs_per_s", 0.0, 1e9, lo_open=True)
         if type(self.unknown_thermal) is not int or self.unknown_thermal not in (0, 1, 2, 3):
@@ -242,29 +247,38 @@ class Policy:
 
     @classmethod
     def from_dict(cls, data: Any, base: Policy | None = None, source: str = "policy") -> Policy:
-        """`base` (default: `Policy()`) with the fields of `data` replaced; unknown fields are refused."""
+        """`base` (default: `Policy()`) with the fields of `data` replaced; unknown fields are refused. Every error is
+        a `SchemaError` (a ValueError) naming `source` and the field."""
         if not isinstance(data, dict):
-            raise ValueError(f"{source}: expected a JSON object of policy fields, got {type(data).__name__}")
+            raise SchemaError(f"{source}: expected a JSON object of policy fields, got {type(data).__name__}")
         data = dict(data)
         if data.pop("kind", POLICY_KIND) != POLICY_KIND:
-            raise ValueError(f"{source}: kind must be {POLICY_KIND!r}")
+            raise SchemaError(f"{source}: kind must be {POLICY_KIND!r}")
         version = data.pop("schema_version", POLICY_VERSION)
-        if not isinstance(version, str) or version.split(".")[0] != POLICY_VERSION.split(".")[0]:
-            raise ValueError(f"{source}: schema_version {version!r} is not supported (major "
-                             f"{POLICY_VERSION.split('.')[0]})")
+        if not isinstance(version, str) or not re.fullmatch(rf"{POLICY_VERSION.split('.')[0]}\.\d+", version, re.ASCII):
+            raise SchemaError(f"{source}: schema_version {str(version)[:40]!r} is not supported (expected "
+                              f"\"{POLICY_VERSION.split('.')[0]}.MINOR\")")
         fields = {f.name: f.type for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - set(fields))
+        unknown = sorted(str(k)[:60] for k in set(data) - set(fields))
         if unknown:
-            raise ValueError(f"{source}: unknown policy field(s) {unknown}; known: {', '.join(sorted(fields))}")
-        as_float = lambda v: float(v) if isinstance(v, int) and not isinstance(v, bool) else v  # noqa: E731
+            raise SchemaError(f"{source}: unknown policy field(s) {unknown}; known: {', '.join(sorted(fields))}")
+
+        def as_float(v):
+            if isinstance(v, int) and not isinstance(v, bool):
+                try:
+                    return float(v)
+                except OverflowError:
+                    return v  # validate() names it as out of range
+            return v
+
         for name, value in data.items():
             if isinstance(value, list):
                 value = tuple(as_float(v) for v in value) if "float" in fields[name] else tuple(value)
             data[name] = as_float(value) if fields[name].startswith("float") else value
         try:
             return dataclasses.replace(base or DEFAULT_POLICY, **data)
-        except ValueError as e:
-            raise ValueError(f"{source}: {str(e).removeprefix('policy: ')}") from None
+        except (ValueError, TypeError) as e:
+            raise SchemaError(f"{source}: {str(e).removeprefix('policy: ')}") from None
 
 
 DEFAULT_POLICY = Policy()
@@ -314,6 +328,14 @@ def _finite(x: Any) -> bool:
     return not isinstance(x, bool) and isinstance(x, (int, float)) and x - x == 0
 
 
+def _num(x: Any) -> float:
+    """A number as a double: an int too large for one is +∞ (or −∞), so it never fits a budget."""
+    try:
+        return float(x)
+    except OverflowError:
+        return _INF if x > 0 else -_INF
+
+
 def base_latency(op: OperatingPoint, device: str, lut: LUT, policy: Policy) -> tuple[float, str, float | None]:
     """(base ms, source, energy_mj or None) following step 1 of the module docstring."""
     best = None
@@ -333,12 +355,12 @@ def base_latency(op: OperatingPoint, device: str, lut: LUT, policy: Policy) -> t
                 (policy.runtime is not None and m.runtime != policy.runtime) or \
                 (policy.threads is not None and m.threads != policy.threads):
             continue
-        ms = m.intercept_ms + m.ms_per_gmac * (op.macs / 1e9)
+        ms = _num(m.intercept_ms) + _num(m.ms_per_gmac) * (_num(op.macs) / 1e9)
         if _finite(ms) and ms > 0 and (best_ms is None or (ms, m.threads, m.runtime) < (best_ms, *best_tie)):
             best_ms, best_tie = ms, (m.threads, m.runtime)
     if best_ms is not None:
         return float(best_ms), "model", None
-    return max(op.macs, 1) / (policy.fallback_gmacs_per_s * 1e6), "macs", None
+    return _num(max(op.macs, 1)) / (policy.fallback_gmacs_per_s * 1e6), "macs", None
 
 
 class Selector:
@@ -346,9 +368,9 @@ class Selector:
 
     def __init__(self, lut: LUT, device: str, policy: Policy | None = None):
         if not isinstance(lut, LUT):
-            raise TypeError(f"lut: expected a resflex.mobile.lut.LUT, got {type(lut).__name__}")
+            raise TypeError(f"lut: expected a resflex.mobile.bundle.schema.LUT, got {type(lut).__name__}")
         if not lut.operating_points:
-            raise ValueError("lut: no operating points to choose from")
+            raise SchemaError("lut: no operating points to choose from (every backend failed in `resflex convert`?)")
         self.lut, self.device, self.policy = lut, device, policy or DEFAULT_POLICY
         points = lut.operating_points
         infos = [base_latency(op, device, lut, self.policy) for op in points]
@@ -359,7 +381,7 @@ class Selector:
             key_rank[i] = rank
         cls = [ACCELERATOR if op.compute_unit in self.policy.accelerator_units else CPU for op in points]
         top1 = [op.top1 if _finite(op.top1) else 0.0 for op in points]
-        energy = [e if metric == "energy_mj" else float(max(op.macs, 1)) for op, (_, _, e) in zip(points, infos)]
+        energy = [e if metric == "energy_mj" else _num(max(op.macs, 1)) for op, (_, _, e) in zip(points, infos)]
         base = [b for b, _, _ in infos]
         use_energy = metric == "energy_mj"
 
@@ -397,13 +419,9 @@ class Selector:
     def from_bundle(cls, bundle: str | Path, device: str = "host", policy: Policy | dict | None = None) -> Selector:
         """Read `bundle/lut.json` (and the optional `bundle/selector_policy.json`, over the defaults). A `Policy`
         is used as is; a dict overrides single fields of the bundle's policy."""
-        bundle = Path(bundle)
-        if not bundle.is_dir():
-            raise FileNotFoundError(f"{bundle}: not a bundle directory (expected lut.json inside)")
-        table = read_json(LUT, bundle / "lut.json")
+        table, base = read_bundle(bundle)
         if isinstance(policy, Policy):
             return cls(table, device, policy)
-        base = load_policy(bundle / POLICY_FILE) if (bundle / POLICY_FILE).exists() else DEFAULT_POLICY
         return cls(table, device, Policy.from_dict(policy or {}, base, "policy overrides") if policy else base)
 
     @property
@@ -656,6 +674,12 @@ class Selector:
         """Feed back the measured latency of a decision (step 6); False if the measurement was ignored."""
         if not _finite(measured_ms) or measured_ms <= 0:
             return False
+        try:
+            measured_ms = float(measured_ms)
+        except OverflowError:
+            return False
+        if not (_finite(decision.model_ms) and decision.model_ms > 0):
+            return False
         p = self.policy
         k = ACCELERATOR if decision.unit_class == CLASS_NAMES[ACCELERATOR] else CPU
         miss = measured_ms > decision.budget_ms
@@ -670,6 +694,19 @@ class Selector:
 
 def _sort_key(op: OperatingPoint) -> tuple:
     return (op.resolution, op.backend.value, op.precision.value, op.compute_unit, tuple(op.stage_scales or ()))
+
+
+def read_bundle(bundle: str | Path) -> tuple[LUT, Policy]:
+    """(validated LUT, the bundle's policy over the defaults) through the one bundle reader (`Bundle.open`, without
+    artifact checks: the selector opens no artifact): no symlinks, no folders where files belong, and lut.json
+    consistent with manifest.json where the bundle has one."""
+    bundle = Path(bundle)
+    if not bundle.is_dir():
+        raise FileNotFoundError(f"{bundle}: not a bundle directory (expected lut.json inside)")
+    opened = Bundle.open(bundle, verify=False)
+    policy = DEFAULT_POLICY if opened.policy is None else Policy.from_dict(opened.policy, None,
+                                                                           str(bundle / POLICY_FILE))
+    return opened.lut, policy
 
 
 def load_policy(path: str | Path, base: Policy | None = None) -> Policy:
@@ -699,17 +736,14 @@ class SelectConfig:
 
 def select_once(config: SelectConfig) -> tuple[Selector, Decision]:
     """Build the selector from the bundle (+ policy file, + budget/min_top1) and make one decision."""
-    bundle = Path(config.bundle)
-    if not bundle.is_dir():
-        raise FileNotFoundError(f"{bundle}: not a bundle directory (expected lut.json inside)")
-    policy = load_policy(bundle / POLICY_FILE) if (bundle / POLICY_FILE).exists() else DEFAULT_POLICY
+    table, policy = read_bundle(config.bundle)
     if config.policy_file:
         policy = load_policy(config.policy_file, policy)
     overrides = {k: v for k, v in (("latency_budget_ms", config.budget_ms), ("min_top1", config.min_top1))
                  if v is not None}
     if overrides:
         policy = Policy.from_dict(overrides, policy, "command line")
-    selector = Selector(read_json(LUT, bundle / "lut.json"), config.device, policy)
+    selector = Selector(table, config.device, policy)
     state = DeviceState(battery=config.battery, charging=config.charging, power_save=config.power_save,
                         thermal=config.thermal, cpu_load=config.cpu_load, thermal_scale=config.thermal_scale)
     return selector, selector.choose(state)

@@ -28,11 +28,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from . import lut as L
+from .bundle import schema
 from .selector import Decision, DeviceState, Policy, Selector
 
 GOLDEN_KIND, GOLDEN_VERSION = "resflex.selector_golden", "1.0"
-GOLDEN_PATH = Path(__file__).resolve().parent.parent / "tests" / "golden" / "selector_golden.json"
 STATE_FIELDS = ("battery", "charging", "power_save", "thermal", "thermal_scale", "cpu_load")
 _SPECIAL = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
 
@@ -55,7 +54,7 @@ def _macs(resolution: int, macs_224: float = 300e6) -> int:
 
 
 def phone_lut(*, energy: bool = False, measured: bool = True, models: bool = False,
-              one_thread: bool = False) -> L.LUT:
+              one_thread: bool = False) -> schema.LUT:
     """A small hand-made phone LUT (device "phone"): 4 resolutions × {ExecuTorch fp32 and int8 on XNNPACK (CPU),
     TFLite fp16 on the GPU}. `one_thread` adds 1-thread XNNPACK entries 2.5× slower than the 4-thread ones."""
     points, latency_models = [], []
@@ -65,22 +64,22 @@ def phone_lut(*, energy: bool = False, measured: bool = True, models: bool = Fal
             entries = []
             if measured:
                 threads = 1 if unit == "GPU" else 4
-                entries.append(L.Latency(runtime, threads, 50, lat[i], lat[i] * 1.1, lat[i] * 1.2,
+                entries.append(schema.Latency(runtime, threads, 50, lat[i], lat[i] * 1.1, lat[i] * 1.2,
                                          energy_mj=mj[i] if energy else None))
                 if one_thread and unit != "GPU":
-                    entries.append(L.Latency(runtime, 1, 50, lat[i] * 2.5, lat[i] * 2.75, lat[i] * 3.0,
+                    entries.append(schema.Latency(runtime, 1, 50, lat[i] * 2.5, lat[i] * 2.75, lat[i] * 3.0,
                                              energy_mj=mj[i] * 1.5 if energy else None))
-            points.append(L.OperatingPoint(
-                resolution=r, backend=L.Backend(backend), precision=L.Precision(precision), compute_unit=unit,
+            points.append(schema.OperatingPoint(
+                resolution=r, backend=schema.Backend(backend), precision=schema.Precision(precision), compute_unit=unit,
                 artifact=artifact[backend], entry=f"forward_{r}" if backend == "executorch" else f"serving_{r}",
                 macs=_macs(r), params=2_200_000, artifact_bytes=9_000_000, artifact_resolutions=4, top1=top1[i],
-                top1_data=L.DataIdentity("imagenet", "val", 50000),
+                top1_data=schema.DataIdentity("imagenet", "val", 50000),
                 latency={"phone": entries} if entries else {}))
         if models:
-            latency_models.append(L.LatencyModel(runtime, L.Precision(precision), unit, 4 if unit != "GPU" else 1,
+            latency_models.append(schema.LatencyModel(runtime, schema.Precision(precision), unit, 4 if unit != "GPU" else 1,
                                                  a, b, 0.05, 4))
-    device = L.Device({"model": "Example Phone", "soc": "Example SoC"}, latency_models=latency_models)
-    return L.LUT(points, devices={"phone": device})
+    device = schema.Device({"model": "Example Phone", "soc": "Example SoC"}, latency_models=latency_models)
+    return schema.LUT(points, devices={"phone": device})
 
 
 RUNTIMES = {"executorch": "executorch", "tflite": "tflite", "onnx": "onnxruntime", "coreml": "coreml"}
@@ -88,30 +87,30 @@ _EXTENSIONS = {"executorch": "pte", "tflite": "tflite", "onnx": "onnx", "coreml"
 
 
 def op(resolution: int, kind: tuple, top1: float, ms: float | None = None, mj: float | None = None, *,
-       entries: tuple = (), macs: int | None = None, stage_scales: list | None = None) -> L.OperatingPoint:
+       entries: tuple = (), macs: int | None = None, stage_scales: list | None = None) -> schema.OperatingPoint:
     """One hand-made operating point of a "phone" LUT; kind = (backend, precision, compute unit). Its latency on
     "phone" is one entry of `ms` (and energy `mj`), 1 thread on a GPU, else 4, or the given `entries`
     ((runtime, threads, p50 ms, energy mJ or None), ...)."""
     backend, precision, unit = kind
     if ms is not None:
         entries = ((RUNTIMES[backend], 1 if unit == "GPU" else 4, ms, mj),)
-    return L.OperatingPoint(
-        resolution=resolution, backend=L.Backend(backend), precision=L.Precision(precision), compute_unit=unit,
+    return schema.OperatingPoint(
+        resolution=resolution, backend=schema.Backend(backend), precision=schema.Precision(precision), compute_unit=unit,
         artifact=f"{backend}/model_{precision}.{_EXTENSIONS[backend]}", entry=f"forward_{resolution}",
         macs=_macs(resolution) if macs is None else macs, params=2_200_000, artifact_bytes=9_000_000,
-        artifact_resolutions=4, top1=top1, top1_data=L.DataIdentity("imagenet", "val", 50000),
-        latency={"phone": [L.Latency(rt, threads, 50, p50, p50 * 1.1, p50 * 1.2, energy_mj=e)
+        artifact_resolutions=4, top1=top1, top1_data=schema.DataIdentity("imagenet", "val", 50000),
+        latency={"phone": [schema.Latency(rt, threads, 50, p50, p50 * 1.1, p50 * 1.2, energy_mj=e)
                            for rt, threads, p50, e in entries]} if entries else {},
         stage_scales=stage_scales)
 
 
-def points_lut(*points: L.OperatingPoint, models: tuple = ()) -> L.LUT:
+def points_lut(*points: schema.OperatingPoint, models: tuple = ()) -> schema.LUT:
     """A "phone" LUT of these points (in this order) and latency models."""
-    device = L.Device({"model": "Example Phone", "soc": "Example SoC"}, latency_models=list(models))
-    return L.LUT(list(points), devices={"phone": device})
+    device = schema.Device({"model": "Example Phone", "soc": "Example SoC"}, latency_models=list(models))
+    return schema.LUT(list(points), devices={"phone": device})
 
 
-def demo_lut(resolutions=(224, 192, 160, 128, 96), device: str = "phone") -> L.LUT:
+def demo_lut(resolutions=(224, 192, 160, 128, 96), device: str = "phone") -> schema.LUT:
     """A realistic-sized LUT for benchmarks: resolutions × {ExecuTorch, TFLite, ONNX} × {fp32, int8} × every
     compute unit of the backend (ExecuTorch XNNPACK; TFLite CPU, GPU, NNAPI; ONNX CPU), all measured."""
     speed = {("executorch", "XNNPACK"): 1.0, ("tflite", "CPU"): 1.15, ("tflite", "GPU"): 0.9,
@@ -124,13 +123,13 @@ def demo_lut(resolutions=(224, 192, 160, 128, 96), device: str = "phone") -> L.L
                 gmacs = _macs(r) / 1e9
                 ms = (1.0 + gmacs * (120.0 if precision == "fp32" else 65.0)) * s
                 top1 = 0.72 - 0.1 * (1 - r / 224) ** 2 * 4 - (0.008 if precision == "int8" else 0.0)
-                points.append(L.OperatingPoint(
-                    r, L.Backend(backend), L.Precision(precision), unit, f"{backend}/model_{precision}", f"e{r}",
+                points.append(schema.OperatingPoint(
+                    r, schema.Backend(backend), schema.Precision(precision), unit, f"{backend}/model_{precision}", f"e{r}",
                     _macs(r), 2_200_000, 9_000_000, len(resolutions), top1=round(top1, 4),
-                    latency={device: [L.Latency(runtime[backend], 4, 50, round(ms, 3), round(ms * 1.1, 3),
+                    latency={device: [schema.Latency(runtime[backend], 4, 50, round(ms, 3), round(ms * 1.1, 3),
                                                 round(ms * 1.2, 3), energy_mj=round(ms * (2.5 if unit in (
                                                     "GPU", "NNAPI") else 3.5), 3))]}))
-    return L.LUT(points, devices={device: L.Device({"model": "bench phone"})})
+    return schema.LUT(points, devices={device: schema.Device({"model": "bench phone"})})
 
 
 # --------------------------------------------------------------------------- cases
@@ -148,7 +147,7 @@ class Step:
 class Case:
     name: str
     description: str
-    lut: L.LUT
+    lut: schema.LUT
     device: str
     policy: Policy
     steps: tuple[Step, ...]
@@ -243,7 +242,7 @@ def tie_cases() -> list[Case]:
     # same latency, so their thread / runtime tie-break cannot change a decision.)
     models = points_lut(
         op(224, F32, 0.72), op(160, F32, 0.67),
-        models=tuple(L.LatencyModel("executorch", L.Precision(precision), "XNNPACK", threads, a, b, 0.05, 4)
+        models=tuple(schema.LatencyModel("executorch", schema.Precision(precision), "XNNPACK", threads, a, b, 0.05, 4)
                      for precision, threads, a, b in (("fp32", 1, 2.0, 100.0), ("fp32", 2, -12.0, 30.0),
                                                       ("fp32", 4, 1.0, 50.0), ("int8", 4, 0.5, 10.0),
                                                       ("fp32", 8, 3.0, 80.0))))
@@ -461,7 +460,7 @@ def _run_case(case: Case) -> dict:
         if observed is not None:
             sel.observe(d, decode(observed))
         steps.append({"state": dict(step.state), "observed_ms": observed, "expected": expected_of(d)})
-    return {"name": case.name, "description": case.description, "lut": L.to_dict(case.lut), "device": case.device,
+    return {"name": case.name, "description": case.description, "lut": schema.to_dict(case.lut), "device": case.device,
             "policy": case.policy.to_dict(), "steps": steps}
 
 
@@ -476,7 +475,7 @@ def dumps(document: dict) -> str:
     return json.dumps(document, indent=1, sort_keys=True, ensure_ascii=True, allow_nan=False) + "\n"
 
 
-def emit_golden(path: str | Path = GOLDEN_PATH) -> Path:
+def emit_golden(path: str | Path) -> Path:
     """Write the golden vectors (atomically) and return the path."""
     path = Path(path)
     text = dumps(golden_document())
@@ -497,7 +496,7 @@ def replay(document: dict) -> list[str]:
     """Replay every case through the Python selector; the list of mismatches (empty when all agree)."""
     problems = []
     for case in document["cases"]:
-        sel = Selector(L.from_dict(L.LUT, case["lut"], f"case {case['name']}"), case["device"],
+        sel = Selector(schema.from_dict(schema.LUT, case["lut"], f"case {case['name']}"), case["device"],
                        Policy.from_dict(case["policy"], source=f"case {case['name']} policy"))
         for n, step in enumerate(case["steps"]):
             d = sel.choose(state_from_json(step["state"]))

@@ -23,7 +23,7 @@ from tqdm import tqdm
 from .checkpoint import model_from_payload, read_checkpoint, save_checkpoint
 from .data import TrainTransform, build_dataset, make_loader
 from .evaluate import evaluate
-from .layers import parse_enum
+from .layers import check_resolutions, parse_enum
 from .losses import create_loss
 from .models import Method, MultiResolutionNet, create_model, list_models
 
@@ -69,16 +69,49 @@ class TrainConfig:
     workers: int = 2
     device: str = "auto"
     progress: bool = True
+    init: str | None = None  # start from single-resolution weights (torchvision layout or a resflex checkpoint)
 
     def __post_init__(self):
+        """Every argument is checked here, before `train` touches the run folder."""
         if self.arch not in list_models():
             raise ValueError(f"unknown arch {self.arch!r}; expected one of: {', '.join(list_models())}")
         parse_enum(Method, self.method, "method")
+        object.__setattr__(self, "resolutions", tuple(check_resolutions(self.resolutions)))
+        if max(self.resolutions) > 4096:
+            raise ValueError(f"resolutions: at most 4096 px, got {max(self.resolutions)}")
+
+        def integer(name, lo, optional=False):
+            v = getattr(self, name)
+            if optional and v is None:
+                return
+            if isinstance(v, bool) or not isinstance(v, int) or v < lo:
+                raise ValueError(f"{name}: expected an integer ≥ {lo}{' (or none)' if optional else ''}, got {v!r}")
+
+        def number(name, lo, hi, lo_open=False, hi_open=False):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or \
+                    (v <= lo if lo_open else v < lo) or (v >= hi if hi_open else v > hi):
+                raise ValueError(f"{name}: expected a finite number in {'(' if lo_open else '['}{lo}, {hi}"
+                                 f"{')' if hi_open else ']'}, got {v!r}")
+
         for name in ("epochs", "batch_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name}: expected a positive integer, got {getattr(self, name)!r}")
-        if not self.lr > 0:
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"{name}: expected a positive integer, got {v!r}")
+        if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
             raise ValueError(f"lr: expected a positive learning rate, got {self.lr!r}")
+        number("width", 0.0, 16.0, lo_open=True)
+        number("warmup_epochs", 0.0, 1e6)
+        number("momentum", 0.0, 1.0, hi_open=True)
+        number("weight_decay", 0.0, 1.0)
+        number("label_smoothing", 0.0, 1.0, hi_open=True)
+        integer("meta_hidden", 0)
+        integer("num_classes", 2)
+        integer("workers", 0)
+        for name in ("train_samples", "val_samples", "max_steps_per_epoch"):
+            integer(name, 1, optional=True)
+        if not str(self.out).strip():
+            raise ValueError("out: expected a run folder")
         if self.resume and self.overwrite:
             raise ValueError("--resume and --overwrite contradict each other; choose one")
 
@@ -182,21 +215,40 @@ def check_resume(config: TrainConfig, saved: dict, path: Path) -> None:
         raise ValueError(f"--resume: the config disagrees with {path}: " + "; ".join(diffs))
 
 
-def train(config: TrainConfig) -> MultiResolutionNet:
-    """Train a multi-resolution model as `config` says; returns it (unwrapped, on the training device)."""
-    rank, world, device = setup_distributed(config.device)
-    on_gpu = device.type == "cuda"
-    torch.manual_seed(config.seed)
+RUN_FILES = ("checkpoint.pt", "metrics.jsonl")  # what `train` writes into --out (plus its own temporaries)
+
+
+def check_run_folder(config: TrainConfig) -> None:
+    """Refuse, before anything is written: an --out that is a file or lies under one; an existing checkpoint without
+    --resume/--overwrite; --resume without a checkpoint; and --overwrite of a folder holding anything `train` did not
+    write (it never replaces another tool's output or the user's files)."""
+    out = Path(config.out)
+    for p in (out, *out.parents):
+        if p.exists() and not p.is_dir():
+            raise FileExistsError(f"--out {out}: {p} is a file, not a folder; give a run folder")
     ckpt_path = config.checkpoint_path
     if ckpt_path.exists() and not (config.resume or config.overwrite):
         raise FileExistsError(f"{ckpt_path} already exists: pass --resume to continue it, --overwrite to start over, "
                               "or choose another --out")
-    if config.resume and not ckpt_path.exists():
+    if config.resume and not ckpt_path.is_file():
         raise FileNotFoundError(f"--resume: no checkpoint at {ckpt_path}")
-    if rank == 0:
-        ckpt_path.parent.mkdir(parents=True, exist_ok=True)
-        if not config.resume:
-            config.metrics_path.unlink(missing_ok=True)  # a fresh run (or --overwrite) starts a fresh log
+    if config.overwrite and out.is_dir():
+        foreign = sorted(p.name for p in out.iterdir() if p.name not in RUN_FILES
+                         and not (p.name.startswith(".") and p.name.endswith(".tmp")))
+        if foreign or any((out / n).exists() and not (out / n).is_file() for n in RUN_FILES):
+            shown = ", ".join(foreign[:5]) + (f", … ({len(foreign) - 5} more)" if len(foreign) > 5 else "")
+            raise FileExistsError(f"--overwrite: {out} is not a run folder of `resflex train` (it also holds "
+                                  f"{shown or 'folders named like its files'}); --overwrite only restarts a run "
+                                  "folder — choose another --out")
+
+
+def train(config: TrainConfig) -> MultiResolutionNet:
+    """Train a multi-resolution model as `config` says; returns it (unwrapped, on the training device)."""
+    check_run_folder(config)  # before anything is changed: a bad --out fails here, with the folder intact
+    rank, world, device = setup_distributed(config.device)
+    on_gpu = device.type == "cuda"
+    torch.manual_seed(config.seed)
+    ckpt_path = config.checkpoint_path
 
     # Data: random-resized crops at the largest resolution; val sets are built per resolution by `evaluate`.
     top = max(config.resolutions)
@@ -207,6 +259,12 @@ def train(config: TrainConfig) -> MultiResolutionNet:
     # Model, loss (RS-Nets α lives in the loss), optimizer, schedule.
     model = create_model(config.arch, config.method, config.resolutions, config.width, len(class_names),
                          config.meta_hidden)
+    if config.init and not config.resume:  # a resumed run already holds the weights it started from
+        from .importer import init_from_single
+
+        note = init_from_single(model, config.init)
+        if rank == 0:
+            tqdm.write(note)
     criterion = create_loss(model.config.method.value, len(config.resolutions), config.distill, config.label_smoothing)
     if config.sync_bn and world > 1:
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
@@ -237,6 +295,11 @@ def train(config: TrainConfig) -> MultiResolutionNet:
         check_resume(config, state["train_config"], ckpt_path)
         model.load_state_dict(model_from_payload(payload, str(ckpt_path)).state_dict())
         start_epoch = resumable.load_state_dict(state, device)
+
+    if rank == 0:  # everything above succeeded: only now is the run folder changed
+        ckpt_path.parent.mkdir(parents=True, exist_ok=True)
+        if not config.resume:
+            config.metrics_path.unlink(missing_ok=True)  # a fresh run (or --overwrite) starts a fresh log
 
     step_module = MultiResolutionStep(model, criterion)
     runner = nn.parallel.DistributedDataParallel(step_module) if world > 1 else step_module

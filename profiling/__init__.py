@@ -1,1 +1,2 @@
-"""resflex.profiling — fill the bundle's lookup table per operating point (later issue)."""
+"""resflex.profiling — fill a bundle's lookup table per operating point (host, Android over adb, a phone's own
+benchmark) and draw its report."""

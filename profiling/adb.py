@@ -35,12 +35,15 @@ import subprocess
 from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
 
-from resflex.mobile.lut import LUT, Device, Latency, Manifest
+from resflex.mobile.bundle.io import sha256_of
+from resflex.mobile.bundle.schema import LUT, RUNTIME_BACKENDS, Device, Latency, Manifest
+
+from .stats import latency_from_samples, percentile
 
 log = logging.getLogger(__name__)
 
 REMOTE_DIR = "/data/local/tmp/resflex"
-RUNTIMES = {"executorch": "executorch", "tflite": "tflite"}  # runtime → LUT backend it runs
+RUNTIMES = ("executorch", "tflite")  # the runtimes timed on a phone (their backends: RUNTIME_BACKENDS)
 UNIT_FLAGS = {"CPU": (), "GPU": ("--use_gpu=true",), "NNAPI": ("--use_nnapi=true",)}  # TFLite compute units
 DELEGATE_NAMES = {"GPU": "GPU", "NNAPI": "NNAPI"}  # benchmark_model's delegate provider names
 GETPROP_FACTS = {  # getprop key → Device.facts key
@@ -254,24 +257,6 @@ def parse_benchmark_model(text: str) -> list[BenchmarkModelRun]:
 # --------------------------------------------------------------------------- small pure helpers
 
 
-def percentile(samples: Sequence[float], q: float) -> float:
-    """q-th percentile with linear interpolation between order statistics (numpy's default method)."""
-    if not samples:
-        raise ValueError("percentile of no samples")
-    xs = sorted(samples)
-    rank = (len(xs) - 1) * q / 100.0
-    lo = int(rank)
-    hi = min(lo + 1, len(xs) - 1)
-    return xs[lo] + (xs[hi] - xs[lo]) * (rank - lo)
-
-
-def latency_from_samples(runtime: str, threads: int, samples_ms: Sequence[float], macs: int) -> Latency:
-    p50 = percentile(samples_ms, 50)
-    return Latency(runtime=runtime, threads=threads, runs=len(samples_ms), p50_ms=p50,
-                   p90_ms=percentile(samples_ms, 90), p99_ms=percentile(samples_ms, 99),
-                   gflops=2.0 * macs / (p50 * 1e-3) / 1e9 if p50 > 0 else None)
-
-
 def device_id(props: dict[str, str], serial: str) -> str:
     """"android-<model>-<serial>", lower-case, anything but [a-z0-9._-] collapsed to '-'."""
     parts = ["android", props.get("ro.product.model", ""), serial]
@@ -307,7 +292,7 @@ def plan_jobs(lut: LUT, runtimes: Sequence[str]) -> list[Job]:
         raise ValueError(f"adb profiling: unknown runtime(s) {unknown}; expected: {', '.join(RUNTIMES)}")
     jobs = []
     for op in lut.operating_points:
-        runtime = next((r for r in runtimes if RUNTIMES[r] == op.backend.value), None)
+        runtime = next((r for r in runtimes if RUNTIME_BACKENDS[r] is op.backend), None)
         if runtime is None or (runtime == "tflite" and op.compute_unit not in UNIT_FLAGS):
             continue
         jobs.append(Job(op.key(), runtime, op.artifact, op.entry, op.compute_unit, op.macs))
@@ -378,14 +363,6 @@ def check_attached(devices: Sequence[AdbDevice], serial: str) -> AdbDevice:
         raise RuntimeError(f"Android device {serial!r} is attached but {match.state!r}, not ready"
                            + (f": {hint}" if hint else "") + f"; `adb devices` lists: {listed}")
     return match
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 # --------------------------------------------------------------------------- measurement
@@ -468,7 +445,7 @@ def profile_adb(manifest: Manifest, lut: LUT, bundle_dir, serial: str, *, execut
     binaries = {"executorch": ("executor_runner", executor_runner), "tflite": ("benchmark_model", benchmark_model)}
     for runtime in runtimes:
         name, path = binaries[runtime]
-        facts[name] = f"{Path(path).name} sha256:{_sha256(Path(path))[:16]}"
+        facts[name] = f"{Path(path).name} sha256:{sha256_of(Path(path))[:16]}"
     facts["latency_method"] = ("executor_runner: per-iteration times after warm-up; benchmark_model: one timed "
                                "run per process; p50/p90/p99 linear-interpolated")
 

@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from resflex.mobile.lut import LUT, Latency, LatencyModel
+from resflex.mobile.bundle.schema import LUT, Latency, LatencyModel
 
 
 def fit_line(x: Sequence[float], y: Sequence[float]) -> tuple[float, float]:

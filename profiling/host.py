@@ -6,18 +6,9 @@ safely before any program is loaded. The child imports only its runtime (no torc
 their memory figures do not carry torch), reads one job as JSON on stdin and writes one JSON line per timed entry
 on stdout, each prefixed by `MARK`, so a runtime printing on stdout cannot be mistaken for a result.
 
-Runtimes and their thread settings:
-- executorch: `executorch.runtime` (XNNPACK delegate). Threads: ExecuTorch's Python bindings expose
-  `executorch.extension.pybindings.portable_lib._unsafe_reset_threadpool(n)` (and `_threadpool_get_thread_count`),
-  which resizes the process-wide pthreadpool that XNNPACK uses. "Unsafe" because XNNPACK captures the pool when a
-  method is loaded (its runtime is created then) and a reset destroys the old pool; so the child resets it once,
-  before loading anything, and checks the count took.
-- tflite: LiteRT `ai_edge_litert.interpreter.Interpreter(model_path, num_threads=n)` (default XNNPACK CPU kernels),
-  signature runners; `tflite_runtime` as a fallback import.
-- onnxruntime: `InferenceSession` with CPUExecutionProvider, `intra_op_num_threads = n`, `inter_op_num_threads = 1`,
-  sequential execution.
-- coreml (macOS only): `coremltools.models.MLModel(path, function_name=..., compute_units=...)` and `predict`, one
-  model per function × compute unit; Core ML picks its own threads (recorded as threads 0).
+Each runtime is opened through the one runtime layer, `resflex.convert.runtimes` (what `resflex convert`'s
+parity check uses too; its docstring says how each runtime's threads are set). ExecuTorch's thread pool is
+process-wide and can only be resized safely before a method is loaded, so the child sets it first.
 
 Timing: `warmup` untimed runs, then `runs` timed runs (`time.perf_counter_ns`) of batch 1 on a fixed random input
 of the entry's input shape (already in the artifact's layout; TFLite is NHWC). Entries are timed smallest first,
@@ -27,8 +18,6 @@ this and every smaller resolution loaded (what an app keeping them loaded needs)
 
 from __future__ import annotations
 
-import importlib.metadata
-import importlib.util
 import json
 import os
 import platform
@@ -37,185 +26,14 @@ import sys
 import tempfile
 import threading
 import time
-import types
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
+from resflex.convert.runtimes import Entry, Runtime, runtime_class
+
 MARK = "@@resflex-profile "
-ET_THREADS_NOTE = "XNNPACK threads via portable_lib._unsafe_reset_threadpool, set before any method is loaded"
-
-
-# --------------------------------------------------------------------------------------------- runtimes (child)
-
-
-def _executorch_runtime():
-    """`executorch.runtime` and its `portable_lib`, imported without running `executorch.exir`'s package
-    `__init__` (the exporter: ~7 s and ~130 MB here), which portable_lib pulls in only for a warning class; the
-    plain import if that fails."""
-    if "executorch.runtime" not in sys.modules and "executorch.exir" not in sys.modules:
-        spec = importlib.util.find_spec("executorch.exir")
-        stub = types.ModuleType("executorch.exir")
-        stub.__path__ = list(spec.submodule_search_locations or []) if spec else []
-        sys.modules["executorch.exir"] = stub
-        try:
-            import executorch.runtime  # noqa: F401
-        except ImportError:
-            for name in [n for n in sys.modules if n.startswith(("executorch.exir", "executorch.runtime",
-                                                                  "executorch.extension.pybindings"))]:
-                del sys.modules[name]
-        finally:
-            if sys.modules.get("executorch.exir") is stub:
-                del sys.modules["executorch.exir"]
-    from executorch.extension.pybindings import portable_lib
-    from executorch.runtime import Runtime
-
-    return Runtime, portable_lib
-
-
-class _ExecuTorch:
-    """A `.pte` opened in ExecuTorch's Python runtime; methods loaded on first use and kept."""
-
-    def __init__(self, job: dict, unit: str):
-        self.job, self.unit = job, unit
-        self.program = _executorch_runtime()[0].get().load_program(Path(job["path"]))
-        self._methods = {}
-
-    @staticmethod
-    def set_threads(threads: int) -> int:
-        portable_lib = _executorch_runtime()[1]
-        portable_lib._unsafe_reset_threadpool(threads)
-        return int(portable_lib._threadpool_get_thread_count())
-
-    @staticmethod
-    def versions() -> dict[str, str]:
-        return {"executorch": importlib.metadata.version("executorch")}
-
-    def fresh(self) -> _ExecuTorch:
-        return _ExecuTorch(self.job, self.unit)
-
-    def prepare(self, entry: dict, x: np.ndarray):
-        import torch
-
-        return (torch.from_numpy(x),)
-
-    def load(self, entry: dict) -> Callable:
-        if entry["name"] not in self._methods:
-            self._methods[entry["name"]] = self.program.load_method(entry["name"])
-        method = self._methods[entry["name"]]
-        return lambda inputs: method.execute(inputs)[0]
-
-
-def _litert():
-    try:
-        from ai_edge_litert.interpreter import Interpreter
-
-        return Interpreter, {"ai-edge-litert": importlib.metadata.version("ai-edge-litert")}
-    except ImportError:  # tflite-runtime was the predecessor (last release 2.14; needs numpy < 2)
-        from tflite_runtime.interpreter import Interpreter
-
-        return Interpreter, {"tflite-runtime": importlib.metadata.version("tflite-runtime")}
-
-
-class _TFLite:
-    """A `.tflite` in a LiteRT interpreter with `num_threads`; one signature runner per entry."""
-
-    def __init__(self, job: dict, unit: str):
-        self.job, self.unit = job, unit
-        self.interpreter = _litert()[0](model_path=job["path"], num_threads=job["threads"])
-        self._runners = {}
-
-    @staticmethod
-    def set_threads(threads: int) -> int:
-        return threads  # per interpreter (num_threads)
-
-    @staticmethod
-    def versions() -> dict[str, str]:
-        return _litert()[1]
-
-    def fresh(self) -> _TFLite:
-        return _TFLite(self.job, self.unit)
-
-    def prepare(self, entry: dict, x: np.ndarray):
-        return {entry["input_name"]: x}
-
-    def load(self, entry: dict) -> Callable:
-        if entry["name"] not in self._runners:
-            self._runners[entry["name"]] = self.interpreter.get_signature_runner(entry["name"])
-        runner, output = self._runners[entry["name"]], entry["output_name"]
-        return lambda inputs: runner(**inputs)[output]
-
-
-class _OnnxRuntime:
-    """ONNX files (one per resolution), one CPU session per file, created on first use."""
-
-    def __init__(self, job: dict, unit: str):
-        import onnxruntime as ort
-
-        self.job, self.unit, self.ort = job, unit, ort
-        self._sessions = {}
-
-    @staticmethod
-    def set_threads(threads: int) -> int:
-        return threads  # per session (intra_op_num_threads)
-
-    @staticmethod
-    def versions() -> dict[str, str]:
-        import onnxruntime
-
-        return {"onnxruntime": onnxruntime.__version__}
-
-    def fresh(self) -> _OnnxRuntime:
-        return _OnnxRuntime(self.job, self.unit)
-
-    def prepare(self, entry: dict, x: np.ndarray):
-        return {entry["input_name"]: x}
-
-    def load(self, entry: dict) -> Callable:
-        if entry["name"] not in self._sessions:
-            options = self.ort.SessionOptions()
-            options.intra_op_num_threads = self.job["threads"]
-            options.inter_op_num_threads = 1
-            options.execution_mode = self.ort.ExecutionMode.ORT_SEQUENTIAL
-            self._sessions[entry["name"]] = self.ort.InferenceSession(entry["path"], options,
-                                                                       providers=[self.unit])
-        session, output = self._sessions[entry["name"]], entry["output_name"]
-        return lambda inputs: session.run([output], inputs)[0]
-
-
-class _CoreML:
-    """A multifunction `.mlpackage` in Core ML (macOS): one `MLModel` per function at one compute unit."""
-
-    def __init__(self, job: dict, unit: str):
-        import coremltools as ct
-
-        self.job, self.unit, self.ct = job, unit, ct
-        self._models = {}
-
-    @staticmethod
-    def set_threads(threads: int) -> int:
-        return 0  # Core ML schedules its own threads
-
-    @staticmethod
-    def versions() -> dict[str, str]:
-        return {"coremltools": importlib.metadata.version("coremltools"), "macos": platform.mac_ver()[0]}
-
-    def fresh(self) -> _CoreML:
-        return _CoreML(self.job, self.unit)
-
-    def prepare(self, entry: dict, x: np.ndarray):
-        return {entry["input_name"]: x}
-
-    def load(self, entry: dict) -> Callable:
-        if entry["name"] not in self._models:
-            self._models[entry["name"]] = self.ct.models.MLModel(
-                self.job["path"], function_name=entry["name"], compute_units=self.ct.ComputeUnit[self.unit])
-        model, output = self._models[entry["name"]], entry["output_name"]
-        return lambda inputs: model.predict(inputs)[output]
-
-
-ADAPTERS = {"executorch": _ExecuTorch, "tflite": _TFLite, "onnxruntime": _OnnxRuntime, "coreml": _CoreML}
 
 
 # ----------------------------------------------------------------------------------------------- timing (child)
@@ -249,7 +67,8 @@ def _timed(fn: Callable[[], object]) -> int:
     return time.perf_counter_ns() - start
 
 
-def switch_times(artifact, entries: list[dict], inputs: dict[str, object], repeats: int) -> dict[str, list[int]]:
+def switch_times(artifact: Runtime, entries: list[Entry], inputs: dict[str, object],
+                 repeats: int) -> dict[str, list[int]]:
     """Time to the first output at resolution B right after resolution A (ns), three ways:
 
     - switch_loaded: B's method/signature/session already loaded in the open artifact (every ordered pair A→B,
@@ -265,16 +84,16 @@ def switch_times(artifact, entries: list[dict], inputs: dict[str, object], repea
     out = {"switch_loaded_ns": [], "switch_first_ns": [], "load_file_ns": [], "steady_ns": []}
     for _ in range(repeats):
         for a, b in pairs:
-            artifact.load(a)(inputs[a["name"]])
-            out["switch_loaded_ns"].append(_timed(lambda: artifact.load(b)(inputs[b["name"]])))
-            out["steady_ns"].append(_timed(lambda: artifact.load(b)(inputs[b["name"]])))
+            artifact.load(a)(inputs[a.name])
+            out["switch_loaded_ns"].append(_timed(lambda: artifact.load(b)(inputs[b.name])))
+            out["steady_ns"].append(_timed(lambda: artifact.load(b)(inputs[b.name])))
     for i in range(max(repeats, len(pairs))):
         a, b = pairs[i % len(pairs)]
         other = artifact.fresh()
-        other.load(a)(inputs[a["name"]])
-        out["switch_first_ns"].append(_timed(lambda: other.load(b)(inputs[b["name"]])))
+        other.load(a)(inputs[a.name])
+        out["switch_first_ns"].append(_timed(lambda: other.load(b)(inputs[b.name])))
         del other
-        out["load_file_ns"].append(_timed(lambda: artifact.fresh().load(b)(inputs[b["name"]])))
+        out["load_file_ns"].append(_timed(lambda: artifact.fresh().load(b)(inputs[b.name])))
     return out
 
 
@@ -285,28 +104,28 @@ def _emit(message: dict) -> None:
 
 def run_job(job: dict) -> None:
     """The child's work: time every entry of one artifact at each compute unit, then (optionally) switch cost."""
-    adapter = ADAPTERS[job["runtime"]]
-    threads = adapter.set_threads(job["threads"])  # before anything is loaded (ExecuTorch)
+    runtime = runtime_class(job["runtime"])
+    threads = runtime.set_threads(job["threads"])  # before anything is loaded (ExecuTorch)
     if job["runtime"] == "executorch" and threads != job["threads"]:
         raise RuntimeError(f"ExecuTorch thread pool has {threads} threads after asking for {job['threads']}")
     rng = np.random.default_rng(0)
-    entries = sorted(job["entries"], key=lambda e: e["resolution"])
-    images = {e["name"]: rng.standard_normal(e["input_shape"]).astype(np.float32) for e in entries}
+    entries = sorted((Entry.from_dict(e) for e in job["entries"]), key=lambda e: e.resolution)
+    images = {e.name: rng.standard_normal(e.input_shape).astype(np.float32) for e in entries}
     for unit in job["units"]:
-        artifact = adapter(job, unit)
-        inputs = {e["name"]: artifact.prepare(e, images[e["name"]]) for e in entries}
+        artifact = runtime(job["path"], job["threads"], unit)
+        inputs = {e.name: artifact.prepare(e, images[e.name]) for e in entries}
         for e in entries:
             run = artifact.load(e)
-            first = np.asarray(run(inputs[e["name"]]))
+            first = np.asarray(run(inputs[e.name]))
             if first.size == 0 or not np.isfinite(first).all():
-                raise RuntimeError(f"{job['path']} {e['name']} ({unit}) returned an empty or non-finite output")
-            times = time_runs(run, inputs[e["name"]], job["warmup"], job["runs"])
-            _emit({"type": "entry", "name": e["name"], "unit": unit, "times_ns": times,
+                raise RuntimeError(f"{job['path']} {e.name} ({unit}) returned an empty or non-finite output")
+            times = time_runs(run, inputs[e.name], job["warmup"], job["runs"])
+            _emit({"type": "entry", "name": e.name, "unit": unit, "times_ns": times,
                    "peak_rss_bytes": peak_rss_bytes()})
         if job.get("switch_repeats") and len(entries) >= 2:
             _emit({"type": "switch", "unit": unit, **switch_times(artifact, entries, inputs, job["switch_repeats"])})
         del artifact
-    _emit({"type": "done", "threads": threads, "versions": adapter.versions()})
+    _emit({"type": "done", "threads": threads, "versions": runtime.versions()})
 
 
 def worker_main() -> int:

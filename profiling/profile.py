@@ -22,28 +22,27 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 from tqdm import tqdm
 
-from resflex.convert.bundle import LUT_FILE, read_bundle, write_lut
+from resflex.mobile.bundle.io import LUT_FILE, Bundle, check_writable, update_lut
+from resflex.convert.runtimes import HOST_RUNTIMES, ON_MACOS, host_units
 from resflex.mobile import __version__
-from resflex.mobile.lut import (
-    COMPUTE_UNITS,
+from resflex.mobile.bundle.schema import (
     LUT,
-    Backend,
+    RUNTIME_BACKENDS,
     Device,
+    DeviceProfile,
     Latency,
     Manifest,
+    SchemaError,
     SwitchCost,
     read_json,
 )
 
 from .fit import fit_latency_models
 from .host import gemm_peak_gflops, host_facts, run_worker
+from .stats import latency_from_samples
 
-ON_MACOS = sys.platform == "darwin"
-RUNTIME_BACKENDS = {"executorch": Backend.EXECUTORCH, "tflite": Backend.TFLITE, "onnxruntime": Backend.ONNX,
-                    "coreml": Backend.COREML}
-HOST_UNITS = {"executorch": ("XNNPACK",), "tflite": ("CPU",), "onnxruntime": ("CPUExecutionProvider",),
-              "coreml": COMPUTE_UNITS[Backend.COREML]}
-DEFAULT_RUNTIMES = ("executorch", "tflite", "onnxruntime") + (("coreml",) if ON_MACOS else ())
+HOST_UNITS = {runtime: tuple(host_units(runtime)) for runtime in RUNTIME_BACKENDS}
+DEFAULT_RUNTIMES = HOST_RUNTIMES
 GEMM_SIZE, GEMM_REPEATS = 2048, 5
 
 
@@ -106,14 +105,38 @@ def merge_device(lut: LUT, device_id: str, device: Device, latencies: Mapping[tu
     return dataclasses.replace(lut, operating_points=points, devices={**lut.devices, device_id: device})
 
 
+# --- issue 10 (defect 3): merge per device × runtime × precision × compute unit × threads -------------------------
+def merge_measured(lut: LUT, device_id: str, device: Device, latencies: Mapping[tuple, Sequence[Latency]]) -> LUT:
+    """`lut` with what one `profile` run measured on `device_id` merged in: each (operating point, runtime, threads)
+    measured now replaces the stored one, every other latency of the device is kept (like `import_profile`); switch
+    costs replace those of the same (runtime, precision); the GEMM peak is kept unless measured now; facts are
+    updated; latency models are refitted over the merged latencies (a phone profiler's own models replace those of
+    the same runtime × precision × unit × threads)."""
+    old = lut.devices.get(device_id, Device())
+    measured: dict[tuple, dict] = defaultdict(dict)
+    for op in lut.operating_points:
+        for lat in op.latency.get(device_id, ()):
+            measured[op.key()][(lat.runtime, lat.threads)] = lat
+    for key, lats in latencies.items():
+        for lat in lats:
+            measured[key][(lat.runtime, lat.threads)] = lat
+    merged = {key: list(by_run.values()) for key, by_run in measured.items()}
+    new_switch = {(s.runtime, s.precision) for s in device.switch_costs}
+    switch_costs = [s for s in old.switch_costs if (s.runtime, s.precision) not in new_switch] + list(device.switch_costs)
+    models = fit_latency_models(lut, merged)
+    if device.latency_models:
+        model_key = lambda m: (m.runtime, m.precision, m.compute_unit, m.threads)  # noqa: E731
+        given = {model_key(m) for m in device.latency_models}
+        models = [m for m in models if model_key(m) not in given] + list(device.latency_models)
+    peak = device.gemm_peak_gflops if device.gemm_peak_gflops is not None else old.gemm_peak_gflops
+    return merge_device(lut, device_id, Device({**old.facts, **device.facts}, peak, switch_costs, models), merged)
+# --- end issue 10 (defect 3) ---------------------------------------------------------------------------------------
+
+
 def latency_from_times(times_ns: Sequence[int], runtime: str, threads: int, macs: int,
                        peak_bytes: int | None = None) -> Latency:
-    """p50/p90/p99 (numpy percentiles) of timed runs, and the achieved GFLOP/s = 2 · MACs / p50."""
-    ms = np.asarray(times_ns, dtype=np.float64) / 1e6
-    p50, p90, p99 = (float(v) for v in np.percentile(ms, [50, 90, 99]))
-    return Latency(runtime=runtime, threads=threads, runs=len(ms), p50_ms=p50, p90_ms=p90, p99_ms=p99,
-                   peak_memory_mb=None if peak_bytes is None else peak_bytes / 1e6,
-                   gflops=2 * macs / (p50 * 1e6) if p50 > 0 else None)
+    """`resflex.profiling.stats.latency_from_samples` of timed runs given in nanoseconds."""
+    return latency_from_samples(runtime, threads, [t / 1e6 for t in times_ns], macs, peak_bytes)
 
 
 def _host_jobs(config: ProfileConfig, manifest: Manifest, lut: LUT, bundle: Path, runtimes: list[str]):
@@ -205,7 +228,9 @@ def profile(config: ProfileConfig) -> LUT:
     bundle = Path(config.bundle)
     if not bundle.is_dir():
         raise FileNotFoundError(f"{bundle}: bundle directory not found")
-    manifest, lut = read_bundle(bundle, verify=True)
+    opened = Bundle.open(bundle, verify=True)
+    manifest, lut = opened.manifest, opened.lut
+    check_writable(bundle, "bundle")  # issue 10 (defect 6): refuse before measuring, not after
     failures = []
     if config.is_host:
         device_id = config.device_id or "host"
@@ -223,15 +248,58 @@ def profile(config: ProfileConfig) -> LUT:
         raise RuntimeError(f"{bundle}: no operating point could be timed on {config.device}:\n" + "\n".join(failures))
     device = dataclasses.replace(device, facts={
         **device.facts, "profiled_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")})
-    if not device.latency_models:
-        device = dataclasses.replace(device, latency_models=fit_latency_models(lut, latencies))
-    current = read_json(LUT, bundle / LUT_FILE)  # re-read: keep whatever another device wrote meanwhile
-    merged = merge_device(current, device_id, device, latencies)
-    write_lut(bundle, merged)
+    # issue 10 (defects 3, 5): read, merge and write under the bundle's lock; keep what was not measured now
+    merged = update_lut(bundle, lambda current: merge_measured(current, device_id, device, latencies))
     if failures:
         raise RuntimeError(f"{len(failures)} artifact run(s) failed (the other measurements were written to "
                            f"{bundle / LUT_FILE}):\n" + "\n".join(failures))
     return merged
+
+
+def import_profile(bundle: str | Path, profile_path: str | Path) -> tuple[LUT, str]:
+    """Merge a phone's `device_profile.json` (the demo apps' "Benchmark this phone") into the bundle's lut.json.
+
+    The profile must come from this bundle (same checkpoint) and name only its operating points, each with the
+    runtime of its backend. Under the profile's device id, each (operating point, runtime, threads) it measured
+    replaces the one stored; everything else (other devices, other runtimes or thread counts of this device, its
+    switch costs and GEMM peak) is kept; the latency models are refitted. Written atomically; on any error
+    lut.json is untouched. Returns the LUT written and the device id."""
+    bundle, profile_path = Path(bundle), Path(profile_path)
+    if profile_path.is_dir():
+        raise SchemaError(f"{profile_path}: is a folder; give the device_profile.json file")
+    doc = read_json(DeviceProfile, profile_path)
+    opened = Bundle.open(bundle, verify=False)
+    manifest, lut = opened.manifest, opened.lut
+    if doc.checkpoint_sha256 != manifest.model.checkpoint_sha256:
+        raise SchemaError(f"{profile_path}: checkpoint_sha256 {doc.checkpoint_sha256[:12]}… is not this bundle's "
+                          f"({manifest.model.checkpoint_sha256[:12]}…): the phone measured another bundle")
+    points = {op.key(): op for op in lut.operating_points}
+    for i, m in enumerate(doc.measurements):
+        op = points.get(m.key())
+        where = f"{profile_path}: measurements[{i}]"
+        if op is None:
+            raise SchemaError(f"{where}: operating point {m.key()} is not in {bundle / LUT_FILE}")
+        if m.entry != op.entry:
+            raise SchemaError(f"{where}.entry: {m.entry!r}, but the LUT serves {m.key()} with {op.entry!r}")
+        if RUNTIME_BACKENDS.get(m.latency.runtime) is not op.backend:
+            raise SchemaError(f"{where}.latency.runtime: {m.latency.runtime!r} does not run {op.backend.value} "
+                              f"artifacts; expected one of {[r for r, b in RUNTIME_BACKENDS.items() if b is op.backend]}")
+    def change(lut: LUT) -> LUT:  # issue 10 (defect 5): under the bundle's lock, on lut.json as it is now
+        measured = defaultdict(dict)
+        for op in lut.operating_points:
+            for lat in op.latency.get(doc.device_id, ()):
+                measured[op.key()][(lat.runtime, lat.threads)] = lat
+        for m in doc.measurements:
+            measured[m.key()][(m.latency.runtime, m.latency.threads)] = m.latency
+        latencies = {key: list(by_run.values()) for key, by_run in measured.items()}
+        old = lut.devices.get(doc.device_id, Device())
+        device = dataclasses.replace(old, facts={
+            **old.facts, **doc.facts, "imported_from": profile_path.name,
+            "profiled_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")},
+            latency_models=fit_latency_models(lut, latencies))
+        return merge_device(lut, doc.device_id, device, latencies)
+
+    return update_lut(bundle, change), doc.device_id
 
 
 def last_profiled(lut: LUT) -> str:

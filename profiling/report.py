@@ -13,8 +13,19 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
-from resflex.convert.bundle import read_bundle, staging_dir
-from resflex.mobile.lut import COMPUTE_UNITS, LUT, Device, Latency, Manifest, OperatingPoint, read_json_data
+from resflex.mobile.bundle.io import Bundle
+from resflex.mobile.bundle.schema import (
+    COMPUTE_UNITS,
+    LUT,
+    RUNTIME_BACKENDS,
+    Device,
+    Latency,
+    Manifest,
+    OperatingPoint,
+    read_json_data,
+)
+from resflex.mobile.bundle.io import output_folder
+from resflex.mobile.plotting import IMAGE_FORMATS, SAVE_METADATA, plot_style
 
 try:  # the `report` extra
     import matplotlib
@@ -25,14 +36,11 @@ try:  # the `report` extra
 except ImportError:  # pragma: no cover - exercised only without the extra
     matplotlib = None
 
-FORMATS = ("png", "svg", "pdf")
+FORMATS = IMAGE_FORMATS
 BACKEND_COLORS = {"executorch": "#1f77b4", "tflite": "#ff7f0e", "onnx": "#2ca02c", "coreml": "#d62728"}
-RUNTIME_BACKEND = {"executorch": "executorch", "tflite": "tflite", "onnxruntime": "onnx", "coreml": "coreml"}
 PRECISION_MARKERS = {"fp32": "o", "fp16": "s", "int8": "^", "dynamic_int8": "D"}
 LINESTYLES = ("-", "--", ":", "-.")
-STYLE = {"font.size": 11, "axes.titlesize": 11, "axes.labelsize": 11, "legend.fontsize": 9,
-         "axes.grid": True, "grid.alpha": 0.35, "svg.hashsalt": "resflex", "svg.fonttype": "none", "savefig.dpi": 150}
-SAVE_METADATA = {"svg": {"Date": None}, "pdf": {"CreationDate": None}, "png": {}}
+STYLE = plot_style(font_size=11, dpi=150, **{"axes.titlesize": 11, "axes.labelsize": 11, "legend.fontsize": 9})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -121,17 +129,12 @@ def write_report(config: ReportConfig) -> list[Path]:
     """Write report.md and the plots into `config.out` (atomically); returns the files written."""
     if matplotlib is None:
         raise RuntimeError("resflex report needs matplotlib; install it with: pip install -e '.[report]'")
-    manifest, table = read_bundle(config.bundle, verify=config.verify)
+    opened = Bundle.open(config.bundle, verify=config.verify)
+    manifest, table = opened.manifest, opened.lut
     reference = read_reference(config.reference) if config.reference else []
     devices = _select_devices(table, config.device, Path(config.bundle))
     out = Path(config.out)
-    bundle = Path(config.bundle).resolve()
-    if out.resolve() == bundle or bundle.is_relative_to(out.resolve()):
-        raise ValueError(f"--out {out} would replace the bundle {config.bundle}; choose another folder")
-    if out.exists() and not config.overwrite and not (out.is_dir() and not any(out.iterdir())):
-        raise FileExistsError(f"{out} already exists and is not empty; pass --overwrite to replace it or choose "
-                              "another --out")
-    with matplotlib.rc_context(STYLE), staging_dir(out, overwrite=True) as stage:
+    with matplotlib.rc_context(STYLE), output_folder(out, config.overwrite, keep=config.bundle) as stage:
         sections = _plots(manifest, table, devices, reference, stage, config.formats)
         (stage / "report.md").write_text(_markdown(config, manifest, table, devices, reference, sections))
         written = sorted(p.name for p in stage.iterdir())
@@ -192,7 +195,8 @@ def _slugs(devices: list[str]) -> dict[str, str]:
 
 
 def _color(backend_or_runtime: str) -> str:
-    return BACKEND_COLORS.get(RUNTIME_BACKEND.get(backend_or_runtime, backend_or_runtime), "#7f7f7f")
+    backend = RUNTIME_BACKENDS.get(backend_or_runtime)
+    return BACKEND_COLORS.get(backend.value if backend else backend_or_runtime, "#7f7f7f")
 
 
 def _marker(precision: str) -> str:

@@ -12,6 +12,7 @@ apt_install() {  # Debian packages, as root; refreshes the package lists once if
 
 python -m pip install --progress-bar off torch==2.13.0 -e ".[convert,report,test]"
 bash scripts/setup-onnx2tf.sh
+# Swift (the iOS core): the project's machines carry it in /opt/swift (ios_demo/test.sh puts it on PATH).
 # Debian's adb (~10 s) lets the Android profiling test check "no device attached" against the real tool; best effort.
 command -v adb >/dev/null || apt_install adb || echo "adb not installed: its test will be skipped"
 # The Kotlin port of the selector replays the golden vectors on the JVM (Debian's kotlin, junit4 and Android's
@@ -22,4 +23,14 @@ if ! command -v kotlinc >/dev/null || [ ! -f /usr/share/java/junit4.jar ] || [ !
                                      "them to run the Kotlin selector tests" >&2; exit 1; }
 fi
 python -m pytest -q "$@"
-bash android_demo/selector/test.sh
+# The ports: Kotlin (selector + core, JVM) and Swift (selector + core, `swift test`). Their BenchmarkRunners (fake
+# engines) write device_profile.json for the operating points of a real tiny bundle, which Python then imports
+# (`resflex profile --import`) and selects from: the three languages agree on the file format.
+ports="$(mktemp -d)"
+trap 'rm -rf "$ports"' EXIT
+python scripts/port_roundtrip.py prepare "$ports" > "$ports/env.sh" 2> "$ports/prepare.log" \
+  || { cat "$ports/prepare.log" >&2; exit 1; }
+. "$ports/env.sh"
+bash android_demo/test.sh
+bash ios_demo/test.sh
+python scripts/port_roundtrip.py import "$ports"

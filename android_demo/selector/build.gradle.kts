@@ -1,19 +1,27 @@
-// The pure-Kotlin selector as a JVM library (no Android dependencies): `gradle test` replays the golden vectors.
-// CI does not use Gradle: android_demo/selector/test.sh compiles the same sources with kotlinc.
-// In an Android app, depend on this module, or copy src/main/kotlin into the app (Android ships org.json).
+// The pure-Kotlin selector as a JVM library (no Android dependencies): `gradle :selector:test` (from android_demo/)
+// replays the golden vectors. CI does not use Gradle: android_demo/test.sh compiles the same sources with kotlinc.
 // Test resources (src/test/resources/selector_golden.json) are a byte-identical copy of tests/golden/.
+import org.jetbrains.kotlin.gradle.dsl.JvmTarget
+
 plugins {
-    kotlin("jvm") version "2.0.21"
+    `java-library`
+    alias(libs.plugins.kotlin.jvm)
 }
 
-repositories {
-    mavenCentral()
+java {
+    sourceCompatibility = JavaVersion.VERSION_17
+    targetCompatibility = JavaVersion.VERSION_17
+}
+
+kotlin {
+    compilerOptions {
+        jvmTarget.set(JvmTarget.JVM_17)
+    }
 }
 
 dependencies {
     // Android provides org.json at run time; on the JVM the tests need an implementation of it.
-    compileOnly("org.json:json:20240303")
-    testImplementation("org.json:json:20240303")
-    testImplementation("junit:junit:4.13.2")
+    compileOnly(libs.json)
+    testImplementation(libs.json)
+    testImplementation(libs.junit)
 }
-

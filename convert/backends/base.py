@@ -10,16 +10,9 @@ from typing import Protocol
 import numpy as np
 from torch import Tensor, nn
 
+from ..runtimes import Entry
 
-@dataclasses.dataclass(frozen=True)
-class Entry:
-    """One resolution inside an artifact: the method / function / signature / file that serves it."""
-
-    resolution: int
-    name: str  # ExecuTorch method, Core ML function, TFLite signature key, or ONNX file name
-    input_name: str
-    output_name: str
-    input_shape: tuple[int, ...]  # in the artifact's layout, batch 1
+__all__ = ["Entry", "Exported", "HostRunner", "Backend"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,7 +29,7 @@ class Exported:
 
 
 class HostRunner(Protocol):
-    """Runs an artifact in its own runtime on the host."""
+    """Runs an artifact in its own runtime on the host (`resflex.convert.runtimes.Runtime` does)."""
 
     def run(self, entry: Entry, x: np.ndarray) -> np.ndarray:
         """x: float32 NCHW batch (normalised) → float32 logits (batch, classes)."""

@@ -40,11 +40,11 @@ import warnings
 from collections.abc import Mapping
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 
 from ..bake import ChannelAffine
+from ..runtimes import ExecuTorchRuntime
 from .base import Entry, Exported
 
 INPUT, OUTPUT = "image", "logits"  # ExecuTorch methods take and return positional tensors; names for the manifest
@@ -212,8 +212,13 @@ def _example(resolution: int) -> tuple[Tensor]:
     return (torch.zeros(1, 3, resolution, resolution),)
 
 
+CALIB_BATCH = 32  # images per calibration forward pass
+
+
 def _quantized(module: nn.Module, resolution: int, calib: Tensor) -> torch.fx.GraphModule:
-    """PT2E static int8 (XNNPACK, per-channel weights), calibrated one image at a time (batch 1 as exported)."""
+    """PT2E static int8 (XNNPACK, per-channel weights). The graph is captured with a dynamic batch dimension so that
+    calibration runs `CALIB_BATCH` images per forward pass (the observers see every calibration image, in far fewer
+    calls than one image at a time); the converted graph is exported again at batch 1 for lowering."""
     from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
         XNNPACKQuantizer,
         get_symmetric_quantization_config,
@@ -232,11 +237,26 @@ def _quantized(module: nn.Module, resolution: int, calib: Tensor) -> torch.fx.Gr
         SUPPORTED_PATTERNS = [p for p in XNNPACKQuantizer.SUPPORTED_PATTERNS if "_bn" not in p.name]
 
     quantizer = Quantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
-    prepared = prepare_pt2e(torch.export.export(module, _example(resolution)).module(), quantizer)
+    example = (torch.zeros(2, 3, resolution, resolution),)
+    batch = torch.export.Dim("batch", min=1, max=max(CALIB_BATCH, 2))
+    captured = torch.export.export(module, example, dynamic_shapes=({0: batch},)).module()
+    prepared = prepare_pt2e(captured, quantizer)
     with torch.no_grad():
-        for x in calib:
-            prepared(x[None].float())
+        for x in calib.float().split(CALIB_BATCH):
+            prepared(x)
     return convert_pt2e(prepared)
+
+
+def _without_provenance(programs: Mapping[str, torch.export.ExportedProgram]) -> None:
+    """Drop each node's `from_node` provenance record (debugging metadata, not part of the program): every pass of
+    the lowering deep-copies the record it finds on a node into the nodes it makes, so records that already went
+    through export, quantization and export again make lowering the int8 methods markedly slower. The program,
+    its constants and outputs are unchanged (only debug handle numbering differs)."""
+    for program in programs.values():
+        for module in program.graph_module.modules():
+            if isinstance(module, torch.fx.GraphModule):
+                for node in module.graph.nodes:
+                    node.meta.pop("from_node", None)
 
 
 def _lower(programs: Mapping[str, torch.export.ExportedProgram], alias: tuple[str, str]):
@@ -246,6 +266,7 @@ def _lower(programs: Mapping[str, torch.export.ExportedProgram], alias: tuple[st
     from executorch.exir import EdgeProgramManager, to_edge_transform_and_lower
 
     name, of = alias
+    _without_provenance(programs)
     edge = to_edge_transform_and_lower(dict(programs), partitioner=[XnnpackPartitioner()])
     try:
         lowered = {method: edge.exported_program(method) for method in programs}
@@ -316,8 +337,8 @@ class ExecuTorchBackend:
                          "resolution)" if differing else ""))
         return Exported(self.name, precision, (file,), "NCHW", entries, runs_on_host=True, notes=notes)
 
-    def runner(self, exported: Exported, out_dir: Path) -> ExecuTorchRunner:
-        return ExecuTorchRunner(Path(out_dir) / exported.files[0])
+    def runner(self, exported: Exported, out_dir: Path) -> ExecuTorchRuntime:
+        return ExecuTorchRuntime(Path(out_dir) / exported.files[0])
 
 
 def _differing_channels(patterns: list[dict[str, Tensor]]) -> int:
@@ -340,36 +361,3 @@ def pte_named_data(path: Path) -> dict[str, int]:
     if named is None:
         return {}
     return {key: len(named.buffers[entry.buffer_index]) for key, entry in named.pte_data.items()}
-
-
-class ExecuTorchRunner:
-    """Runs a `.pte` in ExecuTorch's Python runtime; methods are loaded once and cached."""
-
-    def __init__(self, path: Path):
-        from executorch.runtime import Runtime
-
-        self.path = Path(path)
-        self._program = Runtime.get().load_program(self.path)
-        self._methods = {}
-
-    @property
-    def method_names(self) -> set[str]:
-        return set(self._program.method_names)
-
-    def method(self, name: str):
-        if name not in self._methods:
-            if name not in self._program.method_names:
-                raise KeyError(f"{self.path.name} has no method {name!r}; it has: "
-                               f"{', '.join(sorted(self._program.method_names))}")
-            self._methods[name] = self._program.load_method(name)
-        return self._methods[name]
-
-    def run(self, entry: Entry, x: np.ndarray) -> np.ndarray:
-        """x: float32 NCHW (any batch; the method runs one image at a time) → float32 logits (batch, classes)."""
-        method = self.method(entry.name)
-        x = np.asarray(x, dtype=np.float32)
-        if x.ndim != 4 or tuple(x.shape[1:]) != tuple(entry.input_shape[1:]):
-            raise ValueError(f"{entry.name} expects input (N, {', '.join(map(str, entry.input_shape[1:]))}), "
-                             f"got {x.shape}")
-        outs = [method.execute([torch.from_numpy(np.ascontiguousarray(x[i : i + 1]))])[0] for i in range(len(x))]
-        return np.concatenate([o.detach().numpy().astype(np.float32, copy=False) for o in outs])

@@ -23,6 +23,7 @@ from ..layers import (
 PAPER_RESOLUTIONS = (224, 192, 160, 128, 96)  # RS-Nets / SAN default `--sizes`
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+RESIZE_ROUNDINGS = ("round", "floor")
 
 
 class Method(str, enum.Enum):
@@ -36,14 +37,25 @@ class Method(str, enum.Enum):
 @dataclasses.dataclass(frozen=True)
 class Preprocessing:
     """How an image becomes the model's input: resize to round(S / crop_ratio), center-crop S, then
-    (x - mean) / std on RGB values in [0, 1], channels first."""
+    (x - mean) / std on RGB values in [0, 1], channels first.
+
+    `resize_rounding="floor"` resizes to int(S / crop_ratio) instead, as the official RS-Nets and SAN evaluation
+    does (`Resize(int(size / .875))`: 219 px for 192, 182 for 160, 109 for 96); `resflex import` sets it."""
 
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
     crop_ratio: float = 0.875
     interpolation: str = "bilinear"
+    resize_rounding: str = "round"  # "round" | "floor"
+
+    def __post_init__(self):
+        if self.resize_rounding not in RESIZE_ROUNDINGS:
+            raise ValueError(f"resize_rounding: expected one of {', '.join(RESIZE_ROUNDINGS)}, "
+                             f"got {self.resize_rounding!r}")
 
     def resize_size(self, resolution: int) -> int:
+        if self.resize_rounding == "floor":
+            return int(resolution / self.crop_ratio)
         return round(resolution / self.crop_ratio)
 
     def normalize(self, x: Tensor) -> Tensor:
@@ -57,7 +69,8 @@ class Preprocessing:
     @classmethod
     def from_dict(cls, d: dict) -> Preprocessing:
         return cls(mean=tuple(d["mean"]), std=tuple(d["std"]), crop_ratio=float(d["crop_ratio"]),
-                   interpolation=str(d["interpolation"]))
+                   interpolation=str(d["interpolation"]),
+                   resize_rounding=str(d.get("resize_rounding", "round")))  # absent in checkpoints before import
 
 
 @dataclasses.dataclass(frozen=True)

@@ -16,8 +16,8 @@ from resflex.convert.backends.coreml import (  # noqa: E402
     CoreMLBackend,
     ReferenceRunner,
     inspect_coreml,
-    package_bytes,
 )
+from resflex.mobile.bundle.io import size_of  # noqa: E402
 from resflex.mobile.models import create_model  # noqa: E402
 
 RESOLUTIONS = (32, 24, 16)
@@ -146,7 +146,7 @@ def test_three_resolutions_cost_at_most_15_percent_more(tmp_path, precision):
     backend = CoreMLBackend()
     one = backend.export(baked(model, (32,)), precision, {}, tmp_path / "one")
     three = backend.export(baked(model), precision, {}, tmp_path / "three")
-    ratio = package_bytes(tmp_path / "three" / three.files[0]) / package_bytes(tmp_path / "one" / one.files[0])
+    ratio = size_of(tmp_path / "three" / three.files[0]) / size_of(tmp_path / "one" / one.files[0])
     assert ratio <= 1.15, ratio
 
 

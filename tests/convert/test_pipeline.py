@@ -10,10 +10,10 @@ import zipfile
 
 import pytest
 
-from resflex.convert.bundle import extract_zip, read_bundle
+from resflex.mobile.bundle.io import extract_zip, Bundle
 from resflex.convert.pipeline import ConvertConfig, convert
-from resflex.mobile.cli import main
-from resflex.mobile.lut import SchemaError
+from resflex.cli.main import main
+from resflex.mobile.bundle.schema import SchemaError
 
 FAST = dict(backends=("onnx",), calib_samples=16, val_samples=32, progress=False)
 
@@ -21,7 +21,8 @@ FAST = dict(backends=("onnx",), calib_samples=16, val_samples=32, progress=False
 def test_bundle_holds_valid_manifest_lut_and_verified_artifacts(tiny_checkpoint, tmp_path):
     result = convert(ConvertConfig(str(tiny_checkpoint), str(tmp_path / "bundle"), precisions=("fp32",), zip=True,
                                    **FAST))
-    manifest, table = read_bundle(tmp_path / "bundle")
+    opened = Bundle.open(tmp_path / "bundle")
+    manifest, table = opened.manifest, opened.lut
     assert manifest == result.manifest and table == result.lut
     assert manifest.resolutions == [32, 24, 16]
     (art,) = manifest.artifacts
@@ -50,12 +51,12 @@ def test_tampered_artifact_fails_checksum(tiny_checkpoint, tmp_path):
     victim = tmp_path / "b" / "onnx" / "model_fp32_24.onnx"
     victim.write_bytes(victim.read_bytes() + b"\0")
     with pytest.raises(SchemaError, match="checksum mismatch for onnx/model_fp32_24.onnx"):
-        read_bundle(tmp_path / "b")
+        Bundle.open(tmp_path / "b")
     manifest = json.loads((tmp_path / "b" / "manifest.json").read_text())
     manifest["artifacts"][0]["file"] = "../../etc/passwd"
     (tmp_path / "b" / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(SchemaError, match="not a safe relative path"):
-        read_bundle(tmp_path / "b", verify=False)
+        Bundle.open(tmp_path / "b", verify=False)
 
 
 def test_zip_with_escaping_member_is_refused(tmp_path):
@@ -81,7 +82,7 @@ def test_failed_backend_is_recorded_and_others_kept(tiny_checkpoint, tmp_path, m
     assert not result.ok
     assert [(f.backend, f.precision) for f in result.manifest.failures] == [("onnx", "int8")]
     assert "quantizer exploded" in result.manifest.failures[0].error
-    assert [a.precision.value for a in read_bundle(tmp_path / "b")[0].artifacts] == ["fp32"]
+    assert [a.precision.value for a in Bundle.open(tmp_path / "b").manifest.artifacts] == ["fp32"]
 
 
 def test_cli_exit_code_reflects_failures_unless_keep_going(tiny_checkpoint, tmp_path, monkeypatch, capsys):
@@ -99,7 +100,7 @@ def test_cli_exit_code_reflects_failures_unless_keep_going(tiny_checkpoint, tmp_
 
 def test_killed_convert_leaves_nothing_at_out(tiny_checkpoint, tmp_path):
     out = tmp_path / "bundle"
-    proc = subprocess.Popen([sys.executable, "-m", "resflex.mobile.cli", "convert", str(tiny_checkpoint), "--out",
+    proc = subprocess.Popen([sys.executable, "-m", "resflex.cli.main", "convert", str(tiny_checkpoint), "--out",
                              str(out), "--backends", "onnx", "--precision", "fp32,int8", "--val-samples", "400",
                              "--no-progress"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
@@ -131,4 +132,4 @@ def test_existing_bundle_is_not_replaced_without_overwrite(tiny_checkpoint, tmp_
     with pytest.raises(FileExistsError, match="--overwrite"):
         convert(ConvertConfig(**config))
     convert(ConvertConfig(**config, overwrite=True))
-    read_bundle(tmp_path / "b")
+    Bundle.open(tmp_path / "b")

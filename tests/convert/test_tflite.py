@@ -6,6 +6,10 @@ without it; the missing-environment message is tested everywhere.
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -166,3 +170,20 @@ def test_conv_weights_are_stored_once(converted, precision):
     buffers = _conv_filter_buffers(folder / exported.files[0])
     assert len(buffers) == len(RES) and all(len(b) == 3 for b in buffers.values())
     assert len({tuple(b) for b in buffers.values()}) == 1  # every signature reads the same filter buffers
+
+
+def test_the_worker_is_a_module_that_imports_neither_resflex_nor_tensorflow():
+    """tflite_worker.py runs as a script in the onnx2tf environment (no resflex, no torch there); it stays importable
+    here, TensorFlow and onnx2tf imported only inside the functions that use them."""
+    import ast
+
+    from resflex.convert.backends import tflite, tflite_worker
+
+    assert tflite.WORKER == Path(tflite_worker.__file__)
+    tree = ast.parse(tflite.WORKER.read_text())
+    top = {a.name.split(".")[0] for node in tree.body if isinstance(node, ast.Import) for a in node.names}
+    top |= {(node.module or "").split(".")[0] for node in tree.body if isinstance(node, ast.ImportFrom)}
+    assert top <= {"json", "os", "sys", "time", "numpy", "__future__"}, top
+    code = ("import sys, runpy; runpy.run_path(sys.argv[1]); "
+            "assert not {'tensorflow', 'onnx2tf', 'torch'} & set(sys.modules)")
+    subprocess.run([sys.executable, "-I", "-c", code, str(tflite.WORKER)], check=True)

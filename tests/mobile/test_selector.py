@@ -5,17 +5,20 @@ import math
 import random
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from resflex.mobile import lut as L
+from resflex.mobile.bundle import schema
 from resflex.mobile import selector_golden as G
-from resflex.mobile.cli import main
+from resflex.cli.main import main
 from resflex.mobile.selector import POLICY_FILE, DeviceState, Policy, Selector, load_policy
 
 PROPERTY = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+GOLDEN_PATH = Path(__file__).resolve().parents[1] / "golden" / "selector_golden.json"
 
 
 # --------------------------------------------------------------------------- the docstring, transcribed
@@ -25,7 +28,7 @@ class Reference:
     """resflex.mobile.selector's module docstring transcribed literally with plain loops and sets (what the
     Kotlin and Swift ports implement); the optimised Selector must make the very same decisions."""
 
-    def __init__(self, table: L.LUT, device: str, policy: Policy):
+    def __init__(self, table: schema.LUT, device: str, policy: Policy):
         self.p = p = policy
         dev = table.devices.get(device)
         rows = []
@@ -240,16 +243,16 @@ def luts(draw, device="phone"):
         if draw(st.integers(0, 3)):
             for threads in draw(st.lists(st.sampled_from((1, 4)), min_size=1, max_size=2, unique=True)):
                 p50 = draw(latencies)
-                entries.append(L.Latency(RUNTIME[backend], threads, 10, p50, p50, p50,
+                entries.append(schema.Latency(RUNTIME[backend], threads, 10, p50, p50, p50,
                                          energy_mj=draw(st.floats(1.0, 200.0)) if energy else None))
-        points.append(L.OperatingPoint(
-            r, L.Backend(backend), L.Precision(precision), unit, f"{backend}/m_{precision}", f"e{r}", r * r * 1000,
+        points.append(schema.OperatingPoint(
+            r, schema.Backend(backend), schema.Precision(precision), unit, f"{backend}/m_{precision}", f"e{r}", r * r * 1000,
             1, 1, 1, top1=draw(st.one_of(st.none(), st.sampled_from([0.5, 0.6, 0.7]), st.floats(0.0, 1.0))),
             latency={device: entries} if entries else {}))
-    models = [L.LatencyModel(RUNTIME[b], L.Precision(prec), u, draw(st.sampled_from((1, 4))),
+    models = [schema.LatencyModel(RUNTIME[b], schema.Precision(prec), u, draw(st.sampled_from((1, 4))),
                              draw(st.floats(-2.0, 3.0)), draw(st.floats(5.0, 400.0)), 0.1, 3)
               for _, (b, u), prec in combos if draw(st.booleans())]
-    return L.LUT(points, {device: L.Device(latency_models=models)})
+    return schema.LUT(points, {device: schema.Device(latency_models=models)})
 
 
 policies = st.builds(
@@ -289,18 +292,18 @@ def test_selector_imports_without_torch():
 def test_golden_file_is_reemitted_byte_for_byte(tmp_path):
     fresh = G.emit_golden(tmp_path / "golden.json").read_bytes()
     assert fresh == G.emit_golden(tmp_path / "again.json").read_bytes()
-    assert G.GOLDEN_PATH.read_bytes() == fresh, (
-        f"{G.GOLDEN_PATH} is stale: run `resflex select --emit-golden {G.GOLDEN_PATH}` and commit it")
+    assert GOLDEN_PATH.read_bytes() == fresh, (
+        f"{GOLDEN_PATH} is stale: run `resflex select --emit-golden {GOLDEN_PATH}` and commit it")
 
 
 def test_every_golden_case_replays():
-    document = json.loads(G.GOLDEN_PATH.read_text())
+    document = json.loads(GOLDEN_PATH.read_text())
     assert document["kind"] == G.GOLDEN_KIND and len(document["cases"]) >= 20
     assert G.replay(document) == []
 
 
 def test_golden_replay_catches_a_wrong_expectation():
-    document = json.loads(G.GOLDEN_PATH.read_text())
+    document = json.loads(GOLDEN_PATH.read_text())
     step = document["cases"][0]["steps"][0]
     step["expected"]["resolution"] = 96
     step["expected"]["reason"] = ["hold"]
@@ -310,7 +313,7 @@ def test_golden_replay_catches_a_wrong_expectation():
 
 
 def test_golden_cases_cover_what_the_ports_must_get_right():
-    document = json.loads(G.GOLDEN_PATH.read_text())
+    document = json.loads(GOLDEN_PATH.read_text())
     codes, thermal, specials, sources = set(), {}, set(), set()
     for case in document["cases"]:
         assert set(case["policy"]) == set(Policy().to_dict()), "policies are written with every field"
@@ -361,7 +364,7 @@ def test_decisions_follow_the_docstring_are_lut_points_and_never_raise(table, po
         ref.observe(r, observed)
 
 
-def random_table(rng: random.Random, device: str = "phone") -> L.LUT:
+def random_table(rng: random.Random, device: str = "phone") -> schema.LUT:
     """A random small LUT whose latencies sit on a coarse grid (near-ties and close calls are common)."""
     combos = set()
     for _ in range(rng.randint(1, 10)):
@@ -372,16 +375,16 @@ def random_table(rng: random.Random, device: str = "phone") -> L.LUT:
         if rng.random() < 0.8:
             for threads in rng.sample((1, 4), rng.randint(1, 2)):
                 p50 = rng.choice((5.0, 10.0, 20.0)) * (1 + 0.05 * rng.randint(0, 6))
-                entries.append(L.Latency(RUNTIME[backend], threads, 10, p50, p50, p50,
+                entries.append(schema.Latency(RUNTIME[backend], threads, 10, p50, p50, p50,
                                          energy_mj=rng.choice((20.0, 50.0, rng.uniform(1, 200))) if energy else None))
-        points.append(L.OperatingPoint(
-            r, L.Backend(backend), L.Precision(precision), unit, f"{backend}/m_{precision}", f"e{r}", r * r * 1000,
+        points.append(schema.OperatingPoint(
+            r, schema.Backend(backend), schema.Precision(precision), unit, f"{backend}/m_{precision}", f"e{r}", r * r * 1000,
             1, 1, 1, top1=rng.choice((None, 0.5, 0.6, 0.7, round(rng.random(), 2))),
             latency={device: entries} if entries else {}))
         if rng.random() < 0.5:
-            models.append(L.LatencyModel(RUNTIME[backend], L.Precision(precision), unit, rng.choice((1, 4)),
+            models.append(schema.LatencyModel(RUNTIME[backend], schema.Precision(precision), unit, rng.choice((1, 4)),
                                          rng.uniform(-2, 3), rng.uniform(5, 400), 0.1, 3))
-    return L.LUT(points, {device: L.Device(latency_models=models)})
+    return schema.LUT(points, {device: schema.Device(latency_models=models)})
 
 
 def random_state(rng: random.Random) -> DeviceState:
@@ -502,15 +505,15 @@ def test_pareto_filter_is_per_class_and_uses_energy_only_when_measured():
 
 def test_latency_source_measured_model_then_macs():
     ops = G.phone_lut(one_thread=True).operating_points
-    table = L.LUT(ops, {"phone": L.Device(latency_models=[
-        L.LatencyModel("executorch", L.Precision.INT8, "XNNPACK", 4, 1.0, 50.0, 0.1, 3)])})
+    table = schema.LUT(ops, {"phone": schema.Device(latency_models=[
+        schema.LatencyModel("executorch", schema.Precision.INT8, "XNNPACK", 4, 1.0, 50.0, 0.1, 3)])})
     i8 = next(i for i, op in enumerate(ops) if op.precision.value == "int8" and op.resolution == 224)
     assert Selector(table, "phone", Policy()).sources[i8] == "measured"
     _, pred = Selector(table, "phone", Policy()).predict(state())
     assert pred[i8] == 22.0  # the lower p50 of the 1- and 4-thread entries
     _, pred = Selector(table, "phone", Policy(threads=1)).predict(state())
     assert pred[i8] == 22.0 * 2.5
-    no_latency = L.LUT([L.OperatingPoint(**{**op.__dict__, "latency": {}}) for op in ops], table.devices)
+    no_latency = schema.LUT([schema.OperatingPoint(**{**op.__dict__, "latency": {}}) for op in ops], table.devices)
     sel = Selector(no_latency, "phone", Policy())
     assert sel.sources[i8] == "model" and sel.predict(state())[1][i8] == pytest.approx(1.0 + 50.0 * 0.3)
     fp32 = next(i for i, op in enumerate(ops) if op.precision.value == "fp32" and op.resolution == 224)
@@ -595,7 +598,7 @@ def test_choose_is_deterministic_and_reset_starts_over():
 
 
 def test_policy_overrides_bundle_file_then_app(tmp_path):
-    L.write_json(G.phone_lut(), tmp_path / "lut.json")
+    schema.write_json(G.phone_lut(), tmp_path / "lut.json")
     assert Selector.from_bundle(tmp_path, "phone").choose(state()).point.resolution == 224
     (tmp_path / POLICY_FILE).write_text(json.dumps({"latency_budget_ms": 12, "hysteresis_frames": 2}))
     sel = Selector.from_bundle(tmp_path, "phone")
@@ -629,13 +632,13 @@ def test_bad_policy_file_names_the_file_and_field(doc, message, tmp_path):
 
 def test_selector_refuses_an_empty_or_wrong_table(tmp_path):
     with pytest.raises(ValueError, match="no operating points"):
-        Selector(L.LUT([]), "phone")
-    with pytest.raises(TypeError, match="expected a resflex.mobile.lut.LUT"):
+        Selector(schema.LUT([]), "phone")
+    with pytest.raises(TypeError, match="expected a resflex.mobile.bundle.schema.LUT"):
         Selector({"operating_points": []}, "phone")
     with pytest.raises(FileNotFoundError, match="not a bundle directory"):
         Selector.from_bundle(tmp_path / "missing")
     (tmp_path / "lut.json").write_text("{")
-    with pytest.raises(L.SchemaError, match="lut.json: not valid JSON"):
+    with pytest.raises(schema.SchemaError, match="lut.json: not valid JSON"):
         Selector.from_bundle(tmp_path)
 
 
@@ -656,7 +659,7 @@ def tiny_bundle(tmp_path_factory):
 
 
 def test_real_bundle_estimates_from_macs_and_tightens_with_heat(tiny_bundle):
-    table = L.read_json(L.LUT, tiny_bundle / "lut.json")
+    table = schema.read_json(schema.LUT, tiny_bundle / "lut.json")
     budget = max(op.macs for op in table.operating_points) / 5e6 * 0.9  # the largest does not fit
     sel = Selector.from_bundle(tiny_bundle, "host", policy={"latency_budget_ms": budget})
     d = sel.choose(DeviceState())
@@ -671,7 +674,7 @@ def test_real_bundle_estimates_from_macs_and_tightens_with_heat(tiny_bundle):
 
 @pytest.fixture
 def phone_bundle(tmp_path):
-    L.write_json(G.phone_lut(), tmp_path / "lut.json")
+    schema.write_json(G.phone_lut(), tmp_path / "lut.json")
     return tmp_path
 
 
@@ -697,8 +700,9 @@ def test_cli_policy_file_and_emit_golden(phone_bundle, tmp_path, capsys):
     assert main(["select", str(phone_bundle), "--device", "phone", "--policy", str(policy), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["resolution"] == 160
     out = tmp_path / "golden" / "g.json"
+    out.parent.mkdir()  # issue 10 (12): a missing folder is an error, not created silently
     assert main(["select", "--emit-golden", str(out)]) == 0
-    assert out.read_bytes() == G.GOLDEN_PATH.read_bytes()
+    assert out.read_bytes() == GOLDEN_PATH.read_bytes()
 
 
 @pytest.mark.parametrize("argv, message", [

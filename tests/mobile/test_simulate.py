@@ -7,32 +7,33 @@ import sys
 
 import pytest
 
-from resflex.mobile import lut as L
+from resflex.mobile.bundle import schema
 from resflex.mobile import simulate as S
-from resflex.mobile.cli import main
+from resflex.mobile.selector import DeviceState
+from resflex.cli.main import main
 
 TOP1 = {64: 0.62, 56: 0.60, 48: 0.57, 40: 0.52, 32: 0.45}
 FAST = S.Phone(tau_s=20.0)  # the same phone, heating and cooling within the seconds a test simulates
 
 
-def _point(r, precision="fp32", unit="XNNPACK", backend=L.Backend.EXECUTORCH, device="host", measured=True):
+def _point(r, precision="fp32", unit="XNNPACK", backend=schema.Backend.EXECUTORCH, device="host", measured=True):
     macs = int(59e6 * (r / 224) ** 2 * 3.5)
     ms = (0.15 + 0.08 * macs / 1e6) * (0.7 if precision == "int8" else 1.0)
-    lat = {device: [L.Latency("executorch", 1, 30, ms, ms * 1.1, ms * 1.3)]} if measured else {}
-    return L.OperatingPoint(r, backend, L.Precision(precision), unit, f"{backend.value}/model_{precision}.bin",
+    lat = {device: [schema.Latency("executorch", 1, 30, ms, ms * 1.1, ms * 1.3)]} if measured else {}
+    return schema.OperatingPoint(r, backend, schema.Precision(precision), unit, f"{backend.value}/model_{precision}.bin",
                             f"forward_{r}", macs, 400_000, 2_000_000, len(TOP1),
                             top1=TOP1[r] - (0.005 if precision == "int8" else 0.0), latency=lat)
 
 
 def make_lut(extra=(), switch_costs=None):
     points = [_point(r, p) for p in ("fp32", "int8") for r in TOP1] + list(extra)
-    costs = [L.SwitchCost("executorch", L.Precision.FP32, 0.02, 3.0, 25.0)] if switch_costs is None else switch_costs
-    return L.LUT(points, {"host": L.Device(facts={"cpu": "test"}, switch_costs=costs)})
+    costs = [schema.SwitchCost("executorch", schema.Precision.FP32, 0.02, 3.0, 25.0)] if switch_costs is None else switch_costs
+    return schema.LUT(points, {"host": schema.Device(facts={"cpu": "test"}, switch_costs=costs)})
 
 
 def write_bundle(folder, table):
     folder.mkdir(parents=True, exist_ok=True)
-    L.write_json(table, folder / "lut.json")
+    schema.write_json(table, folder / "lut.json")
     return folder
 
 
@@ -167,8 +168,8 @@ def test_points_and_budget(bundle, tmp_path):
     assert by_label["64px executorch fp32 XNNPACK"].load_file_ms == 25.0  # from the LUT
     assert by_label["64px executorch int8 XNNPACK"].load_file_ms == S.Phone().default_load_file_ms
     # an unmeasured GPU point and a point without top-1 are left out by default, the GPU point simulated with "all"
-    gpu = _point(48, unit="GPU", backend=L.Backend.TFLITE, measured=False)
-    unknown = dataclasses.replace(_point(40, unit="CPU", backend=L.Backend.TFLITE), top1=None)
+    gpu = _point(48, unit="GPU", backend=schema.Backend.TFLITE, measured=False)
+    unknown = dataclasses.replace(_point(40, unit="CPU", backend=schema.Backend.TFLITE), top1=None)
     path = write_bundle(tmp_path / "gpu", make_lut(extra=(gpu, unknown)))
     measured = run(path, scenario(minutes=0.1))
     assert "48px tflite fp32 GPU" in measured.excluded and measured.excluded["40px tflite fp32 CPU"] == "top-1 unknown"
@@ -178,8 +179,8 @@ def test_points_and_budget(bundle, tmp_path):
 
 
 def test_accelerator_points_are_not_throttled(tmp_path):
-    gpu = _point(64, unit="GPU", backend=L.Backend.TFLITE)
-    path = write_bundle(tmp_path / "b", L.LUT([_point(64), gpu], {"host": L.Device()}))
+    gpu = _point(64, unit="GPU", backend=schema.Backend.TFLITE)
+    path = write_bundle(tmp_path / "b", schema.LUT([_point(64), gpu], {"host": schema.Device()}))
     hot = scenario(load=0.9, base_w=3.0, ambient_c=35.0, minutes=0.5)
     sc = run(path, hot, budget_ms=100.0).scenarios[0]
     # always-largest: the CPU point (equal top-1, equal latency: the key breaks the tie); always-smallest the same
@@ -187,7 +188,7 @@ def test_accelerator_points_are_not_throttled(tmp_path):
     assert S.largest(run(path, hot).points).op.compute_unit == "XNNPACK"
     base = _point(64).latency["host"][0].p50_ms
     assert cpu_run.latency_ms[-1] > 2.0 * base
-    only_gpu = write_bundle(tmp_path / "g", L.LUT([gpu], {"host": L.Device()}))
+    only_gpu = write_bundle(tmp_path / "g", schema.LUT([gpu], {"host": schema.Device()}))
     lat = run(only_gpu, hot).scenarios[0].runs["always-largest"].latency_ms
     assert max(lat) < base * 1.25  # jitter only
 
@@ -239,16 +240,16 @@ def test_bad_bundles_are_refused_clearly(tmp_path, bundle):
     with pytest.raises(FileNotFoundError, match="not a bundle directory"):
         run(tmp_path / "missing", "steady")
     (tmp_path / "empty").mkdir()
-    with pytest.raises(FileNotFoundError, match="lut.json"):
+    with pytest.raises(schema.SchemaError, match="lut.json: file not found"):
         run(tmp_path / "empty", "steady")
     bad = tmp_path / "bad"
     bad.mkdir()
     (bad / "lut.json").write_text('{"kind": "resflex.lut", "schema_version": "1.0", "operating_points": [{}]}')
-    with pytest.raises(L.SchemaError, match=r"bad/lut.json.*operating_points\[0\]"):
+    with pytest.raises(schema.SchemaError, match=r"bad/lut.json.*operating_points\[0\]"):
         run(bad, "steady")
     with pytest.raises(ValueError, match="device 'pixel' is not in .*devices there: host"):
         run(bundle, "steady", device="pixel")
-    unprofiled = write_bundle(tmp_path / "unprofiled", L.LUT([_point(64, measured=False)]))
+    unprofiled = write_bundle(tmp_path / "unprofiled", schema.LUT([_point(64, measured=False)]))
     with pytest.raises(ValueError, match="no profiled device.*--points all"):
         run(unprofiled, "steady")
     assert run(unprofiled, scenario(minutes=0.05), points="all").points[0].source == "macs"
@@ -275,3 +276,23 @@ def test_cli_simulate(bundle, tmp_path, capsys):
     assert "not a bundle directory" in capsys.readouterr().err
     assert main(["simulate", str(bundle), "--scenario", "steady", "--minutes", "0.1", "--out", str(out)]) == 2
     assert "--overwrite" in capsys.readouterr().err
+
+
+def test_policies_are_objects_with_one_interface(bundle):
+    """Each policy is a class with `choose` / `observe` / `switch_ms`; the loop never branches on a policy's name."""
+    assert tuple(S.POLICY_CLASSES) == S.POLICIES and all(issubclass(c, S.SimPolicy) for c in S.POLICY_CLASSES.values())
+    result = run(bundle, scenario(minutes=0.1))
+    points, lut = result.points, schema.read_json(schema.LUT, bundle / "lut.json")
+    local = [dataclasses.replace(p, index=j) for j, p in enumerate(points)]
+    sim_lut = dataclasses.replace(lut, operating_points=[p.op for p in points])
+    big, small = (S.POLICY_CLASSES[n](local, sim_lut, "host", result.policy) for n in ("always-largest",
+                                                                                         "always-smallest"))
+    assert big.choose(None).label == S.largest(points).label and small.choose(None).label == S.smallest(points).label
+    state = DeviceState(battery=0.9, charging=False, power_save=False, thermal=0, cpu_load=0.1,
+                        thermal_scale="android")
+    res, one = (S.POLICY_CLASSES[n](local, sim_lut, "host", result.policy) for n in ("resflex",
+                                                                                      "one-model-per-resolution"))
+    p = res.choose(state)
+    assert one.choose(state).label == p.label and res.needs_state and not big.needs_state
+    assert res.switch_ms(p) == p.switch_ms and one.switch_ms(p) == p.load_file_ms
+    res.observe(p.base_ms)

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from resflex.mobile import lut as schema
+from resflex.mobile.bundle import schema
 from resflex.profiling import adb
 
 SAMPLES = Path(__file__).parent / "samples"
@@ -353,9 +353,11 @@ def test_no_device_attached_with_the_real_adb(bundle_docs, tmp_path, binaries, r
 @pytest.mark.slow
 def test_jobs_of_a_real_bundle_name_real_methods_and_signatures(tiny_bundle):
     """The --method_name / --signature_to_run_for values come from the bundle and exist in its artifacts."""
-    from resflex.convert.bundle import read_bundle
+    from resflex.mobile.bundle.io import Bundle
 
-    manifest, table = read_bundle(tiny_bundle)
+    opened = Bundle.open(tiny_bundle)
+
+    manifest, table = opened.manifest, opened.lut
     runtimes = [r for r in ("executorch", "tflite") if any(a.backend.value == r for a in manifest.artifacts)]
     jobs = adb.plan_jobs(table, runtimes)
     assert {j.key for j in jobs} == {op.key() for op in table.operating_points

@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from resflex.mobile.lut import LUT, Backend, Latency, OperatingPoint, Precision
+from resflex.mobile.bundle.schema import LUT, Backend, Latency, OperatingPoint, Precision
 from resflex.profiling.fit import fit_error, fit_latency_models, fit_line
 
 

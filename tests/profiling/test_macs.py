@@ -3,8 +3,9 @@
 import torch
 from torch import nn
 
-from resflex.mobile.cli import main
-from resflex.profiling.macs import MacsConfig, checkpoint_macs, count_macs, count_params, macs_by_layer
+from resflex.cli.main import main
+from resflex.mobile.macs import count_macs, count_params, macs_by_layer
+from resflex.profiling.macs import MacsConfig, checkpoint_macs
 
 
 class Net(nn.Module):

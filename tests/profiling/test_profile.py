@@ -9,9 +9,9 @@ import sys
 
 import pytest
 
-from resflex.convert.bundle import read_bundle, sha256_of
-from resflex.mobile.cli import main
-from resflex.mobile.lut import LUT, Backend, Device, Latency, OperatingPoint, Precision, SchemaError
+from resflex.mobile.bundle.io import Bundle, sha256_of
+from resflex.cli.main import main
+from resflex.mobile.bundle.schema import LUT, Backend, Device, Latency, OperatingPoint, Precision, SchemaError
 from resflex.profiling.fit import fit_line
 from resflex.profiling.profile import ProfileConfig, latency_from_times, merge_device, profile
 
@@ -20,7 +20,8 @@ QUICK = dict(threads=(1,), runs=3, warmup=1, switch_cost=False, gemm_peak=False,
 
 
 def test_every_host_point_has_sane_latencies_per_runtime_and_threads(profiled_bundle):
-    manifest, table = read_bundle(profiled_bundle, verify=True)  # still a valid, verified bundle
+    opened = Bundle.open(profiled_bundle, verify=True)  # still a valid, verified bundle
+    manifest, table = opened.manifest, opened.lut
     timed = 0
     for op in table.operating_points:
         lats = op.latency.get("host", [])
@@ -39,7 +40,8 @@ def test_every_host_point_has_sane_latencies_per_runtime_and_threads(profiled_bu
 
 
 def test_device_entry_has_facts_peak_switch_costs_and_models(profiled_bundle):
-    _, table = read_bundle(profiled_bundle)
+    opened = Bundle.open(profiled_bundle)
+    _, table = opened.manifest, opened.lut
     device = table.devices["host"]
     facts = device.facts
     assert facts["cores_logical"] == str(os.cpu_count()) and facts["cpu"]
@@ -65,9 +67,10 @@ def test_device_entry_has_facts_peak_switch_costs_and_models(profiled_bundle):
 
 def test_profiling_another_device_keeps_the_first(profiled_bundle, bundle_copy):
     bundle = bundle_copy(profiled_bundle)
-    _, before = read_bundle(bundle)
+    opened = Bundle.open(bundle)
+    _, before = opened.manifest, opened.lut
     after = profile(ProfileConfig(str(bundle), device_id="second", runtimes=("onnxruntime",), **QUICK))
-    assert after == read_bundle(bundle)[1]
+    assert after == Bundle.open(bundle).lut
     assert list(after.devices) == ["host", "second"] and after.devices["host"] == before.devices["host"]
     for old, new in zip(before.operating_points, after.operating_points):
         assert new.latency["host"] == old.latency["host"] if "host" in old.latency else "host" not in new.latency
@@ -78,7 +81,12 @@ def test_profiling_another_device_keeps_the_first(profiled_bundle, bundle_copy):
     assert again.devices["second"] == after.devices["second"]  # re-profiling "host" replaces only "host"
     for op, previous in zip(again.operating_points, after.operating_points):
         assert op.latency.get("second") == previous.latency.get("second")
-        assert ("host" in op.latency) == (op.backend is Backend.ONNX)
+        # issue 10 (defect 3): only onnxruntime was measured now; the other runtimes' host latencies stay
+        assert ("host" in op.latency) == ("host" in previous.latency)
+        if op.backend is not Backend.ONNX:
+            assert op.latency.get("host") == previous.latency.get("host")
+    assert {s.runtime for s in again.devices["host"].switch_costs} >= {
+        s.runtime for s in after.devices["host"].switch_costs}
 
 
 def _point(resolution, unit="CPUExecutionProvider"):
@@ -177,5 +185,6 @@ def test_one_failing_artifact_does_not_lose_the_others(bundle_copy):
     _corrupt_onnx_file(bundle)
     with pytest.raises(RuntimeError, match="(?s)1 artifact run\\(s\\) failed.*written to.*onnxruntime fp32"):
         profile(ProfileConfig(str(bundle), runtimes=("onnxruntime", "tflite"), **QUICK))
-    _, table = read_bundle(bundle)
+    opened = Bundle.open(bundle)
+    _, table = opened.manifest, opened.lut
     assert {op.backend for op in table.operating_points if "host" in op.latency} == {Backend.TFLITE}

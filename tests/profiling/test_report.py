@@ -13,11 +13,11 @@ import matplotlib.image
 import pytest
 import torch
 
-from resflex.convert.bundle import read_bundle, write_lut
+from resflex.mobile.bundle.io import Bundle, write_lut
 from resflex.convert.pipeline import ConvertConfig, convert
 from resflex.mobile.checkpoint import save_checkpoint
-from resflex.mobile.cli import main
-from resflex.mobile.lut import Device, Latency, LatencyModel, Precision, SchemaError, SwitchCost
+from resflex.cli.main import main
+from resflex.mobile.bundle.schema import Device, Latency, LatencyModel, Precision, SchemaError, SwitchCost
 from resflex.mobile.models import create_model
 from resflex.profiling.report import ReportConfig, pareto_front, read_reference, write_report
 
@@ -53,7 +53,8 @@ def plotted_bundle(report_bundle, tmp_path_factory):
     """The bundle with two devices: 'host' (1 and 2 threads, switch costs, latency models) and 'adb:R58M-1'."""
     bundle = tmp_path_factory.mktemp("plotted") / "bundle"
     shutil.copytree(report_bundle, bundle)
-    _, table = read_bundle(bundle)
+    opened = Bundle.open(bundle)
+    _, table = opened.manifest, opened.lut
     points = [dataclasses.replace(op, latency={
         "host": [_latency(op, RUNTIME[op.backend.value], t) for t in (1, 2)],
         **({"adb:R58M-1": [_latency(op, "executorch", 4)]} if op.backend.value == "executorch" else {})})
@@ -102,7 +103,8 @@ def test_pareto_front_on_a_hand_made_set():
 
 def test_report_has_valid_images_and_one_row_per_operating_point(plotted_bundle, tmp_path):
     files = write_report(ReportConfig(str(plotted_bundle), str(tmp_path / "report")))
-    _, table = read_bundle(plotted_bundle)
+    opened = Bundle.open(plotted_bundle)
+    _, table = opened.manifest, opened.lut
     names = {f.name for f in files}
     for stem in ("accuracy_vs_macs", "latency_vs_resolution_host", "int8_vs_fp32_host", "accuracy_vs_latency_host",
                  "latency_vs_resolution_adb_R58M-1", "accuracy_vs_latency_adb_R58M-1"):
@@ -144,7 +146,8 @@ def test_bundle_without_latencies_still_plots_accuracy(report_bundle, tmp_path):
 def test_operating_points_without_top1_are_left_out_with_a_note(report_bundle, tmp_path):
     bundle = tmp_path / "b"
     shutil.copytree(report_bundle, bundle)
-    _, table = read_bundle(bundle)
+    opened = Bundle.open(bundle)
+    _, table = opened.manifest, opened.lut
     write_lut(bundle, dataclasses.replace(table, operating_points=[
         dataclasses.replace(op, top1=None, top1_data=None) if op.backend.value == "onnx" else op
         for op in table.operating_points]))
@@ -219,7 +222,7 @@ def test_existing_out_is_refused_unless_overwrite(report_bundle, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r"]  # no temporaries left beside it
     with pytest.raises(ValueError, match="would replace the bundle"):
         write_report(ReportConfig(str(report_bundle), str(report_bundle.parent), overwrite=True))
-    assert read_bundle(report_bundle)
+    assert Bundle.open(report_bundle)
 
 
 # --------------------------------------------------------------------------- CLI

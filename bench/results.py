@@ -1,0 +1,84 @@
+"""Keep each benchmark's latest tables in `bench/RESULTS.md`, with the machine, the date and the exact command.
+
+    with recorded("selector_bench"):
+        ...print the tables...
+
+Everything the block prints still goes to the terminal; on success it also replaces that benchmark's section of
+RESULTS.md (between `<!-- begin NAME -->` and `<!-- end NAME -->`), atomically. Each script's `--no-record` leaves the
+file alone, e.g. for a quick trial run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import io
+import os
+import platform
+import re
+import shlex
+import sys
+import tempfile
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
+HEADER = ("# Benchmark results\n\nWritten by the `bench/` scripts (each replaces its own section when it finishes). "
+          "Every section names the machine, the date and the exact command; numbers are medians measured side by "
+          "side in one run unless the table says otherwise.\n")
+
+
+class _Tee(io.TextIOBase):
+    def __init__(self, stream):
+        self.stream, self.buffer_ = stream, io.StringIO()
+
+    def write(self, text):
+        self.stream.write(text)
+        return self.buffer_.write(text)
+
+    def flush(self):
+        self.stream.flush()
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    versions = [f"Python {platform.python_version()}"]
+    for name in ("torch", "executorch", "onnxruntime", "coremltools"):
+        module = sys.modules.get(name)
+        if module is not None and hasattr(module, "__version__"):
+            versions.append(f"{name} {module.__version__}")
+    return f"{cpu}, {os.cpu_count()} logical cores, {platform.system()} {platform.release()}; {', '.join(versions)}"
+
+
+def write_section(name: str, body: str, command: str, path: Path = RESULTS) -> None:
+    """Replace (or append) the section `name` of RESULTS.md."""
+    text = path.read_text() if path.exists() else HEADER
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    section = (f"<!-- begin {name} -->\n## {name}\n\n{stamp} · {machine()}\n\n```\n{command}\n```\n\n"
+               f"{body.strip()}\n<!-- end {name} -->")
+    pattern = re.compile(rf"<!-- begin {re.escape(name)} -->.*?<!-- end {re.escape(name)} -->", re.S)
+    text = pattern.sub(lambda _: section, text) if pattern.search(text) else text.rstrip() + "\n\n" + section + "\n"
+    fd, tmp = tempfile.mkstemp(prefix=".RESULTS.", suffix=".tmp", dir=path.parent)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+    os.replace(tmp, path)
+
+
+@contextlib.contextmanager
+def recorded(name: str, enabled: bool = True, argv: list[str] | None = None):
+    """Tee stdout; on success write it as the section `name` of RESULTS.md (see the module docstring)."""
+    argv = sys.argv[1:] if argv is None else argv
+    tee, stdout = _Tee(sys.stdout), sys.stdout
+    sys.stdout = tee
+    try:
+        yield
+    finally:
+        sys.stdout = stdout
+    if enabled:
+        command = "python bench/" + name + ".py " + " ".join(shlex.quote(a) for a in argv)
+        write_section(name, tee.buffer_.getvalue(), command.strip())
+        print(f"(recorded in {RESULTS.relative_to(Path.cwd()) if RESULTS.is_relative_to(Path.cwd()) else RESULTS})")

@@ -1,0 +1,5 @@
+"""`python -m resflex.cli …` runs the `resflex` command."""
+
+from .main import main
+
+raise SystemExit(main())

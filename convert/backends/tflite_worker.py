@@ -1,0 +1,326 @@
+"""The TFLite backend's worker, run as a script in the onnx2tf environment (numpy 1.26, TensorFlow 2.19):
+per-resolution ONNX files -> onnx2tf Keras models -> one SavedModel with a signature per resolution -> one
+multi-signature .tflite (TFLiteConverter) -> shared-constant post-pass.
+
+    python -I tflite_worker.py job.json     (in the job's folder; writes report.json there)
+
+`resflex.convert.backends.tflite.TFLiteBackend` writes the job and runs this file with the environment's Python.
+It imports nothing from resflex (the environment has no resflex and no torch) and imports TensorFlow, onnx2tf and
+flatbuffers only inside the functions that need them, so the main environment can import it too (tests, linters).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+
+import numpy as np
+
+
+def log(msg):
+    print(f"[resflex tflite] {msg}", file=sys.stderr, flush=True)
+
+
+def serving_fn(model, output_name):
+    def serve(image):
+        out = model(image)
+        return {output_name: out[0] if isinstance(out, (list, tuple)) else out}
+    return serve
+
+
+def saved_model(job):
+    """Every ONNX file of the job -> an onnx2tf Keras model, wrapped as the signatures of one SavedModel (written to
+    "merged_saved_model"). Returns the signature keys."""
+    import onnx2tf
+    import tensorflow as tf
+    tf.get_logger().setLevel("ERROR")
+    root, signatures = tf.Module(), {}
+    for item in job["entries"]:
+        r, key = item["resolution"], item["key"]
+        t = time.time()
+        model = onnx2tf.convert(input_onnx_file_path=item["onnx"], output_folder_path=f"onnx2tf_{r}",
+                                disable_model_save=True, non_verbose=True)
+        shape = tuple(int(d) for d in model.inputs[0].shape)
+        if shape != (1, r, r, 3):
+            raise RuntimeError(f"onnx2tf made input shape {shape} at resolution {r}; expected (1, {r}, {r}, 3)")
+        fn = tf.function(serving_fn(model, job["output"]),
+                         input_signature=[tf.TensorSpec(shape, tf.float32, name=job["input"])])
+        setattr(root, f"model_{r}", model)
+        setattr(root, f"serve_{r}", fn)
+        signatures[key] = fn.get_concrete_function()
+        log(f"onnx2tf {r}x{r}: {time.time() - t:.1f} s")
+    tf.saved_model.save(root, "merged_saved_model", signatures=signatures)
+    return list(signatures)
+
+
+def convert(job, precision, keys):
+    """The SavedModel's signatures -> one multi-signature .tflite flatbuffer at `precision`."""
+    import tensorflow as tf
+    converter = tf.lite.TFLiteConverter.from_saved_model("merged_saved_model", signature_keys=keys)
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    if precision == "fp16":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.target_spec.supported_types = [tf.float16]
+    elif precision == "int8":
+        batches = {item["key"]: np.load(item["calib"]) for item in job["entries"]}
+
+        def representative_dataset():
+            for key, batch in batches.items():
+                for x in batch:
+                    yield key, {job["input"]: x[None].astype(np.float32)}
+
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = representative_dataset
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.inference_input_type = tf.float32
+        converter.inference_output_type = tf.float32
+    elif precision != "fp32":
+        raise ValueError(f"unknown precision {precision!r}")
+    t = time.time()
+    flat = converter.convert()
+    log(f"TFLite converter, {precision}, {len(keys)} signatures: {time.time() - t:.1f} s")
+    return flat
+
+
+# ---- flatbuffer post-pass --------------------------------------------------------------------------------------
+_NP = {0: np.float32, 1: np.float16, 2: np.int32, 9: np.int8}  # TensorType → numpy
+
+
+def schema():
+    from tensorflow.lite.python import schema_py_generated
+    return schema_py_generated
+
+
+def make_builder():
+    import flatbuffers
+
+    class DedupBuilder(flatbuffers.Builder):
+        """Writes each distinct numeric vector once (zero points, equal scales, shapes) and aligns tensor data
+        (byte vectors) to 16 bytes, as the TFLite converter does."""
+
+        def __init__(self):
+            super().__init__(1 << 20)
+            self.vectors = {}
+
+        def CreateNumpyVector(self, x):
+            key = (x.dtype.str, x.tobytes())
+            if key in self.vectors:
+                return self.vectors[key]
+            if x.dtype == np.uint8:
+                payload = key[1]
+                self.StartVector(1, len(payload), 16)
+                self.head -= len(payload)
+                self.Bytes[self.head:self.head + len(payload)] = payload
+                self.vectorNumElems = len(payload)
+                offset = self.EndVector()
+            else:
+                offset = super().CreateNumpyVector(x)
+            self.vectors[key] = offset
+            return offset
+
+    return DedupBuilder()
+
+
+def dedupe_buffers(model):
+    """Point tensors with byte-identical constant data at one buffer; drop unreferenced buffers."""
+    first, canon = {}, {}
+    for i, b in enumerate(model.buffers):
+        if i and b.data is not None and len(b.data):
+            canon[i] = first.setdefault(bytes(b.data), i)
+    refs = {0}
+    for sg in model.subgraphs:
+        for t in sg.tensors:
+            t.buffer = canon.get(t.buffer, t.buffer)
+            refs.add(t.buffer)
+    refs.update(md.buffer for md in model.metadata or [])
+    refs.update(int(b) for b in (model.metadataBuffer if model.metadataBuffer is not None else []))
+    keep = sorted(refs)
+    new = {old: n for n, old in enumerate(keep)}
+    model.buffers = [model.buffers[i] for i in keep]
+    for sg in model.subgraphs:
+        for t in sg.tensors:
+            t.buffer = new[t.buffer]
+    for md in model.metadata or []:
+        md.buffer = new[md.buffer]
+    if model.metadataBuffer is not None:
+        model.metadataBuffer = np.array([new[int(b)] for b in model.metadataBuffer], dtype=np.int32)
+
+
+def share_float_weights(model, ref_index):
+    """In every subgraph but the reference, rewrite each float conv whose filter is the reference filter scaled
+    per output channel (W = k * W_ref: BN folded at another resolution) as MUL(conv(x; W_ref, b / k), k), the
+    conv's fused activation moved to the MUL, so the filter bytes are shared. Returns (convs shared, kept)."""
+    S = schema()
+    O = S.BuiltinOperator
+    codes = [max(oc.builtinCode, oc.deprecatedBuiltinCode) for oc in model.operatorCodes]
+
+    def mul_opcode():
+        if O.MUL not in codes:
+            oc = S.OperatorCodeT()
+            oc.builtinCode, oc.deprecatedBuiltinCode, oc.version = O.MUL, O.MUL, 1
+            model.operatorCodes.append(oc)
+            codes.append(O.MUL)
+        return codes.index(O.MUL)
+
+    def new_buffer(array):
+        b = S.BufferT()
+        b.data = np.frombuffer(np.ascontiguousarray(array).tobytes(), dtype=np.uint8).copy()
+        model.buffers.append(b)
+        return len(model.buffers) - 1
+
+    def new_tensor(sg, shape, name, buffer=0, signature=None):
+        t = S.TensorT()
+        t.shape, t.type, t.buffer, t.name = np.array(shape, dtype=np.int32), 0, buffer, name
+        t.shapeSignature = None if signature is None else np.array(signature, dtype=np.int32)
+        sg.tensors.append(t)
+        return len(sg.tensors) - 1
+
+    def float_const(sg, producers, index):
+        """(index of the tensor holding the data, its values as float64), looking through a DEQUANTIZE (fp16)."""
+        op = producers.get(index)
+        if op is not None and codes[op.opcodeIndex] == O.DEQUANTIZE:
+            index = int(op.inputs[0])
+        t = sg.tensors[index]
+        data = model.buffers[t.buffer].data
+        quantized = t.quantization is not None and t.quantization.scale is not None and len(t.quantization.scale)
+        if t.type not in (0, 1) or quantized or data is None or not len(data):
+            return None
+        return index, np.frombuffer(bytes(data), dtype=_NP[t.type]).astype(np.float64).reshape(t.shape)
+
+    def convs(sg):
+        return [op for op in sg.operators if codes[op.opcodeIndex] in (O.CONV_2D, O.DEPTHWISE_CONV_2D)]
+
+    ref = model.subgraphs[ref_index]
+    ref_producers = {int(o): op for op in ref.operators for o in op.outputs}
+    ref_convs = convs(ref)
+    shared = kept = 0
+    for si, sg in enumerate(model.subgraphs):
+        if si == ref_index:
+            continue
+        # Convs pair up in graph order (other ops may differ: e.g. explicit PADs exist only where SAME padding
+        # differs from the ONNX pads at that resolution); each pair is checked below before anything is shared.
+        pairs = dict(zip(map(id, convs(sg)), ref_convs)) if len(convs(sg)) == len(ref_convs) else {}
+        if not pairs:
+            log(f"signature subgraph {sg.name}: conv count differs from the reference; its weights are not shared")
+            continue
+        producers = {int(o): op for op in sg.operators for o in op.outputs}
+        operators = []
+        for op in sg.operators:
+            operators.append(op)
+            if id(op) not in pairs:
+                continue
+            rop = pairs[id(op)]
+            code = codes[op.opcodeIndex]
+            if codes[rop.opcodeIndex] != code:
+                kept += 1
+                continue
+            w, rw = float_const(sg, producers, int(op.inputs[1])), float_const(ref, ref_producers, int(rop.inputs[1]))
+            if w is None or rw is None or w[1].shape != rw[1].shape or sg.tensors[w[0]].type != ref.tensors[rw[0]].type:
+                kept += 1
+                continue
+            (wi, W), (rwi, RW) = w, rw
+            if np.array_equal(W, RW):
+                sg.tensors[wi].buffer = ref.tensors[rwi].buffer
+                shared += 1
+                continue
+            axis = 0 if code == O.CONV_2D else 3  # output channels: conv [O,H,W,I], depthwise [1,H,W,O]
+            Wc = np.moveaxis(W, axis, 0).reshape(W.shape[axis], -1)
+            Rc = np.moveaxis(RW, axis, 0).reshape(W.shape[axis], -1)
+            norm = (Rc * Rc).sum(1)
+            k = np.where(norm > 0, (Wc * Rc).sum(1) / np.where(norm > 0, norm, 1.0), 1.0)
+            tol = 1e-5 if sg.tensors[wi].type == 0 else 4e-3  # float32 / float16 rounding of the folded filters
+            err = np.abs(Wc - k[:, None] * Rc).max(1)
+            if np.any(err > tol * np.maximum(np.abs(Wc).max(1), 1e-30)) or np.any(np.abs(k) <= 1e-6 * np.abs(k).max()):
+                kept += 1
+                continue
+            sg.tensors[wi].buffer = ref.tensors[rwi].buffer
+            if len(op.inputs) > 2 and op.inputs[2] >= 0:
+                bias = float_const(sg, producers, int(op.inputs[2]))
+                if bias is None:
+                    raise RuntimeError(f"conv bias in subgraph {sg.name} is not a float constant")
+                bi, B = bias
+                sg.tensors[bi].buffer = new_buffer((B / k).astype(_NP[sg.tensors[bi].type]))
+            out = sg.tensors[op.outputs[0]]
+            name = out.name or b"conv"
+            mid = new_tensor(sg, out.shape, name + b"/unscaled", signature=out.shapeSignature)
+            scale = new_tensor(sg, [k.size], name + b"/bn_scale", new_buffer(k.astype(np.float32)))
+            mul = S.OperatorT()
+            mul.opcodeIndex = mul_opcode()
+            mul.inputs = np.array([mid, scale], dtype=np.int32)
+            mul.outputs = np.array([op.outputs[0]], dtype=np.int32)
+            mul.builtinOptionsType = S.BuiltinOptions.MulOptions
+            mul.builtinOptions = S.MulOptionsT()
+            mul.builtinOptions.fusedActivationFunction = op.builtinOptions.fusedActivationFunction
+            op.builtinOptions.fusedActivationFunction = S.ActivationFunctionType.NONE
+            op.outputs = np.array([mid], dtype=np.int32)
+            operators.append(mul)
+            shared += 1
+        sg.operators = operators
+    return shared, kept
+
+
+def post_process(flat, job, precision):
+    S = schema()
+    model = S.ModelT.InitFromPackedBuf(bytearray(flat), 0)
+    report = {"convs_shared": None, "convs_kept": None}
+    keys = {sd.signatureKey.decode(): sd.subgraphIndex for sd in model.signatureDefs}
+    want = [item["key"] for item in job["entries"]]
+    if sorted(keys) != sorted(want):
+        raise RuntimeError(f"converter made signatures {sorted(keys)}; expected {sorted(want)}")
+    if job["share_weights"] and precision in ("fp32", "fp16") and len(keys) > 1:
+        report["convs_shared"], report["convs_kept"] = share_float_weights(model, keys[job["reference"]])
+    if job["strip_names"]:  # names of internal tensors cost ~20 KB per signature; signatures keep their own
+        io = {(sd.subgraphIndex, int(m.tensorIndex)) for sd in model.signatureDefs for m in sd.inputs + sd.outputs}
+        for gi, sg in enumerate(model.subgraphs):
+            for ti, t in enumerate(sg.tensors):
+                if (gi, ti) not in io:
+                    t.name = None
+    dedupe_buffers(model)
+    builder = make_builder()
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output()), report
+
+
+def _exit_with_parent() -> None:
+    """Stop when the process that started this one is gone (killed convert): no orphan keeps converting."""
+    import threading
+
+    parent = os.getppid()
+
+    def watch() -> None:
+        while True:
+            time.sleep(1.0)
+            if os.getppid() != parent:
+                os._exit(1)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
+def main(path):
+    """Run the job: the SavedModel once, then one .tflite per precision in job["precisions"] (written to
+    job["outs"][precision]); report.json holds, per precision, what the post-pass did, the bytes and the seconds
+    (the shared SavedModel time counted in each)."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    _exit_with_parent()
+    start = time.time()
+    job = json.load(open(path))
+    keys = saved_model(job)
+    shared = time.time() - start
+    reports = {}
+    for precision in job["precisions"]:
+        t = time.time()
+        flat = convert(job, precision, keys)
+        out, report = post_process(flat, job, precision)
+        with open(job["outs"][precision], "wb") as f:
+            f.write(out)
+        report.update(bytes=len(out), converter_bytes=len(flat), seconds=shared + time.time() - t)
+        log(f"{precision}: converter {len(flat)} bytes, stored {len(out)} bytes")
+        reports[precision] = report
+    with open("report.json", "w") as f:
+        json.dump(reports, f)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])

@@ -1,0 +1,136 @@
+"""A backend's exports run in a child Python process while this process exports the others (`resflex convert` on a
+machine with two or more cores): the exporters are mostly single-threaded Python, so two of them in two processes
+take about the time of the longer one.
+
+    job = BackgroundExport.start(backend, baked, ("fp16", "int8"), calib, out_dir, verbose=False)
+    ...                                   # export other backends here
+    exported = job.exported("int8")       # waits; raises the child's error for int8
+
+The job (the backend object, the baked modules and the calibration images) goes to the child as one `torch.save`
+file; the child (`python -m resflex.convert.background JOB`) exports every precision in order with the same
+third-party filters as the parent (`resflex.convert.quiet`) and writes back each precision's `Exported` and seconds,
+or its error.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from .backends.base import Exported
+from .quiet import converting, native_stderr_filtered
+
+
+def cores_available() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+class BackgroundExport:
+    """Exports of one backend at several precisions, running in a child process."""
+
+    def __init__(self, name: str, work: Path, proc: subprocess.Popen, timeout_s: float | None):
+        self.name, self.work, self.proc, self.timeout_s = name, work, proc, timeout_s
+        self.seconds: dict[str, float] = {}
+        self.errors: dict[str, str] = {}
+        self._result: dict[str, Exported] | None = None
+        self._error: Exception | None = None
+
+    @classmethod
+    def start(cls, backend, baked: Mapping[int, nn.Module], precisions: Sequence[str], calib: Mapping[int, Tensor],
+              out_dir: Path, verbose: bool = False, timeout_s: float | None = 3600.0) -> BackgroundExport:
+        work = Path(tempfile.mkdtemp(prefix=f"resflex-{backend.name}-"))
+        try:
+            torch.save({"backend": backend, "baked": dict(baked), "precisions": list(precisions),
+                        "calib": dict(calib), "out_dir": str(Path(out_dir).resolve()), "verbose": verbose},
+                       work / "job.pt")
+            env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))
+            proc = subprocess.Popen([sys.executable, "-m", "resflex.convert.background", str(work / "job.pt")],
+                                    env=env, stdin=subprocess.DEVNULL)
+        except BaseException:
+            shutil.rmtree(work, ignore_errors=True)
+            raise
+        return cls(backend.name, work, proc, timeout_s)
+
+    def exported(self, precision: str) -> Exported:
+        """Wait for the child; the `Exported` of one precision, or RuntimeError with the child's error for it."""
+        self.result()
+        if precision in self.errors:
+            raise RuntimeError(self.errors[precision])
+        return self._result[precision]
+
+    def result(self) -> dict[str, Exported]:
+        """Wait for the child: the `Exported` of every precision that succeeded (`errors` has the others)."""
+        if self._result is not None:
+            return self._result
+        if self._error is not None:
+            raise self._error
+        try:
+            try:
+                code = self.proc.wait(timeout=self.timeout_s)
+            except subprocess.TimeoutExpired as e:
+                raise RuntimeError(f"{self.name} export timed out after {self.timeout_s} s") from e
+            out = self.work / "result.pt"
+            if not out.exists():
+                raise RuntimeError(f"{self.name} export process exited with code {code} and no result")
+            done = torch.load(out, weights_only=False)
+            self._result, self.seconds, self.errors = done["exported"], done["seconds"], done["errors"]
+            return self._result
+        except Exception as e:
+            self._error = e
+            raise
+        finally:
+            self.cancel()
+
+    def cancel(self) -> None:
+        """Stop the child (if still running) and remove its working folder."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        shutil.rmtree(self.work, ignore_errors=True)
+
+
+def _exit_with_parent() -> None:
+    """Stop when the process that started this one is gone (killed convert): no orphan keeps converting."""
+    import threading
+
+    parent = os.getppid()
+
+    def watch() -> None:
+        while True:
+            time.sleep(1.0)
+            if os.getppid() != parent:
+                os._exit(1)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
+def main(job_file: str) -> int:
+    _exit_with_parent()
+    job = torch.load(job_file, weights_only=False)
+    result = {"exported": {}, "seconds": {}, "errors": {}}
+    with converting(job["verbose"]), native_stderr_filtered():
+        backend = job["backend"]
+        for precision in job["precisions"]:  # one failing precision must not lose the others
+            t0 = time.perf_counter()
+            try:
+                result["exported"][precision] = backend.export(job["baked"], precision, job["calib"],
+                                                               Path(job["out_dir"]))
+                result["seconds"][precision] = time.perf_counter() - t0
+            except Exception as e:
+                result["errors"][precision] = f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=3)}"
+    torch.save(result, Path(job_file).with_name("result.pt"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1]))

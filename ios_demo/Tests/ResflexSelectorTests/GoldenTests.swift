@@ -1,0 +1,166 @@
+import Foundation
+import XCTest
+@testable import ResflexSelector
+import ResflexGolden
+
+/// Replays every case of selector_golden.json (a byte-identical copy of tests/golden/selector_golden.json):
+/// OperatingPointSelector(lut, device, policy); per step choose(state) must equal `expected` (point, index, class, source and
+/// reason exactly; predicted_ms and budget_ms within 1e-6 of the 6-decimal values), then observe(d, observed_ms)
+/// when observed_ms is not null. Plus the API around it: defaults, bad input, errors that name the field.
+final class GoldenTests: XCTestCase {
+    func golden() throws -> JSONValue {
+        return try JSONValue.parse(Golden.data("selector_golden"))
+    }
+
+    func goldenCase(_ name: String) throws -> JSONValue {
+        for c in try golden()["cases"]?.arrayValue ?? [] where c["name"]?.stringValue == name {
+            return c
+        }
+        throw SchemaError("no golden case \(name)")
+    }
+
+    /// The golden file's encoding: "NaN", "Infinity", "-Infinity" → doubles; JSON null → nil; else as is.
+    static func decode(_ value: JSONValue?) -> Any? {
+        guard let value = value else { return nil }
+        switch value {
+        case .null: return nil
+        case .bool(let b): return b
+        case .int(let i): return i
+        case .double(let d): return d
+        case .string(let s):
+            switch s {
+            case "NaN": return Double.nan
+            case "Infinity": return Double.infinity
+            case "-Infinity": return -Double.infinity
+            default: return s
+            }
+        case .array, .object: return value
+        }
+    }
+
+    static func state(_ s: JSONValue?) -> DeviceState {
+        return DeviceState(battery: decode(s?["battery"]), charging: decode(s?["charging"]),
+                           powerSave: decode(s?["power_save"]), thermal: decode(s?["thermal"]),
+                           cpuLoad: decode(s?["cpu_load"]), thermalScale: decode(s?["thermal_scale"]))
+    }
+
+    func testReplaysEveryGoldenCase() throws {
+        let doc = try golden()
+        XCTAssertEqual(doc["kind"]?.stringValue, "resflex.selector_golden")
+        let cases = try XCTUnwrap(doc["cases"]?.arrayValue)
+        XCTAssertFalse(cases.isEmpty)
+        var replayed = 0
+        for c in cases {
+            let name = c["name"]?.stringValue ?? "?"
+            let lut = try Lut.fromJSON(try XCTUnwrap(c["lut"]), source: "case \(name) lut")
+            let policy = try Policy.fromJSON(try XCTUnwrap(c["policy"]), source: "case \(name) policy")
+            let selector = try OperatingPointSelector(lut: lut, device: try XCTUnwrap(c["device"]?.stringValue), policy: policy)
+            var problems: [String] = []
+            for (n, step) in (c["steps"]?.arrayValue ?? []).enumerated() {
+                let d = selector.choose(GoldenTests.state(step["state"]))
+                let want = try XCTUnwrap(step["expected"])
+                func check(_ field: String, _ got: String, _ expected: String?) {
+                    if got != expected { problems.append("step \(n): \(field) is \(got), expected \(expected ?? "nothing")") }
+                }
+                check("index", String(d.index), want["index"]?.intValue.map { String($0) })
+                check("resolution", String(d.point.resolution), want["resolution"]?.intValue.map { String($0) })
+                check("backend", d.point.backend, want["backend"]?.stringValue)
+                check("precision", d.point.precision, want["precision"]?.stringValue)
+                check("compute_unit", d.point.computeUnit, want["compute_unit"]?.stringValue)
+                check("unit_class", d.unitClass, want["unit_class"]?.stringValue)
+                check("latency_source", d.latencySource, want["latency_source"]?.stringValue)
+                let reason = (want["reason"]?.arrayValue ?? []).map { $0.stringValue ?? "?" }
+                check("reason", d.reason.joined(separator: ","), reason.joined(separator: ","))
+                // Unrounded within 1e-6 of the 6-decimal value: equal values differ by at most 5e-7.
+                for (field, got) in [("predicted_ms", d.predictedMs), ("budget_ms", d.budgetMs)] {
+                    let expected = want[field]?.doubleValue ?? Double.nan
+                    if !(abs(got - expected) <= 1e-6) { problems.append("step \(n): \(field) is \(got), expected \(expected)") }
+                }
+                if let observed = step["observed_ms"], !observed.isNull {
+                    selector.observe(d, measuredMs: GoldenTests.decode(observed))
+                }
+            }
+            XCTAssertTrue(problems.isEmpty, "golden case \(name):\n" + problems.joined(separator: "\n"))
+            replayed += 1
+        }
+        print("replayed \(replayed) golden cases")
+    }
+
+    func testDefaultPolicyIsThePythonDefault() throws {
+        // budget_fits runs with Python's Policy() written out field by field.
+        let c = try goldenCase("budget_fits")
+        XCTAssertEqual(try Policy.fromJSON(try XCTUnwrap(c["policy"])), Policy())
+    }
+
+    func testBadSensorValuesNeverTrap() throws {
+        let c = try goldenCase("budget_fits")
+        let lut = try Lut.fromJSON(try XCTUnwrap(c["lut"]))
+        let selector = try OperatingPointSelector(lut: lut, device: "phone")
+        let junk: [Any?] = [nil, true, false, "", "x", -1, 0, 1, 2, 3, 7, 1.5, -0.0, Double.nan, Double.infinity,
+                            -Double.infinity, Int.max, Float(0.25), [1]]
+        let scales: [Any?] = ["normalized", "android", "ios", "kelvin", nil]
+        var seed: UInt64 = 7
+        func next(_ count: Int) -> Int {
+            seed = seed &* 6364136223846793005 &+ 1442695040888963407
+            return Int((seed >> 33) % UInt64(count))
+        }
+        for _ in 0..<2000 {
+            let state = DeviceState(battery: junk[next(junk.count)], charging: junk[next(junk.count)],
+                                    powerSave: junk[next(junk.count)], thermal: junk[next(junk.count)],
+                                    cpuLoad: junk[next(junk.count)], thermalScale: scales[next(scales.count)])
+            let d = selector.choose(state)
+            XCTAssertTrue(d.index >= 0 && d.index < lut.operatingPoints.count)
+            XCTAssertEqual(d.point, lut.operatingPoints[d.index])
+            selector.observe(d, measuredMs: junk[next(junk.count)])
+        }
+    }
+
+    func testObserveIgnoresWhatIsNotAPositiveFiniteNumber() throws {
+        let c = try goldenCase("budget_fits")
+        let selector = try OperatingPointSelector(lut: try Lut.fromJSON(try XCTUnwrap(c["lut"])), device: "phone")
+        let d = selector.choose(DeviceState())
+        let bad: [Any?] = [nil, true, "12", Double.nan, Double.infinity, -3.0, 0]
+        for value in bad {
+            XCTAssertFalse(selector.observe(d, measuredMs: value))
+        }
+        XCTAssertEqual(selector.slowdown["cpu"], 1.0)
+        XCTAssertTrue(selector.observe(d, measuredMs: 44))
+        XCTAssertGreaterThan(selector.slowdown["cpu"] ?? 0, 1.0)
+    }
+
+    func testPolicyErrorsNameTheField() throws {
+        func message(_ text: String) -> String {
+            do {
+                _ = try Policy.parse(Data(text.utf8))
+                return "no error"
+            } catch {
+                return "\(error)"
+            }
+        }
+        XCTAssertTrue(message("{\"latency_budget\": 20}").contains("unknown policy field(s)"))
+        XCTAssertTrue(message("{\"battery_low\": 0.05}").contains("battery_low = 0.05"))
+        XCTAssertTrue(message("{\"threads\": \"4\"}").contains("threads"))
+        XCTAssertTrue(message("{\"thermal_budget\": [1, 0.9, 0.95, 0.5]}").contains("non-increasing"))
+        XCTAssertTrue(message("{\"kind\": \"other\"}").contains("kind must be"))
+        XCTAssertTrue(message("not json").contains("not valid JSON"))
+        let p = try Policy.parse(Data("{\"latency_budget_ms\": 20, \"battery_critical\": 0.05, \"battery_low\": 0.1}".utf8))
+        var expected = Policy()
+        expected.latencyBudgetMs = 20
+        expected.batteryCritical = 0.05
+        expected.batteryLow = 0.1
+        XCTAssertEqual(p, expected)
+    }
+
+    func testLutErrorsNameTheField() throws {
+        let text = "{\"kind\": \"resflex.lut\", \"schema_version\": \"1.0\", \"operating_points\": [{\"resolution\": 224, "
+            + "\"backend\": \"onnx\", \"precision\": \"fp32\", \"compute_unit\": \"CPUExecutionProvider\", "
+            + "\"artifact\": \"onnx/model.onnx\", \"entry\": \"model_224.onnx\", \"top1\": null}]}"
+        XCTAssertThrowsError(try Lut.parse(Data(text.utf8), source: "lut.json")) { error in
+            XCTAssertTrue("\(error)".contains("lut.json: operating_points[0].macs: expected an integer"), "\(error)")
+        }
+        let newer = text.replacingOccurrences(of: "\"1.0\"", with: "\"2.0\"")
+        XCTAssertThrowsError(try Lut.parse(Data(newer.utf8))) { error in
+            XCTAssertTrue("\(error)".contains("schema_version \"2.0\" is not supported"), "\(error)")
+        }
+    }
+}

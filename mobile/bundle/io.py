@@ -1,0 +1,447 @@
+"""A bundle on disk: a directory with manifest.json, lut.json and the artifacts (optionally zipped).
+
+Written atomically (build in a temporary sibling directory, then rename), read with validation, checksum
+verification and path checks, so a reader never sees a half bundle or a file outside it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import glob
+import hashlib
+import os
+import shutil
+import stat
+import tempfile
+import time
+import zipfile
+import zlib
+from collections.abc import Iterator
+from pathlib import Path, PurePosixPath
+
+from .schema import (
+    LUT,
+    Manifest,
+    SchemaError,
+    entry_file,
+    read_json,
+    read_json_data,
+    safe_relpath,
+    write_json,
+)
+
+MANIFEST, LUT_FILE, POLICY_FILE = "manifest.json", "lut.json", "selector_policy.json"
+
+
+def sha256_of(path: Path) -> str:
+    """sha256 of a file, or of a directory (e.g. .mlpackage) as its sorted relative paths and contents."""
+    h = hashlib.sha256()
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    for f in files:
+        if path.is_dir():
+            h.update(f.relative_to(path).as_posix().encode() + b"\0")
+        with open(f, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+    return h.hexdigest()
+
+
+def size_of(path: Path) -> int:
+    return path.stat().st_size if path.is_file() else sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+MAX_ZIP_BYTES = 4 * 2**30  # extract_zip: total uncompressed size
+MAX_ZIP_RATIO = 200  # extract_zip: uncompressed ÷ archive bytes (model weights compress < 2×, JSON ~10×)
+# The files that mark a folder as one resflex wrote (a bundle, a report, a simulation): `--overwrite` replaces only
+# such a folder (or an empty one), never e.g. a training run or a folder of the user's own files.
+OUTPUT_MARKERS = ((MANIFEST, LUT_FILE), ("report.md",), ("summary.json",))
+_STALE_AFTER_S = 24 * 3600  # a temporary without a pid in its name is stale after a day
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, ValueError):
+        return True
+    return True
+
+
+def clean_stale(folder: Path, name: str) -> list[Path]:
+    """Remove the temporaries `.NAME.PID.*.tmp` (files or folders) in `folder` whose writer process is gone (after a
+    kill -9 or power loss); older ones without a pid go after a day. Returns what was removed."""
+    removed = []
+    for p in Path(folder).glob(f".{glob.escape(name)}.*.tmp"):
+        parts = p.name[len(name) + 2:].split(".")
+        try:
+            stale = not _pid_alive(int(parts[0])) if parts[0].isdigit() else \
+                time.time() - p.lstat().st_mtime > _STALE_AFTER_S
+        except OSError:
+            continue
+        if stale:
+            if p.is_dir() and not p.is_symlink():
+                shutil.rmtree(p, ignore_errors=True)
+            else:
+                p.unlink(missing_ok=True)
+            removed.append(p)
+    return removed
+
+
+def written_by_resflex(folder: Path) -> bool:
+    """A folder `--overwrite` may replace: it holds the marker files of a bundle, a report or a simulation
+    (`OUTPUT_MARKERS`)."""
+    folder = Path(folder)
+    return any(all((folder / n).is_file() and not (folder / n).is_symlink() for n in names)
+               for names in OUTPUT_MARKERS)
+
+
+def check_out(out: Path, flag: str = "--out") -> Path:
+    """Refuse output paths that cannot be a new folder: '.', '..', the current folder or one above it, the root, a
+    path through a file, a symlink."""
+    out = Path(out)
+    name = out.resolve().name if out.name in ("", ".", "..") else out.name
+    resolved = out.resolve()
+    if out.name in ("", ".", "..") or not name or Path.cwd().resolve().is_relative_to(resolved):
+        raise ValueError(f"{flag} {out}: give a new folder's name (not '.', '..', the current folder or one above "
+                         "it); the output is written beside it and then renamed into place")
+    if out.is_symlink():
+        raise ValueError(f"{flag} {out}: is a symlink; give a real folder path")
+    for parent in out.parents:
+        if parent.exists() or parent.is_symlink():
+            if not parent.is_dir():
+                raise ValueError(f"{flag} {out}: {parent} is a file, not a folder")
+            break
+    return out
+
+
+def check_writable(folder: Path, what: str = "folder") -> None:
+    """Raise PermissionError now if nothing can be created in `folder` (read-only mount, permissions) — before any
+    long measurement whose results would then be lost."""
+    try:
+        fd, name = tempfile.mkstemp(prefix=".resflex-write-check.", dir=folder)
+    except OSError as e:
+        raise PermissionError(f"{folder}: cannot write to this {what} ({e.strerror or e}); nothing was measured or "
+                              "changed") from None
+    os.close(fd)
+    os.unlink(name)
+
+
+@contextlib.contextmanager
+def staging_dir(out: Path, overwrite: bool = False) -> Iterator[Path]:
+    """Yield a temporary directory beside `out` (named `.OUT.PID.*.tmp`); on success it
+    replaces `out` atomically, on failure it goes. An existing `out` is replaced only with `overwrite`, only if it is
+    a folder, and only if it is empty or was written by resflex (`written_by_resflex`). Stale temporaries of `out`
+    left by a killed run are removed first."""
+    out = check_out(Path(out))
+    if out.exists():
+        if not out.is_dir():
+            raise FileExistsError(f"{out} is a file, not a folder; remove it or choose another --out")
+        if not overwrite:
+            raise FileExistsError(f"{out} already exists; pass --overwrite to replace it or choose another --out")
+        if any(out.iterdir()) and not written_by_resflex(out):
+            raise FileExistsError(f"{out} is not a folder resflex wrote (no manifest.json + lut.json, report.md or "
+                                  "summary.json in it); --overwrite replaces only resflex's own outputs: remove it "
+                                  "yourself or choose another --out")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    check_writable(out.parent)
+    clean_stale(out.parent, out.name)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.{os.getpid()}.", suffix=".tmp", dir=out.parent))
+    try:
+        yield tmp
+        if out.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.{os.getpid()}.old.", suffix=".tmp", dir=out.parent))
+            os.replace(out, old)
+            os.replace(tmp, out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+
+@contextlib.contextmanager
+def output_folder(out: str | Path, overwrite: bool = False, keep: str | Path | None = None) -> Iterator[Path]:
+    """`staging_dir(out)` for a folder of results (`resflex report`, `resflex simulate`) after two checks: `out` must
+    not be (or contain) the folder `keep` (the bundle the results are about), and an existing non-empty `out` is
+    replaced only with `overwrite`."""
+    out = Path(out)
+    if keep is not None:
+        kept = Path(keep).resolve()
+        if out.resolve() == kept or kept.is_relative_to(out.resolve()):
+            raise ValueError(f"--out {out} would replace the bundle {keep}; choose another folder")
+    if out.exists() and not overwrite and not (out.is_dir() and not any(out.iterdir())):
+        raise FileExistsError(f"{out} already exists and is not empty; pass --overwrite to replace it or choose "
+                              "another --out")
+    with staging_dir(out, overwrite=True) as stage:
+        yield stage
+
+def _bundle_files(bundle: Path) -> list[Path]:
+    """Every regular file under `bundle` except top-level hidden files (temporaries); refuses symlinks and special
+    files."""
+    files = []
+    for p in sorted(bundle.rglob("*")):
+        rel = p.relative_to(bundle)
+        if rel.parts[0].startswith("."):
+            continue
+        if p.is_symlink():
+            raise SchemaError(f"{bundle}: {rel.as_posix()} is a symlink; a bundle may not contain symlinks")
+        if p.is_file():
+            files.append(p)
+        elif not p.is_dir():
+            raise SchemaError(f"{bundle}: {rel.as_posix()} is not a regular file or folder")
+    return files
+
+
+def write_zip(bundle: Path, archive: Path) -> Path:
+    """Zip a bundle directory (paths relative to it), atomically; refuses symlinks and special files, leaves out
+    top-level hidden files (temporaries)."""
+    bundle, archive = Path(bundle), Path(archive)
+    files = _bundle_files(bundle)
+    clean_stale(archive.parent, archive.name)
+    fd, name = tempfile.mkstemp(prefix=f".{archive.name}.{os.getpid()}.", suffix=".tmp", dir=archive.parent)
+    os.close(fd)
+    try:
+        with zipfile.ZipFile(name, "w", zipfile.ZIP_DEFLATED) as z:
+            for f in files:
+                z.write(f, f.relative_to(bundle).as_posix())
+        os.replace(name, archive)
+    finally:
+        Path(name).unlink(missing_ok=True)
+    return archive
+
+
+def extract_zip(archive: Path, dest: Path, max_bytes: int = MAX_ZIP_BYTES, max_ratio: float = MAX_ZIP_RATIO) -> Path:
+    """Extract a bundle archive into `dest` (new, or an empty folder), atomically. Refuses unsafe member names
+    (absolute, '..', backslashes), duplicates, symlinks and special files, more than `max_bytes` uncompressed, an
+    expansion over `max_ratio` × the archive's size (a zip bomb), and members whose data exceed their declared
+    size. Nothing is written to `dest` unless every check passes."""
+    archive, dest = Path(archive), Path(dest)
+    if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
+        raise FileExistsError(f"{dest}: exists and is not an empty folder; extract into a new folder")
+    try:
+        z = zipfile.ZipFile(archive)
+    except (zipfile.BadZipFile, OSError) as e:
+        raise SchemaError(f"{archive}: not a readable zip archive: {e}") from None
+    with z:
+        infos, seen, total = z.infolist(), set(), 0
+        for info in infos:
+            name = info.filename.removesuffix("/") if info.is_dir() else info.filename
+            safe_relpath(name, f"{archive}: member")
+            mode = info.external_attr >> 16
+            if stat.S_IFMT(mode) not in (0, stat.S_IFREG, stat.S_IFDIR):
+                raise SchemaError(f"{archive}: member {name!r} is a symlink or special file; a bundle holds only "
+                                  "files and folders")
+            if name in seen:
+                raise SchemaError(f"{archive}: member {name!r} appears twice")
+            seen.add(name)
+            total += info.file_size
+        if total > max_bytes:
+            raise SchemaError(f"{archive}: {total} bytes uncompressed, over the limit of {max_bytes}")
+        if total > max_ratio * max(archive.stat().st_size, 1):
+            raise SchemaError(f"{archive}: expands {total / max(archive.stat().st_size, 1):.0f}× (limit {max_ratio}×);"
+                              " refusing a likely zip bomb")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        clean_stale(dest.parent, dest.name)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.{os.getpid()}.", suffix=".tmp", dir=dest.parent))
+        try:
+            for info in infos:
+                target = tmp / info.filename
+                if info.is_dir():
+                    target.mkdir(parents=True, exist_ok=True)
+                    continue
+                target.parent.mkdir(parents=True, exist_ok=True)
+                left = info.file_size
+                with z.open(info) as src, open(target, "xb") as out:
+                    for chunk in iter(lambda: src.read(1 << 20), b""):
+                        left -= len(chunk)
+                        if left < 0:
+                            raise SchemaError(f"{archive}: member {info.filename!r} holds more than its declared "
+                                              f"{info.file_size} bytes")
+                        out.write(chunk)
+            if dest.exists():
+                dest.rmdir()
+            os.replace(tmp, dest)
+        except (zipfile.BadZipFile, RuntimeError, NotImplementedError, EOFError, zlib.error) as e:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise SchemaError(f"{archive}: corrupt or unsupported archive: {e}") from None
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+    return dest
+
+
+@contextlib.contextmanager
+def lut_lock(bundle: str | Path, timeout_s: float = 600.0) -> Iterator[None]:
+    """Hold the bundle's advisory lock (`fcntl.flock` on the bundle folder itself, so no lock file is left in it):
+    lut.json writers take turns. A second writer waits up to `timeout_s`, then fails with TimeoutError."""
+    try:
+        fd = os.open(bundle, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError as e:
+        raise SchemaError(f"{bundle}: cannot open the bundle folder ({e.strerror or e})") from None
+    try:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"{bundle}: another process has been writing {LUT_FILE} for over "
+                                       f"{timeout_s:.0f} s (the bundle is locked); try again when it is done") from None
+                time.sleep(0.05)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _write_lut_locked(path: Path, table: LUT) -> None:
+    clean_stale(path.parent, LUT_FILE)  # under the lock every temporary of lut.json is a dead writer's
+    fd, name = tempfile.mkstemp(prefix=f".{LUT_FILE}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        write_json(table, tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_lut(bundle: str | Path, table: LUT) -> Path:
+    """Replace a bundle's lut.json atomically, under the bundle's lock (validated; a crash leaves the old file)."""
+    path = Path(bundle) / LUT_FILE
+    with lut_lock(bundle):
+        _write_lut_locked(path, table)
+    return path
+
+
+def update_lut(bundle: str | Path, change) -> LUT:
+    """Read lut.json, apply `change(lut) -> LUT` and write the result, all under the bundle's lock, so concurrent
+    writers (two `profile` runs, `profile --import`) never lose each other's entries. Returns the LUT written."""
+    path = Path(bundle) / LUT_FILE
+    with lut_lock(bundle):
+        table = change(read_json(LUT, path))
+        _write_lut_locked(path, table)
+    return table
+
+
+def inside(root: Path, relpath: str, where: str) -> Path:
+    """`root / relpath` after checking that it cannot leave `root`: a safe relative path, no symlink on the way or
+    (for a folder such as .mlpackage) inside it, nothing but regular files and folders, and a resolved location
+    under the resolved root."""
+    safe_relpath(relpath, where)
+    path, step = root / relpath, root
+    for part in PurePosixPath(relpath).parts:
+        step = step / part
+        if step.is_symlink():
+            raise SchemaError(f"{where}: {relpath!r} passes through the symlink {step.relative_to(root)}; a bundle may "
+                              "not contain symlinks")
+    if path.exists():
+        if not (path.is_file() or path.is_dir()):
+            raise SchemaError(f"{where}: {relpath!r} is not a regular file or folder")
+        if path.is_dir():
+            for p in path.rglob("*"):
+                if p.is_symlink():
+                    raise SchemaError(f"{where}: {relpath!r} contains a symlink; a bundle may not contain symlinks")
+                if not (p.is_file() or p.is_dir()):
+                    raise SchemaError(f"{where}: {relpath!r} contains {p.relative_to(root)}, which is not a regular "
+                                      "file or folder")
+        if not path.resolve().is_relative_to(root.resolve()):
+            raise SchemaError(f"{where}: {relpath!r} resolves outside the bundle")
+    return path
+
+
+class Bundle:
+    """An opened bundle: the validated `lut`, the `manifest` (when the folder has one), the raw selector policy
+    document (when it has one) and verified access to the files its manifest lists.
+
+    `Bundle.open` is the one reader: convert's inspect, the selector, simulate, profile and report use it. A file is
+    handed out by `file(relpath)` only if the manifest lists it with a sha256, its path stays inside the bundle and
+    its bytes match (checked once per file)."""
+
+    def __init__(self, root: Path, lut: LUT, manifest: Manifest | None, policy: dict | None):
+        self.root, self.lut, self._manifest, self.policy = root, lut, manifest, policy
+        self._listed = {} if manifest is None else {
+            f: sha for a in manifest.artifacts for f, sha in ((a.file, a.sha256), *((x.file, x.sha256) for x in a.extra_files))}
+        self._verified: set[str] = set()
+
+    @classmethod
+    def open(cls, path: str | Path, verify: bool = True) -> Bundle:
+        """Read and validate `path/lut.json`, `manifest.json` (required with `verify`) and `selector_policy.json`
+        (optional); with `verify`, every file the manifest lists is checked now."""
+        root = Path(path)
+        if not root.is_dir():
+            raise SchemaError(f"{root}: not a bundle directory (expected {MANIFEST} and {LUT_FILE} inside)")
+        for name in (MANIFEST, LUT_FILE, POLICY_FILE):
+            inside(root, name, str(root))
+            if (root / name).exists() and not (root / name).is_file():
+                raise SchemaError(f"{root / name}: expected a file, found a folder")
+        manifest = read_json(Manifest, root / MANIFEST) if verify or (root / MANIFEST).exists() else None
+        lut = read_json(LUT, root / LUT_FILE)
+        policy = read_json_data(root / POLICY_FILE, "selector policy") if (root / POLICY_FILE).exists() else None
+        if policy is not None and not isinstance(policy, dict):
+            raise SchemaError(f"{root / POLICY_FILE}: expected a JSON object of policy fields")
+        if manifest is not None:
+            artifacts = {a.file: a for a in manifest.artifacts}
+            for i, op in enumerate(lut.operating_points):
+                where = f"{root / LUT_FILE}: operating_points[{i}]"
+                a = artifacts.get(op.artifact)
+                if a is None:
+                    raise SchemaError(f"{where}.artifact {op.artifact!r} is not an artifact of {MANIFEST}")
+                if (a.backend, a.precision) != (op.backend, op.precision):
+                    raise SchemaError(f"{where}: {op.backend.value} {op.precision.value}, but {MANIFEST} lists "
+                                      f"{op.artifact!r} as {a.backend.value} {a.precision.value}")
+                entries = {e.name: e for e in a.entries}
+                if op.entry not in entries:
+                    raise SchemaError(f"{where}.entry {op.entry!r} is not an entry of {op.artifact!r} in {MANIFEST} "
+                                      f"(its entries: {', '.join(entries)})")
+                if entries[op.entry].resolution != op.resolution:
+                    raise SchemaError(f"{where}: resolution {op.resolution}, but {MANIFEST} says entry {op.entry!r} "
+                                      f"serves {entries[op.entry].resolution}")
+        bundle = cls(root, lut, manifest, policy)
+        if verify:
+            for relpath in bundle._listed:
+                bundle.file(relpath)
+        return bundle
+
+    @property
+    def manifest(self) -> Manifest:
+        if self._manifest is None:
+            raise SchemaError(f"{self.root}: no {MANIFEST} (a bundle written by `resflex convert` has one)")
+        return self._manifest
+
+    def file(self, relpath: str) -> Path:
+        """The verified path of a file (or .mlpackage folder) the manifest lists; SchemaError names what is wrong."""
+        where = f"{self.root / MANIFEST}"
+        if relpath not in self._listed:
+            self.manifest  # noqa: B018 — a clear error when there is no manifest at all
+            raise SchemaError(f"{where}: {relpath!r} is not a file listed in the manifest")
+        path = inside(self.root, relpath, where)
+        if relpath not in self._verified:
+            if not path.exists():
+                raise SchemaError(f"{self.root}: artifact file {relpath} listed in {MANIFEST} is missing")
+            digest = sha256_of(path)
+            if digest != self._listed[relpath]:
+                raise SchemaError(f"{self.root}: checksum mismatch for {relpath}: sha256 {digest}, {MANIFEST} says "
+                                  f"{self._listed[relpath]} — the file was modified or corrupted")
+            self._verified.add(relpath)
+        return path
+
+    def entry_file(self, artifact: str, entry: str) -> Path | None:
+        """The verified file an entry names (ONNX: one file per resolution), or None where the backend's entries are
+        methods/functions/signatures inside the artifact's file."""
+        a = next((a for a in self.manifest.artifacts if a.file == artifact), None)
+        if a is None or entry not in {e.name for e in a.entries}:
+            raise SchemaError(f"{self.root / MANIFEST}: no entry {entry!r} in artifact {artifact!r}")
+        relpath = entry_file(a, entry)
+        return None if relpath is None else self.file(relpath)
+
+    def reload_lut(self) -> LUT:
+        """lut.json as it is on disk now (another process may have profiled into it meanwhile)."""
+        self.lut = read_json(LUT, self.root / LUT_FILE)
+        return self.lut
