@@ -82,6 +82,8 @@ class BackgroundExport:
             out = self.work / "result.pt"
             if not out.exists():
                 raise RuntimeError(f"{self.name} export process exited with code {code} and no result")
+            # Full unpickling is safe here only because this run wrote the file itself, into its own mkdtemp folder
+            # (mode 0700); never point it at a file from elsewhere.
             done = torch.load(out, weights_only=False)
             self._result, self.seconds, self.errors = done["exported"], done["seconds"], done["errors"]
             return self._result
@@ -116,7 +118,7 @@ def _exit_with_parent() -> None:
 
 def main(job_file: str) -> int:
     _exit_with_parent()
-    job = torch.load(job_file, weights_only=False)
+    job = torch.load(job_file, weights_only=False)  # written by the parent into its private mkdtemp folder
     result = {"exported": {}, "seconds": {}, "errors": {}}
     with converting(job["verbose"]), native_stderr_filtered():
         backend = job["backend"]

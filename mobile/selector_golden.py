@@ -82,7 +82,6 @@ def phone_lut(*, energy: bool = False, measured: bool = True, models: bool = Fal
     return schema.LUT(points, devices={"phone": device})
 
 
-RUNTIMES = {"executorch": "executorch", "tflite": "tflite", "onnx": "onnxruntime", "coreml": "coreml"}
 _EXTENSIONS = {"executorch": "pte", "tflite": "tflite", "onnx": "onnx", "coreml": "mlpackage"}
 
 
@@ -93,7 +92,7 @@ def op(resolution: int, kind: tuple, top1: float, ms: float | None = None, mj: f
     ((runtime, threads, p50 ms, energy mJ or None), ...)."""
     backend, precision, unit = kind
     if ms is not None:
-        entries = ((RUNTIMES[backend], 1 if unit == "GPU" else 4, ms, mj),)
+        entries = ((schema.BACKEND_RUNTIMES[schema.Backend(backend)], 1 if unit == "GPU" else 4, ms, mj),)
     return schema.OperatingPoint(
         resolution=resolution, backend=schema.Backend(backend), precision=schema.Precision(precision), compute_unit=unit,
         artifact=f"{backend}/model_{precision}.{_EXTENSIONS[backend]}", entry=f"forward_{resolution}",
@@ -115,7 +114,6 @@ def demo_lut(resolutions=(224, 192, 160, 128, 96), device: str = "phone") -> sch
     compute unit of the backend (ExecuTorch XNNPACK; TFLite CPU, GPU, NNAPI; ONNX CPU), all measured."""
     speed = {("executorch", "XNNPACK"): 1.0, ("tflite", "CPU"): 1.15, ("tflite", "GPU"): 0.9,
              ("tflite", "NNAPI"): 0.6, ("onnx", "CPUExecutionProvider"): 1.3}
-    runtime = {"executorch": "executorch", "tflite": "tflite", "onnx": "onnxruntime"}
     points = []
     for (backend, unit), s in speed.items():
         for precision in ("fp32", "int8"):
@@ -126,7 +124,7 @@ def demo_lut(resolutions=(224, 192, 160, 128, 96), device: str = "phone") -> sch
                 points.append(schema.OperatingPoint(
                     r, schema.Backend(backend), schema.Precision(precision), unit, f"{backend}/model_{precision}", f"e{r}",
                     _macs(r), 2_200_000, 9_000_000, len(resolutions), top1=round(top1, 4),
-                    latency={device: [schema.Latency(runtime[backend], 4, 50, round(ms, 3), round(ms * 1.1, 3),
+                    latency={device: [schema.Latency(schema.BACKEND_RUNTIMES[schema.Backend(backend)], 4, 50, round(ms, 3), round(ms * 1.1, 3),
                                                 round(ms * 1.2, 3), energy_mj=round(ms * (2.5 if unit in (
                                                     "GPU", "NNAPI") else 3.5), 3))]}))
     return schema.LUT(points, devices={device: schema.Device({"model": "bench phone"})})
