@@ -110,13 +110,10 @@ public enum BundleReader {
         }
     }
 
-    /// mobile/bundle/schema.py `safe_relpath`: relative, POSIX, no `..`, no `~`, not empty.
+    /// mobile/bundle/schema.py `safe_relpath` (`SchemaRules.pathProblem`): relative, POSIX, canonical (no `.`, `..`
+    /// or empty parts), no `~`, no control characters, not empty.
     public static func checkSafe(_ path: String, field: String) throws {
-        let parts = path.split(separator: "/", omittingEmptySubsequences: false)
-        if path.isEmpty || path.contains("\\") || path.hasPrefix("/") || path.hasPrefix("~") || parts.contains("..") {
-            throw BundleError("\(field): \"\(path)\" is not a safe relative path inside the bundle (no absolute paths, "
-                + "no '..', POSIX separators)")
-        }
+        if let problem = SchemaRules.pathProblem(path) { throw BundleError("\(field): \(problem)") }
     }
 
     /// Safe, and (following symlinks) inside the bundle.

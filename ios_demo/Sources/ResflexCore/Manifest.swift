@@ -101,86 +101,130 @@ public struct Manifest: Equatable {
         return try fromJSON(doc, source: source)
     }
 
+    /// manifest.json files reserved for the bundle's own documents (schema.py RESERVED_FILES).
+    public static let reserved = ["manifest.json", "lut.json", "selector_policy.json"]
+
+    /// Read and check a manifest.json: types, the ranges of mobile/bundle/schema.py `RULES` (`SchemaRules`) and its
+    /// checks across fields (unique resolutions, inputs, files and entries; an ONNX entry names a file of its artifact).
     public static func fromJSON(_ doc: JSONValue, source: String = Manifest.file) throws -> Manifest {
         let top = try Fields(doc, source)
         guard top.fields["kind"]?.stringValue == kind else {
             throw SchemaError("\(source): kind is \(top.fields["kind"]?.text ?? "nothing"), expected \(kind)")
         }
-        guard let version = top.fields["schema_version"]?.stringValue,
-              version.components(separatedBy: ".")[0] == schemaMajor else {
+        guard let version = top.fields["schema_version"]?.stringValue, SchemaRules.isVersion(version) else {
             throw SchemaError("\(source): schema_version \(top.fields["schema_version"]?.text ?? "nothing") is not "
-                + "supported by this reader (major \(schemaMajor))")
+                + "supported by this reader (expected \"\(schemaMajor).MINOR\", major \(schemaMajor))")
         }
         let m = try Fields(top.raw("model"), "\(source): model")
-        let model = try ModelInfo(arch: m.string("arch"), method: m.string("method"), numClasses: m.int("num_classes"),
-                                  trainResolutions: ints(m, "train_resolutions"),
+        _ = try m.optDouble("width", SchemaRules.positive)
+        let model = try ModelInfo(arch: m.string("arch"), method: m.string("method"),
+                                  numClasses: m.int("num_classes", SchemaRules.count),
+                                  trainResolutions: m.integers("train_resolutions", SchemaRules.resolution, unique: true),
                                   classNames: strings(m, "class_names"),
-                                  checkpointSha256: m.string("checkpoint_sha256"))
+                                  checkpointSha256: m.string("checkpoint_sha256", SchemaRules.sha256))
         var inputs: [InputSpec] = []
         for (i, raw) in try list(top, "inputs").enumerated() {
             let f = try Fields(raw, "\(source): inputs[\(i)]")
-            let mean = try doubles(f, "mean")
-            let std = try doubles(f, "std")
+            let mean = try f.numbers("mean", SchemaRules.any)
+            let std = try f.numbers("std", SchemaRules.positive)
             if mean.count != 3 { throw f.fail("mean", "3 numbers (R, G, B)") }
-            if std.count != 3 || std.contains(where: { !($0 > 0) || !$0.isFinite }) {
-                throw f.fail("std", "3 positive numbers (R, G, B)")
-            }
-            let spec = try InputSpec(resolution: f.int("resolution"), resizeShorterTo: f.int("resize_shorter_to"),
-                                     crop: f.int("crop"), mean: mean, std: std,
+            if std.count != 3 { throw f.fail("std", "3 positive numbers (R, G, B)") }
+            let spec = try InputSpec(resolution: f.int("resolution", SchemaRules.resolution),
+                                     resizeShorterTo: f.int("resize_shorter_to", SchemaRules.resolution),
+                                     crop: f.int("crop", SchemaRules.resolution), mean: mean, std: std,
                                      interpolation: f.raw("interpolation")?.stringValue ?? "bilinear",
                                      valueRange: f.raw("value_range")?.stringValue ?? "RGB in [0, 1] before mean/std")
-            if spec.crop < 1 || spec.resizeShorterTo < spec.crop {
+            if spec.resizeShorterTo < spec.crop {
                 throw f.fail("crop", "a positive size ≤ resize_shorter_to")
+            }
+            if let first = inputs.firstIndex(where: { $0.resolution == spec.resolution }) {
+                throw SchemaError("\(f.location).resolution: duplicate input resolution \(spec.resolution) (also "
+                    + "inputs[\(first)])")
             }
             inputs.append(spec)
         }
         var artifacts: [ArtifactInfo] = []
+        var files: [String: String] = [:]
         for (i, raw) in try list(top, "artifacts").enumerated() {
             let f = try Fields(raw, "\(source): artifacts[\(i)]")
-            let layoutText = try f.string("layout")
-            guard let layout = Layout(rawValue: layoutText) else { throw f.fail("layout", "\"NCHW\" or \"NHWC\"") }
-            var entries: [EntryInfo] = []
-            for (j, rawEntry) in try list(f, "entries").enumerated() {
-                let e = try Fields(rawEntry, "\(f.location).entries[\(j)]")
-                try entries.append(EntryInfo(resolution: e.int("resolution"), name: e.string("name"),
-                                             inputName: e.string("input_name"), outputName: e.string("output_name"),
-                                             inputShape: ints(e, "input_shape")))
+            let a = try artifact(f)
+            let own = [a.file] + a.extraFiles.map { $0.file }
+            for (k, file) in own.enumerated() {
+                let field = k == 0 ? "\(f.location).file" : "\(f.location).extra_files[\(k - 1)].file"
+                if reserved.contains(file) {
+                    throw SchemaError("\(field): \"\(file)\" is reserved for the bundle's own documents")
+                }
+                if let first = files[file] { throw SchemaError("\(field): duplicate artifact file \"\(file)\" (also \(first))") }
+                files[file] = field.replacingOccurrences(of: "\(source): ", with: "")
             }
-            var extra: [FileRef] = []
-            for (j, rawRef) in (try f.optArray("extra_files") ?? []).enumerated() {
-                let r = try Fields(rawRef, "\(f.location).extra_files[\(j)]")
-                try extra.append(FileRef(file: r.string("file"), sha256: r.string("sha256"), bytes: r.int("bytes")))
+            for (j, e) in a.entries.enumerated() {
+                if let k = a.entries[..<j].firstIndex(where: { $0.name == e.name }) {
+                    throw SchemaError("\(f.location).entries[\(j)].name: duplicate entry name \(e.name) (also entries[\(k)])")
+                }
+                if let k = a.entries[..<j].firstIndex(where: { $0.resolution == e.resolution }) {
+                    throw SchemaError("\(f.location).entries[\(j)].resolution: duplicate entry resolution "
+                        + "\(e.resolution) (also entries[\(k)])")
+                }
+                if let path = entryFile(a, e.name), !own.contains(path) {
+                    throw SchemaError("\(f.location).entries[\(j)].name: \"\(e.name)\" names the file \"\(path)\", which "
+                        + "is not this artifact's file or one of its extra_files (each listed with a sha256)")
+                }
             }
-            guard case .bool(let runsOnHost)? = f.raw("runs_on_host") else { throw f.fail("runs_on_host", "true or false") }
-            try artifacts.append(ArtifactInfo(backend: f.string("backend"), precision: f.string("precision"),
-                                              file: f.string("file"), sha256: f.string("sha256"), bytes: f.int("bytes"),
-                                              layout: layout, entries: entries, runsOnHost: runsOnHost,
-                                              extraFiles: extra))
+            artifacts.append(a)
         }
-        return Manifest(model: model, resolutions: try ints(top, "resolutions"), inputs: inputs, artifacts: artifacts)
+        let resolutions = try Fields.integers(top.raw("resolutions"), at: "\(source): resolutions", SchemaRules.resolution,
+                                              unique: true)
+        return Manifest(model: model, resolutions: resolutions, inputs: inputs, artifacts: artifacts)
+    }
+
+    /// The bundle-relative file an entry names, for backends whose entries are files (ONNX); nil otherwise.
+    public static func entryFile(_ artifact: ArtifactInfo, _ name: String) -> String? {
+        guard artifact.backend == "onnx" else { return nil }
+        guard let slash = artifact.file.lastIndex(of: "/") else { return name }
+        return String(artifact.file[...slash]) + name
+    }
+
+    private static func artifact(_ f: Fields) throws -> ArtifactInfo {
+        let layoutText = try f.string("layout")
+        guard let layout = Layout(rawValue: layoutText) else { throw f.fail("layout", "\"NCHW\" or \"NHWC\"") }
+        let file = try f.string("file")
+        if let problem = SchemaRules.pathProblem(file) { throw SchemaError("\(f.location).file: \(problem)") }
+        var entries: [EntryInfo] = []
+        let rawEntries = try list(f, "entries")
+        if rawEntries.isEmpty { throw f.fail("entries", "at least one entry (an artifact serves at least one resolution)") }
+        for (j, rawEntry) in rawEntries.enumerated() {
+            let e = try Fields(rawEntry, "\(f.location).entries[\(j)]")
+            try entries.append(EntryInfo(resolution: e.int("resolution", SchemaRules.resolution),
+                                         name: e.string("name", SchemaRules.entryName),
+                                         inputName: e.string("input_name"), outputName: e.string("output_name"),
+                                         inputShape: e.integers("input_shape", SchemaRules.count)))
+        }
+        var extra: [FileRef] = []
+        for (j, rawRef) in (try f.optArray("extra_files") ?? []).enumerated() {
+            let r = try Fields(rawRef, "\(f.location).extra_files[\(j)]")
+            let name = try r.string("file")
+            if let problem = SchemaRules.pathProblem(name) { throw SchemaError("\(r.location).file: \(problem)") }
+            try extra.append(FileRef(file: name, sha256: r.string("sha256", SchemaRules.sha256),
+                                     bytes: r.int("bytes", SchemaRules.nonNegative)))
+        }
+        for (j, rawParity) in (try f.optArray("parity") ?? []).enumerated() {
+            let p = try Fields(rawParity, "\(f.location).parity[\(j)]")
+            _ = try p.int("resolution", SchemaRules.resolution)
+            _ = try p.int("samples", SchemaRules.count)
+            _ = try p.double("max_rel_error", SchemaRules.nonNegative)
+            for name in ["top1_agreement", "top1_artifact", "top1_torch"] { _ = try p.double(name, SchemaRules.fraction) }
+        }
+        _ = try f.optDouble("convert_seconds", SchemaRules.nonNegative)
+        guard case .bool(let runsOnHost)? = f.raw("runs_on_host") else { throw f.fail("runs_on_host", "true or false") }
+        return try ArtifactInfo(backend: f.string("backend"), precision: f.string("precision"), file: file,
+                                sha256: f.string("sha256", SchemaRules.sha256),
+                                bytes: f.int("bytes", SchemaRules.nonNegative), layout: layout, entries: entries,
+                                runsOnHost: runsOnHost, extraFiles: extra)
     }
 
     private static func list(_ f: Fields, _ name: String) throws -> [JSONValue] {
         guard let a = f.raw(name)?.arrayValue else { throw f.fail(name, "a list") }
         return a
-    }
-
-    private static func ints(_ f: Fields, _ name: String) throws -> [Int] {
-        var out: [Int] = []
-        for v in try list(f, name) {
-            guard let i = v.intValue else { throw f.fail(name, "a list of integers") }
-            out.append(i)
-        }
-        return out
-    }
-
-    private static func doubles(_ f: Fields, _ name: String) throws -> [Double] {
-        var out: [Double] = []
-        for v in try list(f, name) {
-            guard let d = v.doubleValue else { throw f.fail(name, "a list of numbers") }
-            out.append(d)
-        }
-        return out
     }
 
     private static func strings(_ f: Fields, _ name: String) throws -> [String] {

@@ -183,7 +183,7 @@ final class BundleReaderTests: XCTestCase {
         inputs[1]["std"] = [0.2, 0.0, 0.2]
         m["inputs"] = inputs
         try writeManifest(m)
-        XCTAssertTrue(openError().contains("manifest.json: inputs[1].std: expected 3 positive numbers"), openError())
+        XCTAssertTrue(openError().contains("manifest.json: inputs[1].std[1]: 0 is out of range (expected > 0)"), openError())
         try dir.write("manifest.json", "{not json")
         XCTAssertTrue(openError().contains("manifest.json: not valid JSON"), openError())
     }
@@ -245,6 +245,106 @@ final class BundleReaderTests: XCTestCase {
         try FileManager.default.createSymbolicLink(atPath: pte.path, withDestinationPath: "../shared/model.pte")
         artifact(&m, 1, "sha256", Sha256Stream.hex(of: Data((0..<200).map { UInt8($0) })))
         try writeManifest(m)
+        XCTAssertEqual(openError(), "no error")
+    }
+
+    /// Set `value` at `path` (object keys and list indices) of a manifest built by `makeBundle`.
+    static func set(_ doc: Any, _ path: [Any], _ value: Any) -> Any {
+        guard let first = path.first else { return value }
+        let rest = Array(path.dropFirst())
+        if var o = doc as? [String: Any], let k = first as? String {
+            o[k] = set(o[k] ?? NSNull(), rest, value)
+            return o
+        }
+        if var a = doc as? [Any], let i = first as? Int {
+            a[i] = set(a[i], rest, value)
+            return a
+        }
+        return doc
+    }
+
+    /// The ranges of mobile/bundle/schema.py RULES for manifest.json, one row per rule: (path of the mutated value,
+    /// the value, the field path the error must name, a fragment of the problem).
+    static let badManifests: [(path: [Any], value: Any, field: String, problem: String)] = [
+        (["schema_version"], "1.garbage", "schema_version", "\"1.garbage\" is not supported"),
+        (["resolutions"], [-224, 160], "resolutions[0]", "-224 is out of range (expected ≥ 1 and ≤ 65536)"),
+        (["resolutions"], [224, 224], "resolutions[1]", "repeated value 224"),
+        (["resolutions"], [9_007_199_254_740_992], "resolutions[0]", "integers are at most 2^53 − 1"),
+        (["model", "train_resolutions"], [160, 160], "model.train_resolutions[1]", "repeated value 160"),
+        (["model", "num_classes"], 0, "model.num_classes", "0 is out of range (expected ≥ 1)"),
+        (["model", "width"], -1.5, "model.width", "out of range (expected > 0)"),
+        (["model", "checkpoint_sha256"], String(repeating: "AB", count: 32), "model.checkpoint_sha256",
+         "does not match ^[0-9a-f]{64}$"),
+        (["inputs", 0, "resolution"], 0, "inputs[0].resolution", "0 is out of range"),
+        (["inputs", 1, "resolution"], 224, "inputs[1].resolution", "duplicate input resolution 224"),
+        (["inputs", 0, "crop"], 0, "inputs[0].crop", "out of range"),
+        (["inputs", 0, "resize_shorter_to"], 70000, "inputs[0].resize_shorter_to", "out of range"),
+        (["inputs", 0, "std"], [0.2, -0.1, 0.2], "inputs[0].std[1]", "-0.1 is out of range (expected > 0)"),
+        (["artifacts", 0, "sha256"], "abc", "artifacts[0].sha256", "does not match ^[0-9a-f]{64}$"),
+        (["artifacts", 1, "extra_files", 0, "sha256"], String(repeating: "g", count: 64),
+         "artifacts[1].extra_files[0].sha256", "does not match"),
+        (["artifacts", 1, "extra_files", 0, "bytes"], -5, "artifacts[1].extra_files[0].bytes", "out of range"),
+        (["artifacts", 0, "bytes"], -1, "artifacts[0].bytes", "-1 is out of range (expected ≥ 0)"),
+        (["artifacts", 0, "convert_seconds"], -0.5, "artifacts[0].convert_seconds", "out of range"),
+        (["artifacts", 0, "entries", 0, "name"], "main 224", "artifacts[0].entries[0].name", "does not match"),
+        (["artifacts", 0, "entries", 0, "name"], "../main_224", "artifacts[0].entries[0].name", "does not match"),
+        (["artifacts", 0, "entries", 1, "name"], "main_224", "artifacts[0].entries[1].name", "duplicate entry name"),
+        (["artifacts", 0, "entries", 1, "resolution"], 224, "artifacts[0].entries[1].resolution",
+         "duplicate entry resolution"),
+        (["artifacts", 0, "entries", 0, "resolution"], -224, "artifacts[0].entries[0].resolution", "out of range"),
+        (["artifacts", 0, "entries", 0, "input_shape"], [1, 3, 0, 224], "artifacts[0].entries[0].input_shape[2]",
+         "0 is out of range (expected ≥ 1)"),
+        (["artifacts", 0, "entries"], [Any](), "artifacts[0].entries", "at least one entry"),
+        (["artifacts", 1, "file"], "manifest.json", "artifacts[1].file", "reserved"),
+        (["artifacts", 1, "file"], "coreml/model.mlpackage", "artifacts[1].file", "duplicate artifact file"),
+        (["artifacts", 0, "file"], "coreml/./model.mlpackage", "artifacts[0].file", "not a safe relative path"),
+        (["artifacts", 0, "file"], "coreml//model.mlpackage", "artifacts[0].file", "not a safe relative path"),
+        (["artifacts", 0, "parity"], [["resolution": 224, "samples": 10, "max_rel_error": 0.0, "top1_agreement": 1.5,
+                                       "top1_artifact": 0.5, "top1_torch": 0.5, "passed": false]],
+         "artifacts[0].parity[0].top1_agreement", "1.5 is out of range (expected ≥ 0 and ≤ 1)"),
+    ]
+
+    func testOutOfRangeManifestValuesAreRefusedNamingTheField() throws {
+        let m = try makeBundle()
+        for (n, c) in BundleReaderTests.badManifests.enumerated() {
+            try writeManifest(BundleReaderTests.set(m, c.path, c.value) as! [String: Any])
+            let e = openError()
+            // "FILE: FIELD: problem" (schema_version, as before: "FILE: schema_version "1.x" is not supported")
+            XCTAssertTrue(e.hasPrefix("manifest.json: \(c.field): ") || e.hasPrefix("manifest.json: \(c.field) "),
+                          "case \(n): \(e)")
+            XCTAssertTrue(e.contains(c.problem), "case \(n): '\(e)' should say '\(c.problem)'")
+        }
+        try writeManifest(m)
+        XCTAssertEqual(openError(), "no error")
+    }
+
+    func testNonFiniteManifestNumbersAreRefusedNamingTheField() throws {
+        // JSONDecoder refuses a bare NaN in the file; a document built in code can still carry one.
+        let m = try makeBundle()
+        try writeManifest(m)
+        let doc = try JSONValue.parse(try Data(contentsOf: dir.url.appendingPathComponent("manifest.json")))
+        guard case .object(var top) = doc, case .array(var inputs)? = top["inputs"], case .object(var first) = inputs[0]
+        else { return XCTFail("manifest shape") }
+        first["mean"] = .array([.double(0.5), .double(.nan), .double(0.5)])
+        inputs[0] = .object(first)
+        top["inputs"] = .array(inputs)
+        XCTAssertThrowsError(try Manifest.fromJSON(.object(top))) { error in
+            XCTAssertTrue("\(error)".hasPrefix("manifest.json: inputs[0].mean[1]: expected a finite number"), "\(error)")
+        }
+        let text = String(decoding: try Data(contentsOf: dir.url.appendingPathComponent("manifest.json")), as: UTF8.self)
+        try dir.write("manifest.json", text.replacingOccurrences(of: "\"num_classes\":3", with: "\"num_classes\":NaN"))
+        XCTAssertTrue(openError().hasPrefix("manifest.json: not valid JSON"), openError())
+    }
+
+    func testOutOfRangeLutValuesAreRefusedByOpen() throws {
+        try writeManifest(try makeBundle())
+        try dir.write("lut.json", BundleReaderTests.lutText.replacingOccurrences(of: "\"top1\": 0.6", with: "\"top1\": 1.5"))
+        XCTAssertEqual(openError(), "lut.json: operating_points[1].top1: 1.5 is out of range (expected ≥ 0 and ≤ 1)")
+        try dir.write("lut.json", BundleReaderTests.lutText.replacingOccurrences(of: "\"1.0\"", with: "\"1.garbage\""))
+        XCTAssertTrue(openError().hasPrefix("lut.json: schema_version \"1.garbage\" is not supported"), openError())
+        try dir.write("lut.json", BundleReaderTests.lutText.replacingOccurrences(of: "\"main_160\"", with: "\"main 160\""))
+        XCTAssertTrue(openError().hasPrefix("lut.json: operating_points[1].entry: \"main 160\" does not match"), openError())
+        try dir.write("lut.json", BundleReaderTests.lutText)
         XCTAssertEqual(openError(), "no error")
     }
 }

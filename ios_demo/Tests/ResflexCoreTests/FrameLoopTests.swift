@@ -122,7 +122,7 @@ final class FrameLoopTests: XCTestCase {
         let text = """
             {"kind": "resflex.lut", "schema_version": "1.0", "operating_points": [
             \(op(224, "CPU_ONLY", 30, 0.75)), \(op(224, "ALL", 8, 0.75)), \(op(160, "CPU_ONLY", 15, 0.70)),
-            \(op(160, "ALL", 5, 0.70)), \(op(256, "GPU", 1, 0.9, backend: "tflite"))]}
+            \(op(160, "ALL", 5, 0.70)), \(op(256, "GPU", 1, 0.9, backend: "tflite"))], "devices": {"phone": {}}}
             """
         return try Lut.parse(Data(text.utf8))
     }

@@ -1,5 +1,6 @@
 package dev.resflex.core
 
+import dev.resflex.selector.SchemaRules
 import org.json.JSONArray
 import org.json.JSONException
 import org.json.JSONObject
@@ -107,43 +108,103 @@ data class Manifest(
             return fromJson(doc, source)
         }
 
+        /** manifest.json files reserved for the bundle's own documents (schema.py RESERVED_FILES). */
+        @JvmField
+        val RESERVED = listOf("manifest.json", "lut.json", "selector_policy.json")
+
+        /**
+         * Read and check a manifest.json: types, the ranges of mobile/bundle/schema.py `RULES` (via
+         * [SchemaRules]) and its checks across fields (unique resolutions, inputs, files and entries; an ONNX
+         * entry names a file of its artifact).
+         */
         @JvmStatic
         fun fromJson(doc: JSONObject, source: String = FILE): Manifest {
             val top = Json(doc, source, "")
             val kind = doc.opt("kind")
             if (kind != KIND) throw BundleError(source, "kind", "is $kind, expected $KIND")
             val version = doc.opt("schema_version")
-            if (version !is String || version.split(".")[0] != SCHEMA_MAJOR) {
-                throw BundleError(source, "schema_version", "$version is not supported by this reader (major " +
-                    "$SCHEMA_MAJOR); update the app to read it")
+            if (version !is String || !SchemaRules.VERSION.matches(version)) {
+                throw BundleError(source, "schema_version", "$version is not supported by this reader (expected " +
+                    "\"$SCHEMA_MAJOR.MINOR\", major $SCHEMA_MAJOR); update the app to read it")
             }
             val m = top.obj("model")
-            val model = ModelInfo(m.string("arch"), m.string("method"), m.double("width"), m.int("num_classes"),
-                m.ints("train_resolutions"), m.strings("class_names"), m.string("checkpoint_sha256"))
+            val model = ModelInfo(m.string("arch"), m.string("method"), m.double("width", SchemaRules.POS),
+                m.int("num_classes", SchemaRules.COUNT), m.ints("train_resolutions", SchemaRules.RES, true),
+                m.strings("class_names"), m.string("checkpoint_sha256", SchemaRules.SHA))
             val inputs = ArrayList<InputSpec>()
             val rawInputs = top.array("inputs")
             for (i in 0 until rawInputs.length()) {
                 val s = top.item(rawInputs, "inputs", i)
-                val spec = InputSpec(s.int("resolution"), s.int("resize_shorter_to"), s.int("crop"),
-                    s.doubles("mean"), s.doubles("std"), s.optString("interpolation") ?: "bilinear",
+                val spec = InputSpec(s.int("resolution", SchemaRules.RES),
+                    s.int("resize_shorter_to", SchemaRules.RES), s.int("crop", SchemaRules.RES),
+                    s.doubles("mean", SchemaRules.ANY), s.doubles("std", SchemaRules.POS),
+                    s.optString("interpolation") ?: "bilinear",
                     s.optString("value_range") ?: "RGB in [0, 1] before mean/std")
                 if (spec.mean.size != 3) s.fail("mean", "expected 3 numbers (R, G, B), got ${spec.mean}")
                 if (spec.std.size != 3) s.fail("std", "expected 3 numbers (R, G, B), got ${spec.std}")
-                for (v in spec.std) if (!(v > 0) || v.isInfinite()) s.fail("std", "expected numbers > 0, got ${spec.std}")
                 if (!INTERPOLATIONS.contains(spec.interpolation)) {
                     s.fail("interpolation", "${spec.interpolation} is not implemented here; expected one of " +
                         INTERPOLATIONS.joinToString(", "))
                 }
-                if (spec.crop < 1 || spec.resizeShorterTo < spec.crop) {
+                if (spec.resizeShorterTo < spec.crop) {
                     s.fail("crop", "expected 1 ≤ crop ≤ resize_shorter_to, got crop ${spec.crop}, resize_shorter_to " +
                         "${spec.resizeShorterTo}")
+                }
+                for (k in inputs.indices) {
+                    if (inputs[k].resolution == spec.resolution) {
+                        s.fail("resolution", "duplicate input resolution ${spec.resolution} (also inputs[$k])")
+                    }
                 }
                 inputs.add(spec)
             }
             val artifacts = ArrayList<ArtifactInfo>()
+            val files = HashMap<String, String>()
             val rawArtifacts = top.array("artifacts")
-            for (i in 0 until rawArtifacts.length()) artifacts.add(artifact(top.item(rawArtifacts, "artifacts", i)))
-            return Manifest(model, top.ints("resolutions"), inputs, artifacts, version)
+            for (i in 0 until rawArtifacts.length()) {
+                val a = artifact(top.item(rawArtifacts, "artifacts", i))
+                val where = "artifacts[$i]"
+                val own = ArrayList<String>()
+                own.add(a.file)
+                for (x in a.extraFiles) own.add(x.file)
+                for (k in own.indices) {
+                    val field = if (k == 0) "$where.file" else "$where.extra_files[${k - 1}].file"
+                    val f = own[k]
+                    if (RESERVED.contains(f)) {
+                        throw BundleError(source, field, "'$f' is reserved for the bundle's own documents")
+                    }
+                    val first = files[f]
+                    if (first != null) throw BundleError(source, field, "duplicate artifact file '$f' (also $first)")
+                    files[f] = field
+                }
+                for (j in a.entries.indices) {
+                    val e = a.entries[j]
+                    for (k in 0 until j) {
+                        if (a.entries[k].name == e.name) {
+                            throw BundleError(source, "$where.entries[$j].name", "duplicate entry name ${e.name} " +
+                                "(also entries[$k])")
+                        }
+                        if (a.entries[k].resolution == e.resolution) {
+                            throw BundleError(source, "$where.entries[$j].resolution", "duplicate entry resolution " +
+                                "${e.resolution} (also entries[$k])")
+                        }
+                    }
+                    val path = entryFile(a, e.name)
+                    if (path != null && !own.contains(path)) {
+                        throw BundleError(source, "$where.entries[$j].name", "'${e.name}' names the file '$path', " +
+                            "which is not this artifact's file or one of its extra_files (each listed with a sha256)")
+                    }
+                }
+                artifacts.add(a)
+            }
+            return Manifest(model, top.ints("resolutions", SchemaRules.RES, true), inputs, artifacts, version)
+        }
+
+        /** The bundle-relative file an entry names, for backends whose entries are files (ONNX); else null. */
+        @JvmStatic
+        fun entryFile(artifact: ArtifactInfo, name: String): String? {
+            if (artifact.backend != "onnx") return null
+            val slash = artifact.file.lastIndexOf('/')
+            return if (slash < 0) name else artifact.file.substring(0, slash + 1) + name
         }
 
         private fun artifact(a: Json): ArtifactInfo {
@@ -154,10 +215,11 @@ data class Manifest(
             BundlePaths.checkRelative(file, a.source, a.path("file"))
             val entries = ArrayList<EntryInfo>()
             val rawEntries = a.array("entries")
+            if (rawEntries.length() == 0) a.fail("entries", "an artifact serves at least one resolution; got none")
             for (j in 0 until rawEntries.length()) {
                 val e = a.item(rawEntries, "entries", j)
-                entries.add(EntryInfo(e.int("resolution"), e.string("name"), e.string("input_name"),
-                    e.string("output_name"), e.ints("input_shape")))
+                entries.add(EntryInfo(e.int("resolution", SchemaRules.RES), e.string("name", SchemaRules.ENTRY_NAME),
+                    e.string("input_name"), e.string("output_name"), e.ints("input_shape", SchemaRules.COUNT, false)))
             }
             val extra = ArrayList<FileRef>()
             val rawExtra = a.optArray("extra_files")
@@ -166,16 +228,32 @@ data class Manifest(
                     val f = a.item(rawExtra, "extra_files", j)
                     val name = f.string("file")
                     BundlePaths.checkRelative(name, f.source, f.path("file"))
-                    extra.add(FileRef(name, f.string("sha256"), f.long("bytes")))
+                    extra.add(FileRef(name, f.string("sha256", SchemaRules.SHA), f.long("bytes", SchemaRules.NONNEG)))
                 }
             }
-            return ArtifactInfo(backend, precision, file, a.string("sha256"), a.long("bytes"), layout, entries,
-                a.bool("runs_on_host"), extra)
+            val parity = a.optArray("parity")
+            if (parity != null) {
+                for (j in 0 until parity.length()) {
+                    val p = a.item(parity, "parity", j)
+                    p.int("resolution", SchemaRules.RES)
+                    p.long("samples", SchemaRules.COUNT)
+                    p.double("max_rel_error", SchemaRules.NONNEG)
+                    for (name in listOf("top1_agreement", "top1_artifact", "top1_torch")) {
+                        p.double(name, SchemaRules.FRACTION)
+                    }
+                }
+            }
+            a.optDouble("convert_seconds", SchemaRules.NONNEG)
+            return ArtifactInfo(backend, precision, file, a.string("sha256", SchemaRules.SHA),
+                a.long("bytes", SchemaRules.NONNEG), layout, entries, a.bool("runs_on_host"), extra)
         }
     }
 }
 
-/** Typed access to one JSON object, with errors naming the file and the field path. */
+/**
+ * Typed access to one JSON object, with errors naming the file and the field path; a `rule` ([SchemaRules]) adds
+ * the range. Numbers must be finite and integers within ±(2^53 − 1), as everywhere in the schema.
+ */
 internal class Json(val obj: JSONObject, val source: String, val where: String) {
     fun path(name: String): String = if (where.isEmpty()) name else "$where.$name"
 
@@ -189,7 +267,12 @@ internal class Json(val obj: JSONObject, val source: String, val where: String) 
     private fun expected(name: String, what: String): Nothing =
         fail(name, if (obj.has(name)) "expected $what, got ${obj.opt(name)}" else "missing (expected $what)")
 
-    fun string(name: String): String = raw(name) as? String ?: expected(name, "a string")
+    fun string(name: String, rule: SchemaRules.Rule? = null): String {
+        val s = raw(name) as? String ?: expected(name, "a string")
+        val p = rule?.problem(s)
+        if (p != null) fail(name, p)
+        return s
+    }
 
     fun optString(name: String): String? {
         val v = raw(name) ?: return null
@@ -198,20 +281,34 @@ internal class Json(val obj: JSONObject, val source: String, val where: String) 
 
     fun bool(name: String): Boolean = raw(name) as? Boolean ?: expected(name, "true or false")
 
-    fun int(name: String): Int {
-        val v = raw(name)
-        return if (v is Int) v else if (v is Long && v >= Int.MIN_VALUE && v <= Int.MAX_VALUE) v.toInt()
-        else expected(name, "an integer")
+    /** An integer that must fit an Int: every such field has a rule bounding it. */
+    fun int(name: String, rule: SchemaRules.Rule): Int {
+        val n = long(name, rule)
+        if (n < Int.MIN_VALUE || n > Int.MAX_VALUE) fail(name, "$n is out of range")
+        return n.toInt()
     }
 
-    fun long(name: String): Long {
+    fun long(name: String, rule: SchemaRules.Rule? = null): Long {
         val v = raw(name)
-        return if (v is Int) v.toLong() else if (v is Long) v else expected(name, "an integer")
+        if (v !is Int && v !is Long) expected(name, "an integer")
+        val n = SchemaRules.integer(v) ?: fail(name, SchemaRules.whyNot(v, true))
+        val p = rule?.problem(n.toDouble())
+        if (p != null) fail(name, p)
+        return n
     }
 
-    fun double(name: String): Double {
+    fun double(name: String, rule: SchemaRules.Rule? = null): Double {
         val v = raw(name)
-        return if (v is Number) v.toDouble() else expected(name, "a number")
+        if (v !is Number) expected(name, "a number")
+        val d = SchemaRules.number(v) ?: fail(name, SchemaRules.whyNot(v, false))
+        val p = rule?.problem(d)
+        if (p != null) fail(name, p)
+        return d
+    }
+
+    fun optDouble(name: String, rule: SchemaRules.Rule? = null): Double? {
+        if (raw(name) == null) return null
+        return double(name, rule)
     }
 
     fun oneOf(name: String, allowed: List<String>): String {
@@ -235,24 +332,38 @@ internal class Json(val obj: JSONObject, val source: String, val where: String) 
         return Json(v, source, "${path(name)}[$i]")
     }
 
-    fun ints(name: String): List<Int> {
+    /** A list of integers, each within `rule`; with `unique`, none repeated. */
+    fun ints(name: String, rule: SchemaRules.Rule, unique: Boolean): List<Int> {
         val a = array(name)
         val out = ArrayList<Int>()
         for (i in 0 until a.length()) {
             val v = a.opt(i)
-            if (v !is Int) throw BundleError(source, "${path(name)}[$i]", "expected an integer, got $v")
-            out.add(v)
+            val at = "${path(name)}[$i]"
+            if (v !is Int && v !is Long) throw BundleError(source, at, "expected an integer, got $v")
+            val n = SchemaRules.integer(v) ?: throw BundleError(source, at, SchemaRules.whyNot(v, true))
+            val p = rule.problem(n.toDouble())
+            if (p != null) throw BundleError(source, at, p)
+            if (n < Int.MIN_VALUE || n > Int.MAX_VALUE) throw BundleError(source, at, "$n is out of range")
+            if (unique && out.contains(n.toInt())) {
+                throw BundleError(source, at, "repeated value $n; each may appear once (also [${out.indexOf(n.toInt())}])")
+            }
+            out.add(n.toInt())
         }
         return out
     }
 
-    fun doubles(name: String): List<Double> {
+    /** A list of finite numbers, each within `rule`. */
+    fun doubles(name: String, rule: SchemaRules.Rule): List<Double> {
         val a = array(name)
         val out = ArrayList<Double>()
         for (i in 0 until a.length()) {
             val v = a.opt(i)
-            if (v !is Number) throw BundleError(source, "${path(name)}[$i]", "expected a number, got $v")
-            out.add(v.toDouble())
+            val at = "${path(name)}[$i]"
+            if (v !is Number) throw BundleError(source, at, "expected a number, got $v")
+            val d = SchemaRules.number(v) ?: throw BundleError(source, at, SchemaRules.whyNot(v, false))
+            val p = rule.problem(d)
+            if (p != null) throw BundleError(source, at, p)
+            out.add(d)
         }
         return out
     }

@@ -3,6 +3,7 @@ package dev.resflex.core
 import dev.resflex.selector.Lut
 import dev.resflex.selector.OperatingPoint
 import dev.resflex.selector.Policy
+import dev.resflex.selector.SchemaRules
 import java.io.File
 import java.io.FileInputStream
 import java.io.IOException
@@ -96,7 +97,9 @@ class ResflexBundle private constructor(
             val lut = try {
                 Lut.parse(readDoc(root, LUT_FILE), LUT_FILE)
             } catch (e: IllegalArgumentException) {
-                throw BundleError(LUT_FILE, null, e.message ?: e.toString())
+                // Lut's messages start with the source it was given ("lut.json: operating_points[3].top1: …").
+                val message = e.message ?: e.toString()
+                throw BundleError(LUT_FILE, null, message.removePrefix("$LUT_FILE: "))
             }
             var policy: Policy? = null
             if (File(root, Policy.FILE).exists()) {
@@ -198,16 +201,14 @@ class ResflexBundle private constructor(
 
 /** Path rules shared by the manifest reader and the bundle: relative POSIX paths that stay inside the bundle. */
 object BundlePaths {
-    /** Refuse empty, absolute, `..`, `~` and backslash paths (as Python's resflex.mobile.bundle.schema.safe_relpath). */
+    /**
+     * Refuse what Python's resflex.mobile.bundle.schema.safe_relpath refuses ([SchemaRules.pathProblem]): empty,
+     * absolute, `~`, backslash, control characters, `..`, `.` or empty parts.
+     */
     @JvmStatic
     fun checkRelative(path: String, source: String, field: String) {
-        var bad = path.isEmpty() || path.contains("\\") || path.startsWith("/") || path.startsWith("~") ||
-            path.contains("\u0000")
-        if (!bad) {
-            for (part in path.split("/")) if (part == "..") bad = true
-        }
-        if (bad) throw BundleError(source, field, "'$path' is not a safe relative path inside the bundle (no " +
-            "absolute paths, no '..', POSIX separators)")
+        val problem = SchemaRules.pathProblem(path)
+        if (problem != null) throw BundleError(source, field, problem)
     }
 
     /**

@@ -287,4 +287,112 @@ class BundleTest {
         File(dir, "selector_policy.json").writeText("{\"latency_budget_mss\": 20.0}")
         expectError("selector_policy.json", "latency_budget_mss") { ResflexBundle.open(dir) }
     }
+
+    /** One bad manifest.json: the field path the error must name, a fragment of the problem, how to break it. */
+    private class Bad(val field: String, val problem: String, val mutate: (JSONObject) -> Unit)
+
+    private fun art(m: JSONObject, i: Int): JSONObject = m.getJSONArray("artifacts").getJSONObject(i)
+
+    private fun ent(m: JSONObject, i: Int, j: Int): JSONObject = art(m, i).getJSONArray("entries").getJSONObject(j)
+
+    private fun inp(m: JSONObject, i: Int): JSONObject = m.getJSONArray("inputs").getJSONObject(i)
+
+    /** The ranges of mobile/bundle/schema.py RULES for manifest.json, one row per rule. */
+    private val badManifests = listOf(
+        Bad("schema_version", "1.garbage is not supported") { it.put("schema_version", "1.garbage") },
+        Bad("resolutions[0]", "-8 is out of range (expected ≥ 1 and ≤ 65536)") {
+            it.put("resolutions", JSONArray(listOf(-8, 6)))
+        },
+        Bad("resolutions[1]", "repeated value 8") { it.put("resolutions", JSONArray(listOf(8, 8))) },
+        Bad("resolutions[0]", "integers are at most 2^53 − 1") {
+            it.put("resolutions", JSONArray().put(9007199254740992L))
+        },
+        Bad("model.train_resolutions[1]", "repeated value 224") {
+            it.getJSONObject("model").put("train_resolutions", JSONArray(listOf(224, 224)))
+        },
+        Bad("model.num_classes", "0 is out of range (expected ≥ 1)") { it.getJSONObject("model").put("num_classes", 0) },
+        Bad("model.width", "out of range (expected > 0)") { it.getJSONObject("model").put("width", -1.0) },
+        Bad("model.checkpoint_sha256", "does not match ^[0-9a-f]{64}$") {
+            it.getJSONObject("model").put("checkpoint_sha256", "C".repeat(64))
+        },
+        Bad("inputs[0].resolution", "0 is out of range") { inp(it, 0).put("resolution", 0) },
+        Bad("inputs[1].resolution", "duplicate input resolution 8") { inp(it, 1).put("resolution", 8) },
+        Bad("inputs[0].crop", "out of range") { inp(it, 0).put("crop", 0) },
+        Bad("inputs[0].resize_shorter_to", "out of range") { inp(it, 0).put("resize_shorter_to", 70000) },
+        Bad("inputs[0].std[1]", "-0.1 is out of range (expected > 0)") {
+            inp(it, 0).put("std", JSONArray(listOf(0.2, -0.1, 0.2)))
+        },
+        Bad("inputs[0].mean[1]", "finite") { inp(it, 0).put("mean", JSONArray(listOf(0.5, Double.NaN, 0.5))) },
+        Bad("artifacts[0].sha256", "does not match ^[0-9a-f]{64}$") { art(it, 0).put("sha256", "abc") },
+        Bad("artifacts[0].sha256", "does not match") {
+            art(it, 0).put("sha256", Sha256.of(pteBytes).toUpperCase())
+        },
+        Bad("artifacts[2].extra_files[0].sha256", "does not match") {
+            art(it, 2).getJSONArray("extra_files").getJSONObject(0).put("sha256", "g".repeat(64))
+        },
+        Bad("artifacts[2].extra_files[0].bytes", "out of range (expected ≥ 0)") {
+            art(it, 2).getJSONArray("extra_files").getJSONObject(0).put("bytes", -5)
+        },
+        Bad("artifacts[0].bytes", "-1 is out of range (expected ≥ 0)") { art(it, 0).put("bytes", -1) },
+        Bad("artifacts[0].convert_seconds", "out of range") { art(it, 0).put("convert_seconds", -0.5) },
+        Bad("artifacts[0].entries[0].name", "does not match") { ent(it, 0, 0).put("name", "forward 8") },
+        Bad("artifacts[0].entries[0].name", "does not match") { ent(it, 0, 0).put("name", "../forward_8") },
+        Bad("artifacts[0].entries[0].name", "does not match") { ent(it, 0, 0).put("name", "x".repeat(129)) },
+        Bad("artifacts[0].entries[1].name", "duplicate entry name forward_8") { ent(it, 0, 1).put("name", "forward_8") },
+        Bad("artifacts[0].entries[1].resolution", "duplicate entry resolution 8") { ent(it, 0, 1).put("resolution", 8) },
+        Bad("artifacts[0].entries[0].resolution", "out of range") { ent(it, 0, 0).put("resolution", -8) },
+        Bad("artifacts[0].entries[0].input_shape[2]", "0 is out of range (expected ≥ 1)") {
+            ent(it, 0, 0).put("input_shape", JSONArray(listOf(1, 3, 0, 8)))
+        },
+        Bad("artifacts[0].entries", "at least one resolution") { art(it, 0).put("entries", JSONArray()) },
+        Bad("artifacts[2].entries[1].name", "names the file 'onnx/model_fp32_7.onnx'") {
+            ent(it, 2, 1).put("name", "model_fp32_7.onnx")
+        },
+        Bad("artifacts[1].file", "reserved") { art(it, 1).put("file", "lut.json") },
+        Bad("artifacts[1].file", "duplicate artifact file") { art(it, 1).put("file", pte) },
+        Bad("artifacts[0].file", "not a safe relative path") { art(it, 0).put("file", "executorch/./model_fp32.pte") },
+        Bad("artifacts[0].file", "not a safe relative path") { art(it, 0).put("file", "executorch//model_fp32.pte") },
+        Bad("artifacts[0].parity[0].top1_agreement", "1.5 is out of range (expected ≥ 0 and ≤ 1)") {
+            art(it, 0).put("parity", JSONArray().put(JSONObject().put("resolution", 8).put("samples", 10)
+                .put("max_rel_error", 0.0).put("top1_agreement", 1.5).put("top1_artifact", 0.5)
+                .put("top1_torch", 0.5).put("passed", false)))
+        }
+    )
+
+    @Test
+    fun outOfRangeManifestValuesAreRefusedNamingTheField() {
+        for ((n, c) in badManifests.withIndex()) {
+            val m = manifest()
+            c.mutate(m)
+            try {
+                Manifest.fromJson(m, "manifest.json")
+                fail("case $n (${c.field}): accepted")
+            } catch (e: BundleError) {
+                assertEquals("case $n: ${e.message}", "manifest.json", e.file)
+                assertEquals("case $n: ${e.message}", c.field, e.field)
+                assertTrue("case $n: '${e.message}' should say '${c.problem}'", e.problem.contains(c.problem))
+            }
+        }
+    }
+
+    @Test
+    fun outOfRangeValuesInAWrittenBundleAreRefusedByOpen() {
+        val m = manifest()
+        art(m, 0).put("sha256", "not-a-sha")
+        writeDocs(m, lut())
+        val e = expectError("manifest.json", "does not match") { ResflexBundle.open(dir) }
+        assertEquals("artifacts[0].sha256", e.field)
+        val l = lut()
+        l.getJSONArray("operating_points").getJSONObject(2).put("top1", 1.5)
+        writeDocs(manifest(), l)
+        val e2 = expectError("lut.json", "operating_points[2].top1: 1.5 is out of range") { ResflexBundle.open(dir) }
+        assertEquals("lut.json: operating_points[2].top1: 1.5 is out of range (expected ≥ 0 and ≤ 1)", e2.message)
+        val l2 = lut()
+        l2.put("schema_version", "1.garbage")
+        writeDocs(manifest(), l2)
+        expectError("lut.json", "schema_version 1.garbage is not supported") { ResflexBundle.open(dir) }
+        // The unchanged bundle still opens.
+        writeDocs(manifest(), lut())
+        assertEquals(7, ResflexBundle.open(dir).points.size)
+    }
 }

@@ -110,6 +110,14 @@ object Synth {
                 e.put("input_shape", if (layout == "NHWC") JSONArray(listOf(1, crop, crop, 3))
                 else JSONArray(listOf(1, 3, crop, crop)))
                 entries.put(e)
+                // An ONNX entry names a file beside the artifact's; a manifest lists each with its sha256.
+                val slash = p.artifact.lastIndexOf('/')
+                val file = (if (slash < 0) "" else p.artifact.substring(0, slash + 1)) + p.entry
+                if (p.backend == "onnx" && file != p.artifact) {
+                    if (!a.has("extra_files")) a.put("extra_files", JSONArray())
+                    a.getJSONArray("extra_files").put(JSONObject().put("file", file).put("sha256", "0".repeat(64))
+                        .put("bytes", 1))
+                }
             }
         }
         val inputs = JSONArray()
