@@ -24,7 +24,8 @@ from pathlib import Path
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 HEADER = ("# Benchmark results\n\nWritten by the `bench/` scripts (each replaces its own section when it finishes). "
           "Every section names the machine, the date and the exact command; numbers are medians measured side by "
-          "side in one run unless the table says otherwise.\n")
+          "side in one run unless the table says otherwise. `bundles/demo` is the bundle `scripts/quickstart.sh` "
+          "writes.\n")
 
 
 class _Tee(io.TextIOBase):
