@@ -11,7 +11,8 @@ same trace (same seed: same load bursts, same latency jitter) under four policie
     always-smallest           the fastest simulated point (lowest cool latency; ties: highest top-1, then key)
     resflex                   `Selector.choose` every frame with the state the phone reports, `observe(measured)`
     one-model-per-resolution  its own Selector (same rules, same inputs), but the app holds one model file at a
-                              time: every switch of operating point loads another file first
+                              time: every switch of operating point loads another file first, so it steps up only
+                              after calm frames worth ≥ 10 × a model load (`policies.tuned_hysteresis`)
 
 Operating points simulated (`points`): "measured" (default) keeps the points with a measured latency on the
 device (the phone's cool latencies are then the LUT's own numbers); "all" adds the others, simulated with the

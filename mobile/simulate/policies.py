@@ -150,12 +150,26 @@ class Resflex(SimPolicy):
 
 class OneModelPerResolution(Resflex):
     """The same selector, but the app holds one model file at a time: a switch loads the new point's file first
-    (`load_file_ms`)."""
+    (`load_file_ms`). An app paying a load per switch steps up less eagerly, so this baseline gets its own
+    hysteresis tuned to that cost (`tuned_hysteresis`); stepping down (no fit, a deadline missed) stays immediate."""
 
     name = "one-model-per-resolution"
+    AMORTIZE = 10  # wait until the frames spent calm are ≥ 10 × the load they would pay for: ≤ 10 % overhead
+
+    def __init__(self, points, lut, device, policy):
+        super().__init__(points, lut, device, tuned_hysteresis(policy, points, self.AMORTIZE))
 
     def switch_ms(self, point):
         return point.load_file_ms
+
+
+def tuned_hysteresis(policy: Policy, points: list[SimPoint], amortize: float) -> Policy:
+    """`policy` with `hysteresis_frames` (calm frames before a step up) raised so that the frame time waited is at
+    least `amortize` × the median model-load time of the points, and the back-off cap raised to match."""
+    loads = sorted(p.load_file_ms for p in points)
+    frames = math.ceil(amortize * loads[len(loads) // 2] / policy.latency_budget_ms)
+    calm = max(policy.hysteresis_frames, frames)
+    return dataclasses.replace(policy, hysteresis_frames=calm, backoff_max_frames=max(policy.backoff_max_frames, calm))
 
 
 POLICY_CLASSES: dict[str, type[SimPolicy]] = {p.name: p for p in (AlwaysLargest, AlwaysSmallest, Resflex,

@@ -158,6 +158,17 @@ def test_resflex_trades_accuracy_for_deadlines_and_one_model_pays_for_switches(b
     assert one["skipped"] > 0  # 100 ms loads (int8: no measured cost) outlast a 33 ms frame
 
 
+def test_one_model_baseline_has_hysteresis_tuned_to_its_load_cost(bundle):
+    result = run(bundle, scenario(minutes=0.1))
+    base = result.policy
+    tuned = S.policies.tuned_hysteresis(base, result.points, 10)
+    loads = sorted(p.load_file_ms for p in result.points)
+    assert tuned.hysteresis_frames * base.latency_budget_ms >= 10 * loads[len(loads) // 2]
+    assert tuned.hysteresis_frames > base.hysteresis_frames and tuned.backoff_max_frames >= tuned.hysteresis_frames
+    sc = run(bundle, gaming()).scenarios[0]
+    assert sc.runs["one-model-per-resolution"].metrics["switches"] < sc.runs["resflex"].metrics["switches"]
+
+
 def test_points_and_budget(bundle, tmp_path):
     result = run(bundle, scenario(minutes=0.1))
     big = S.largest(result.points)
