@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from results import recorded  # bench/results.py
 from resflex.convert.backends.base import Entry
 from resflex.convert.bake import bake
 from resflex.mobile.bundle.io import Bundle, size_of
@@ -58,6 +59,8 @@ def parse_args(argv=None):
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--out", default="bench/out", help="bundles go to OUT/<model>/bundle")
     p.add_argument("--reuse", action="store_true", help="measure bundles already in --out instead of converting")
+    p.add_argument("--record", action=argparse.BooleanOptionalAction, default=True,
+                   help="also write the tables into bench/RESULTS.md")
     args = p.parse_args(argv)
     if not args.checkpoint and not args.random:
         args.random = [0.35, 1.0]
@@ -179,6 +182,11 @@ def _exported_view(artifact):
 
 def main(argv=None) -> None:
     args = parse_args(argv)
+    with recorded("convert_bench", args.record):
+        return _run(args)
+
+
+def _run(args) -> None:
     single_thread()
     models = {}
     for c in args.checkpoint:

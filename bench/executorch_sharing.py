@@ -27,6 +27,7 @@ from pathlib import Path
 
 import torch
 
+from results import recorded  # bench/results.py
 from resflex.convert.backends.executorch import ExecuTorchBackend, executorch_versions
 from resflex.convert.bake import bake
 from resflex.convert.runtimes import ExecuTorchRuntime
@@ -48,6 +49,8 @@ def parse_args(argv=None):
     p.add_argument("--fp32-fold-budget", type=float, default=None,
                    help="ExecuTorchBackend(fp32_fold_budget=...); default: the backend's default")
     p.add_argument("--out", default=None, help="where the .pte files go (default: a temporary directory)")
+    p.add_argument("--record", action=argparse.BooleanOptionalAction, default=True,
+                   help="also write the tables into bench/RESULTS.md")
     return p.parse_args(argv)
 
 
@@ -119,6 +122,11 @@ def one_thread() -> None:
 
 def main(argv=None) -> None:
     args = parse_args(argv)
+    with recorded("executorch_sharing", args.record):
+        return _run(args)
+
+
+def _run(args) -> None:
     one_thread()
     out_root = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="et_sharing_"))
     print(f"versions: {executorch_versions()}; .pte files under {out_root}\n")

@@ -13,7 +13,8 @@ Runtimes and their thread settings:
   once, before loading anything (the profiling child does; parity keeps the process's pool).
 - tflite: LiteRT `ai_edge_litert.interpreter.Interpreter(model_path, num_threads=n)` (default XNNPACK CPU kernels),
   signature runners; `tflite_runtime` (the predecessor, last release 2.14, numpy < 2) as a fallback import.
-- onnxruntime: one `InferenceSession` per file (ONNX has one resolution per file) with `intra_op_num_threads = n`,
+- onnxruntime: one `InferenceSession` per file (ONNX has one resolution per file), opened from its path so that ONNX
+  Runtime finds the artifact's shared weights file (ONNX external data) beside it, with `intra_op_num_threads = n`,
   `inter_op_num_threads = 1`, sequential execution, on the compute unit's execution provider.
 - coreml (macOS only): `coremltools.models.MLModel(path, function_name=..., compute_units=...)` and `predict`, one
   model per function; Core ML schedules its own threads (reported as 0).
@@ -237,8 +238,9 @@ class LiteRTRuntime(Runtime):
 
 
 class OnnxRuntime(Runtime):
-    """ONNX files, one per resolution beside the artifact's main file; one session per file, created on first
-    use, on the compute unit's execution provider."""
+    """ONNX files, one per resolution beside the artifact's main file, all referencing one shared weights file in
+    the same folder (external data); one session per file, created on first use, on the compute unit's execution
+    provider."""
 
     name = "onnxruntime"
 

@@ -1,9 +1,45 @@
-"""ONNX: one file per resolution (ONNX has no multi-entry models), fp32 or static int8 (QDQ, per-channel)."""
+"""ONNX: one graph file per resolution (ONNX has no multi-entry models), fp32 or static int8 (QDQ, per-channel),
+every resolution's graph referencing ONE shared weights file through ONNX external data.
+
+ONNX Runtime opens `model_{precision}_{r}.onnx` with `weights_{precision}.bin` beside it: byte-identical tensors
+(by SHA-256 of their bytes) are stored there once (`TensorProto.data_location = EXTERNAL`, `location` / `offset` /
+`length`), as are large ones; what only one resolution uses and is small (its BN scale and shift, its int8 biases and
+scales) stays in its graph, where it costs no reference (`write_shared`). Graphs are compacted (`compact`: short
+tensor names, no node names, doc strings or value_info). So the artifact is one weights file plus small graphs, and
+sharing hinges on the tensors being byte-identical across resolutions although each resolution has its own
+BatchNorm — the same problem, and the same answer, as the ExecuTorch backend's
+(`resflex.convert.backends.executorch`): the modules are baked with `bn="affine"` (conv untouched, BN as
+`conv(x) · scale + shift`), and then
+
+- **fp32**: the graph keeps `Conv → Mul(scale) → Add(shift)`; the conv weights are the same bytes at every
+  resolution, the per-resolution scale and shift (the BN floor) stay in each graph. ONNX Runtime's basic graph
+  optimisations (`ConvMulFusion`, `ConvAddFusion`) fold the Mul and Add into the conv when a session is created, in
+  memory, so the graph it runs is the BN-folded one (no Mul or Add left in the optimised graph; per-resolution latency
+  within ±7 % of the BN-folded single-resolution file in `bench/convert_bench.py`, i.e. timing noise).
+- **int8**: each resolution is quantized by `quantize_static` from its BN-folded graph (calibrated at that
+  resolution; QDQ, symmetric per-channel int8 weights, per-tensor int8 activations) — the graph ONNX Runtime fuses
+  into QLinearConv. Per-channel symmetric quantization of a folded weight `W · a_r` gives scales `s_w · |a_r|` and
+  values `sign(a_r) · round(W / s_w)` only up to float rounding (the division by `|a_r| s_w` is not exactly the
+  division by `s_w`), so the int8 bytes are *almost* identical across resolutions, which is not enough to share
+  them (MobileNetV2 ×0.35, 5 resolutions with random BN: 50 of 52 convs came out identical, the other 2 differed
+  in 6 of 1.9 M values). Each conv's weight is therefore re-quantized from the *unfolded* weight: `q = round(W /
+  s_w)` once (ONNX Runtime's own per-channel symmetric int8 rule), and the resolution's BN goes into the
+  quantization parameters: values `sign(a_r) · q`, per-channel scales `s_w · |a_r|`, the int32 bias re-quantized
+  at `x_scale · s_w · |a_r|`.
+  Same graph, same speed, identical int8 bytes at every resolution whose BN scales have the same signs (a channel
+  whose γ changes sign makes that layer's bytes differ there: correct, not shared; `Exported.notes` counts the
+  convs with negative BN scales). What each resolution keeps of its own: per channel its weight scale, int32 bias
+  and bias scale — 12 bytes, where fp32 keeps 8 (scale and shift): a QDQ graph has no cheaper place for a
+  per-channel factor.
+"""
 
 from __future__ import annotations
 
+import collections
 import contextlib
+import hashlib
 import logging
+import tempfile
 import warnings
 import weakref
 from collections.abc import Iterator, Mapping
@@ -18,6 +54,14 @@ from ..runtimes import OnnxRuntime
 from .base import Entry, Exported
 
 INPUT, OUTPUT = "image", "logits"
+REFERENCE_BYTES = 80  # what an external reference (name, location, offset, length) costs in a graph, about
+EXTERNAL_LARGE_BYTES = 4096  # initializers this large go to the weights file even when no other tensor shares them
+ALIGN = 16  # offset alignment of tensors in the shared weights file
+
+
+def weights_file(precision: str) -> str:
+    """The name of an ONNX artifact's shared weights file (beside its graph files)."""
+    return f"weights_{precision}.bin"
 
 
 # What each module exported to (resolution, opset) → ONNX bytes, valid while its tensors are unchanged: the TFLite
@@ -45,6 +89,79 @@ def export_onnx_file(module: nn.Module, resolution: int, path: Path, opset: int 
     else:
         Path(path).write_bytes(done[key])
     return path
+
+
+def write_shared(models: Mapping[str, object], folder: Path, weights: str,
+                 large_bytes: int = EXTERNAL_LARGE_BYTES) -> dict[str, int]:
+    """Write each ONNX `ModelProto` as `folder/name`, its initializers moved into ONE external-data file
+    `folder/weights`, byte-identical tensors (SHA-256 of their bytes) stored once. A tensor goes there when storing
+    its bytes once beats storing them in each of the n tensors that hold them (`size · (n − 1) > n ·
+    REFERENCE_BYTES`) or it is at least `large_bytes`; the rest (each resolution's own BN scales, biases,
+    quantization scalars) stay inside their graph, where they cost no reference.
+    Returns the byte counts: `stored` (the weights file) and `referenced` (what the external tensors add up to)."""
+    import onnx
+    from onnx import numpy_helper
+    from onnx.external_data_helper import set_external_data
+
+    tensors = [t for model in models.values() for t in model.graph.initializer]
+    for t in tensors:
+        if t.data_location == onnx.TensorProto.EXTERNAL:
+            raise ValueError(f"initializer {t.name!r} is already external")
+        if not t.HasField("raw_data"):  # typed fields (float_data, int32_data, …) → raw little-endian bytes
+            t.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(t), t.name))
+    keys = [hashlib.sha256(t.raw_data).digest() for t in tensors]
+    count = collections.Counter(keys)
+    where: dict[bytes, tuple[int, int]] = {}  # SHA-256 of a tensor's bytes → (offset, length) in the weights file
+    referenced = 0
+    with open(folder / weights, "wb") as out:
+        for t, key in zip(tensors, keys):
+            size = len(t.raw_data)
+            if size < large_bytes and size * (count[key] - 1) <= count[key] * REFERENCE_BYTES:
+                continue
+            if key not in where:
+                out.write(b"\0" * (-out.tell() % ALIGN))
+                where[key] = (out.tell(), size)
+                out.write(t.raw_data)
+            referenced += size
+            set_external_data(t, weights, *where[key])  # sets data_location = EXTERNAL
+            t.ClearField("raw_data")
+        stored = out.tell()
+    for name, model in models.items():
+        (folder / name).write_bytes(model.SerializeToString())
+    return {"stored": stored, "referenced": referenced}
+
+
+def compact(model) -> None:
+    """Shrink a graph's protobuf in place without changing what it computes: short node and tensor names (the graph's
+    input and output keep theirs), no doc strings, metadata or value_info (ONNX Runtime infers shapes). Per-node
+    names from the exporters make up most of a graph file once its weights are external."""
+    graph = model.graph
+    keep = {v.name for v in (*graph.input, *graph.output)}
+    names: dict[str, str] = {}
+
+    def short(name: str) -> str:
+        if not name or name in keep:
+            return name
+        return names.setdefault(name, f"t{len(names)}")
+
+    for t in graph.initializer:
+        t.name = short(t.name)
+        t.ClearField("doc_string")
+    for n in graph.node:
+        n.name = ""  # optional in ONNX; ONNX Runtime names nodes itself
+        n.ClearField("doc_string")
+        n.ClearField("metadata_props")
+        n.input[:] = [short(x) for x in n.input]
+        n.output[:] = [short(x) for x in n.output]
+    graph.ClearField("value_info")
+    graph.ClearField("doc_string")
+    model.ClearField("doc_string")
+
+
+def _load(path: Path):
+    import onnx
+
+    return onnx.load(str(path), load_external_data=False)
 
 
 @contextlib.contextmanager
@@ -76,32 +193,111 @@ class _CalibrationReader:
         return next(self._items, None)
 
 
+def _quantize(module: nn.Module, resolution: int, calib: Tensor, work: Path):
+    """The resolution's QDQ int8 graph (`quantize_static` on the BN-folded graph) with every conv's int8 weight
+    re-quantized from the unfolded weight (see the module docstring). Returns (ModelProto, convs whose int8 bytes
+    carry a BN sign flip)."""
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+
+    from .executorch import _folded  # the same affine → folded conv rewrite as ExecuTorch's int8
+
+    folded, unfolded = _folded(module)
+    fp32, int8 = work / f"fp32_{resolution}.onnx", work / f"int8_{resolution}.onnx"
+    export_onnx_file(folded, resolution, fp32)
+    with _quiet_quantizer():
+        quantize_static(str(fp32), str(int8), _CalibrationReader(calib), quant_format=QuantFormat.QDQ,
+                        per_channel=True, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8)
+    model = _load(int8)
+    biases = {name: t.detach().numpy() for name, t in folded.state_dict().items() if name.endswith(".bias")}
+    flipped = _share_int8_weights(model, unfolded, biases)
+    return model, flipped
+
+
+def _share_int8_weights(model, unfolded: Mapping[str, tuple[Tensor, Tensor]], biases: Mapping[str, np.ndarray]):
+    """Rewrite, in `model` (QDQ from `quantize_static`), each folded conv `fqn` of `unfolded` (fqn → unfolded
+    weight, BN scale) to int8 values `sign(a) · round(W / s_w)` and scales `s_w · |a|`; its int32 bias re-quantized
+    from the folded fp32 bias in `biases`. Returns how many convs carry a negative BN scale (their bytes are shared
+    only with resolutions of the same signs)."""
+    from onnx import TensorProto, numpy_helper
+    from onnxruntime.quantization.quant_utils import quantize_data
+
+    inits = {t.name: t for t in model.graph.initializer}
+    producer = {o: n for n in model.graph.node for o in n.output}
+    consumers: dict[str, list] = {}
+    for n in model.graph.node:
+        for i in n.input:
+            consumers.setdefault(i, []).append(n)
+
+    def put(name: str, array: np.ndarray) -> None:
+        inits[name].CopyFrom(numpy_helper.from_array(array, name))
+
+    def array(name: str) -> np.ndarray:
+        return numpy_helper.to_array(inits[name])
+
+    flipped = 0
+    for fqn, (weight, bn_scale) in unfolded.items():
+        q_name = f"{fqn}.weight_quantized"
+        dq = [n for n in consumers.get(q_name, []) if n.op_type == "DequantizeLinear"]
+        if q_name not in inits or len(dq) != 1:
+            continue  # not quantized as expected: keep what quantize_static wrote (correct, just not shared)
+        convs = [n for n in consumers.get(dq[0].output[0], []) if n.op_type == "Conv"]
+        if len(convs) != 1:
+            continue
+        conv, w_scale_name = convs[0], dq[0].input[1]
+        w, a = weight.numpy().astype(np.float32), bn_scale.numpy().astype(np.float32)
+        q = np.empty(w.shape, dtype=np.int8)
+        s = np.empty(w.shape[0], dtype=np.float32)
+        for c in range(w.shape[0]):
+            _, s_c, q_c = quantize_data(w[c].ravel(), TensorProto.INT8, symmetric=True)
+            q[c], s[c] = np.asarray(q_c).reshape(w.shape[1:]), np.float32(s_c)
+        sign = np.where(a < 0, -1, 1).astype(np.int8)
+        flipped += bool((sign < 0).any())
+        scale = np.maximum(s * np.abs(a), np.finfo(np.float32).tiny).astype(np.float32)
+        put(q_name, q * sign.reshape(-1, *([1] * (q.ndim - 1))))
+        put(w_scale_name, scale)
+        if len(conv.input) > 2 and conv.input[2]:
+            bias_dq, x_dq = producer.get(conv.input[2]), producer.get(conv.input[0])
+            bias_name = f"{fqn}.bias"
+            if (bias_dq is None or bias_dq.op_type != "DequantizeLinear" or x_dq is None
+                    or x_dq.op_type != "DequantizeLinear" or bias_name not in biases):
+                raise RuntimeError(f"{fqn}: unexpected QDQ pattern around the conv's bias")
+            bias_scale = (array(x_dq.input[1]).astype(np.float32) * scale).astype(np.float32)
+            bias_q = np.clip(np.round(biases[bias_name].astype(np.float64) / bias_scale),
+                             np.iinfo(np.int32).min, np.iinfo(np.int32).max).astype(np.int32)
+            put(bias_dq.input[0], bias_q)
+            put(bias_dq.input[1], bias_scale)
+    return flipped
+
+
 class OnnxBackend:
     name = "onnx"
     precisions = ("fp32", "int8")
-    bn_style = "fold"  # separate files share nothing, so fold BN for the fastest graph
+    bn_style = "affine"  # conv weights untouched by BN, so every resolution's graph references the same bytes
 
     def export(self, baked: Mapping[int, nn.Module], precision: str, calib: Mapping[int, Tensor],
                out_dir: Path) -> Exported:
-        from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
-
         out_dir.mkdir(parents=True, exist_ok=True)
-        files, entries = [], []
-        for r, module in sorted(baked.items(), reverse=True):
-            name = f"model_{precision}_{r}.onnx"
-            if precision == "fp32":
-                export_onnx_file(module, r, out_dir / name)
-            else:
-                fp32 = export_onnx_file(module, r, out_dir / f".fp32_{r}.onnx")
-                with _quiet_quantizer():
-                    quantize_static(str(fp32), str(out_dir / name), _CalibrationReader(calib[r]),
-                                    quant_format=QuantFormat.QDQ, per_channel=True, activation_type=QuantType.QInt8,
-                                    weight_type=QuantType.QInt8)
-                fp32.unlink()
-            files.append(name)
-            entries.append(Entry(r, name, INPUT, OUTPUT, (1, 3, r, r)))
-        return Exported(self.name, precision, tuple(files), "NCHW", tuple(entries), True,
-                        "one file per resolution; ONNX Runtime CPUExecutionProvider")
+        models, entries, flipped = {}, [], 0
+        with tempfile.TemporaryDirectory(prefix=".onnx_", dir=out_dir) as tmp:
+            work = Path(tmp)
+            for r, module in sorted(baked.items(), reverse=True):
+                name = f"model_{precision}_{r}.onnx"
+                if precision == "fp32":
+                    models[name] = _load(export_onnx_file(module, r, work / name))
+                else:
+                    models[name], n = _quantize(module, r, calib[r], work)
+                    flipped += n
+                compact(models[name])
+                entries.append(Entry(r, name, INPUT, OUTPUT, (1, 3, r, r)))
+        weights = weights_file(precision)
+        sizes = write_shared(models, out_dir, weights)
+        notes = (f"one graph file per resolution, every one referencing the shared {weights} through ONNX external "
+                 f"data ({sizes['stored'] / 1e6:.3f} MB stored for {sizes['referenced'] / 1e6:.3f} MB referenced); "
+                 "ONNX Runtime CPUExecutionProvider")
+        if flipped:
+            notes += (f"; {flipped} conv(s) × resolution with a negative BN scale (int8 bytes shared only at "
+                      "equal signs)")
+        return Exported(self.name, precision, (*models, weights), "NCHW", tuple(entries), True, notes)
 
     def runner(self, exported: Exported, out_dir: Path) -> OnnxRuntime:
         return OnnxRuntime(Path(out_dir) / exported.files[0])

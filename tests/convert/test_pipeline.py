@@ -26,7 +26,7 @@ def test_bundle_holds_valid_manifest_lut_and_verified_artifacts(tiny_checkpoint,
     assert manifest == result.manifest and table == result.lut
     assert manifest.resolutions == [32, 24, 16]
     (art,) = manifest.artifacts
-    assert [e.resolution for e in art.entries] == [32, 24, 16] and len(art.extra_files) == 2
+    assert [e.resolution for e in art.entries] == [32, 24, 16] and len(art.extra_files) == 3  # + shared weights
     assert all(p.passed and p.max_rel_error <= 1e-4 for p in art.parity)
     assert [op.resolution for op in table.operating_points] == [32, 24, 16]
     macs = [op.macs for op in table.operating_points]

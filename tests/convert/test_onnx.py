@@ -1,0 +1,131 @@
+"""ONNX backend: every resolution's graph references ONE shared weights file through ONNX external data."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from resflex.convert.backends.onnx import OnnxBackend, weights_file
+from resflex.convert.bake import bake
+from resflex.convert.pipeline import ConvertConfig, convert
+from resflex.mobile.bundle.io import Bundle
+from resflex.mobile.bundle.schema import SchemaError
+
+onnx = pytest.importorskip("onnx")
+pytest.importorskip("onnxruntime")
+
+FAST = dict(backends=("onnx",), calib_samples=16, val_samples=32, progress=False)
+
+
+def _export(model, resolutions, precision, out):
+    baked = {r: bake(model, r, "interpolate", "ideal", OnnxBackend.bn_style) for r in resolutions}
+    calib = {r: torch.randn(8, 3, r, r, generator=torch.Generator().manual_seed(r)) for r in resolutions}
+    exported = OnnxBackend().export(baked, precision, calib, out)
+    return exported, baked, sum((out / f).stat().st_size for f in exported.files)
+
+
+def _conv_weights(path):
+    """Where each conv's weight (fp32, or the int8 values its DequantizeLinear reads) lives, in node order:
+    (location, offset, length) for an external tensor, None for one inside the graph."""
+    model = onnx.load(str(path), load_external_data=False)
+    inits = {t.name: t for t in model.graph.initializer}
+    producer = {o: n for n in model.graph.node for o in n.output}
+    out = []
+    for n in model.graph.node:
+        if n.op_type != "Conv":
+            continue
+        w = n.input[1]
+        if w not in inits:
+            w = producer[w].input[0]  # DequantizeLinear(int8 values, scale, zero point)
+        t = inits[w]
+        info = {e.key: e.value for e in t.external_data}
+        out.append((info["location"], int(info.get("offset", 0)), int(info["length"]))
+                   if t.data_location == onnx.TensorProto.EXTERNAL else None)
+    return out
+
+
+@pytest.mark.parametrize("precision", ["fp32", "int8"])
+def test_resolutions_share_one_weights_file(tiny_model, tmp_path, precision):
+    exported, baked, total = _export(tiny_model, (32, 24, 16), precision, tmp_path / "three")
+    one = _export(tiny_model, (32,), precision, tmp_path / "one")[2]
+    weights = weights_file(precision)
+    assert exported.files[-1] == weights and sorted(p.name for p in (tmp_path / "three").iterdir()) == sorted(
+        exported.files)  # no temporaries left
+    # every conv weight (fp32 values, or int8 values re-quantized from the unfolded weight) is stored once, in the
+    # shared file, and every resolution's graph points at the same bytes
+    graphs = [_conv_weights(tmp_path / "three" / e.name) for e in exported.entries]
+    external = [w for w in graphs[0] if w is not None]  # the smallest stay in each graph (cheaper than a reference)
+    assert len(graphs[0]) == 3 and len(external) >= 2 and all(w[0] == weights for w in external)
+    assert graphs[0] == graphs[1] == graphs[2]
+    shared = (tmp_path / "three" / weights).stat().st_size
+    assert shared < 1.2 * one  # three resolutions' weights ≈ one resolution's artifact
+    assert total < (1.6 if precision == "fp32" else 2.6) * one  # 3 full files would be 3×
+    runner = OnnxBackend().runner(exported, tmp_path / "three")
+    for e in exported.entries:
+        x = torch.randn(4, 3, e.resolution, e.resolution, generator=torch.Generator().manual_seed(0))
+        ref = baked[e.resolution](x).numpy()
+        err = np.abs(runner.run(e, x.numpy()) - ref).max() / np.abs(ref).max()
+        assert err <= (1e-4 if precision == "fp32" else 0.2), (e.resolution, err)
+
+
+def test_int8_matches_quantizing_the_folded_graph(tiny_model, tmp_path):
+    """Re-quantizing from the unfolded weight gives the same int8 graph as quantize_static on the folded one, up
+    to rounding: the shared artifact's outputs stay within one quantization step of the plain per-resolution one."""
+    from resflex.convert.backends import onnx as backend
+
+    baked = bake(tiny_model, 24, "interpolate", "ideal", "affine")
+    calib = torch.randn(8, 3, 24, 24, generator=torch.Generator().manual_seed(1))
+    model, flipped = backend._quantize(baked, 24, calib, tmp_path)
+    assert flipped == 0  # randomize_bn draws γ > 0
+    from onnx import numpy_helper
+
+    inits = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}  # before compact(): torch's names
+    w = bake(tiny_model, 24, "interpolate", "ideal", "fold").features[1][0].weight.numpy()
+    q, s = inits["features.1.0.weight_quantized"], inits["features.1.0.weight_scale"]
+    assert q.dtype == np.int8 and np.abs(q.astype(np.float32) * s.reshape(-1, 1, 1, 1) - w).max() <= 0.51 * s.max()
+
+
+def test_bundle_lists_and_verifies_the_weights_file(tiny_checkpoint, tmp_path):
+    result = convert(ConvertConfig(str(tiny_checkpoint), str(tmp_path / "b"), precisions=("fp32", "int8"), **FAST))
+    assert result.ok
+    for art in result.manifest.artifacts:
+        weights = f"onnx/{weights_file(art.precision.value)}"
+        (ref,) = [x for x in art.extra_files if x.file == weights]
+        assert ref.bytes == (tmp_path / "b" / weights).stat().st_size and len(ref.sha256) == 64
+        assert art.bytes == sum((tmp_path / "b" / f).stat().st_size
+                                for f in (art.file, *(x.file for x in art.extra_files)))
+        assert {op.artifact_bytes for op in result.lut.operating_points if op.artifact == art.file} == {art.bytes}
+        assert all(p.passed for p in art.parity)
+    assert all(p.max_rel_error <= 1e-4 for p in result.manifest.artifacts[0].parity)
+    Bundle.open(tmp_path / "b")
+
+    victim = tmp_path / "b" / "onnx" / "weights_int8.bin"
+    data = bytearray(victim.read_bytes())
+    data[len(data) // 2] ^= 1
+    victim.write_bytes(bytes(data))
+    with pytest.raises(SchemaError, match="checksum mismatch for onnx/weights_int8.bin"):
+        Bundle.open(tmp_path / "b")
+    victim.unlink()
+    with pytest.raises(SchemaError, match="onnx/weights_int8.bin listed in manifest.json is missing"):
+        Bundle.open(tmp_path / "b")
+    manifest = json.loads((tmp_path / "b" / "manifest.json").read_text())
+    assert any(x["file"] == "onnx/weights_fp32.bin" for x in manifest["artifacts"][0]["extra_files"])
+
+
+def test_negative_bn_scales_keep_int8_exact_and_shared(tiny_model, tmp_path):
+    """A channel whose BN scale is negative gets its int8 values negated (scales stay positive): still the folded
+    graph's numbers, and still shared between resolutions whose signs agree."""
+    with torch.no_grad():
+        for m in tiny_model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.weight[:3] *= -1  # the same channels at every resolution
+    exported, baked, _ = _export(tiny_model, (32, 16), "int8", tmp_path)
+    assert "negative BN scale" in exported.notes
+    graphs = [_conv_weights(tmp_path / e.name) for e in exported.entries]
+    assert graphs[0] == graphs[1] and sum(w is not None for w in graphs[0]) >= 2
+    runner = OnnxBackend().runner(exported, tmp_path)
+    for e in exported.entries:
+        x = torch.randn(8, 3, e.resolution, e.resolution, generator=torch.Generator().manual_seed(e.resolution))
+        ref = baked[e.resolution](x).numpy()
+        assert np.abs(runner.run(e, x.numpy()) - ref).max() / np.abs(ref).max() <= 0.2
