@@ -35,6 +35,17 @@ def parse_resolutions(text: str) -> tuple[int, ...]:
     return values
 
 
+def parse_scales(text: str) -> tuple[float, ...]:
+    """'1,0.75,0.5' → (1.0, 0.75, 0.5), with an argparse error for anything else (ranges are checked later)."""
+    try:
+        values = tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated factors like 1,0.75,0.5, got {text!r}") from None
+    if not values:
+        raise argparse.ArgumentTypeError("expected at least one factor")
+    return values
+
+
 def _int_at_least(lo: int):
     """An argparse type: an integer ≥ lo."""
     def parse(text: str) -> int:
@@ -66,7 +77,8 @@ def _add_train(sub) -> None:
     p = sub.add_parser("train", help="train one network at several input resolutions")
     p.add_argument("--data", default=d.data, help="'synthetic' or an ImageFolder root with train/ and val/")
     p.add_argument("--arch", default=d.arch, help="registered model name (see `resflex models`)")
-    p.add_argument("--method", default=d.method, help="rsnet | san | single")
+    p.add_argument("--method", default=d.method, help="rsnet | san | single | resizable (Resizable Networks: per-stage "
+                   "feature scales with scale-aware BN, combinable with several --resolutions)")
     p.add_argument("--resolutions", type=parse_resolutions, default=d.resolutions, help="training resolutions")
     p.add_argument("--width", type=float, default=d.width, help="width multiplier")
     p.add_argument("--meta-hidden", type=int, default=d.meta_hidden, help="SAN meta-learner: 0 linear, 8 or 16 MLP")
@@ -77,8 +89,15 @@ def _add_train(sub) -> None:
     p.add_argument("--momentum", type=float, default=d.momentum)
     p.add_argument("--weight-decay", type=float, default=d.weight_decay)
     p.add_argument("--label-smoothing", type=float, default=d.label_smoothing)
-    p.add_argument("--distill", action=argparse.BooleanOptionalAction, default=d.distill,
-                   help="MRED (rsnet) or scale distillation (san)")
+    p.add_argument("--scales", type=parse_scales, default=None,
+                   help="resizable only: the trained stage scale factors in (0, 1]; none = 1,0.75,0.5")
+    p.add_argument("--switch-at-epoch", type=int, default=None, metavar="N",
+                   help="resizable only (Resizable-Aug): from epoch N (0-based) on, train only --target-config")
+    p.add_argument("--target-config", default=None, metavar="R:S1,S2,...",
+                   help="resizable only: the target network, a training resolution and one trained factor per stage")
+    p.add_argument("--distill", action=argparse.BooleanOptionalAction, default=None,
+                   help="MRED (rsnet), scale distillation (san) or, for resizable, distillation from the full "
+                        "configuration; none = on for rsnet/san, off for resizable (as the paper)")
     p.add_argument("--sync-bn", action=argparse.BooleanOptionalAction, default=d.sync_bn, help="GPU DDP only")
     p.add_argument("--amp", action=argparse.BooleanOptionalAction, default=d.amp, help="GPU only")
     p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=d.channels_last, help="GPU only")
@@ -168,6 +187,9 @@ def _add_eval(sub) -> None:
     p.add_argument("--bn", default=BNMode.INTERPOLATE.value, help=f"unseen resolutions: {', '.join(m.value for m in BNMode)}")
     p.add_argument("--scale-code", default=ScaleCode.IDEAL.value,
                    help=f"SAN at unseen resolutions: {', '.join(m.value for m in ScaleCode)}")
+    p.add_argument("--stage-scales", type=parse_scales, default=None, metavar="S1,S2,...",
+                   help="resizable checkpoints: the spatial configuration to evaluate, one trained factor per stage "
+                        "(default: the full configuration)")
     p.add_argument("--batch-size", type=_int_at_least(1), default=128)
     p.add_argument("--workers", type=_int_at_least(0), default=2)
     p.add_argument("--val-samples", type=_int_at_least(1), default=None, help="synthetic data only")
@@ -192,6 +214,12 @@ def _run_eval(args) -> int:
     if repeated:
         raise ValueError(f"checkpoint(s) given twice: {', '.join(repeated)}")
     models = {path: load_checkpoint(path) for path in args.checkpoints}
+    if args.stage_scales is not None:
+        for path, (model, _) in models.items():
+            try:
+                model.set_config(model.resolution, args.stage_scales)
+            except ValueError as e:
+                raise ValueError(f"--stage-scales for {path}: {e}") from None
     for path, (_, payload) in models.items():
         _require_data(payload, args.data, path, "--data", "val/ (and train/, for --bn recalibrate)")
     resolutions = args.resolutions or tuple(sorted({r for m, _ in models.values() for r in m.config.resolutions},
@@ -207,7 +235,8 @@ def _run_eval(args) -> int:
                               length=args.val_samples, class_names=payload["class_names"],
                               calib_samples=args.calib_samples)
         trained[name] = model.config.resolutions
-    print(f"top-1 (%) on {args.data} val; * = training resolution; unseen resolutions: BN {bn.value}")
+    print(f"top-1 (%) on {args.data} val; * = training resolution; unseen resolutions: BN {bn.value}"
+          + (f"; stage scales {','.join(f'{s:g}' for s in args.stage_scales)}" if args.stage_scales else ""))
     print(format_matrix(rows, resolutions, trained))
     if args.json:
         args.json.write_text(json.dumps({n: {str(r): a for r, a in acc.items()} for n, acc in rows.items()}, indent=2))

@@ -1,7 +1,8 @@
-"""Multi-resolution training losses (RS-Nets, SAN).
+"""Multi-resolution training losses (RS-Nets, SAN, Resizable Networks).
 
 Every loss takes `logits`: one tensor per training resolution, ordered from the largest resolution to the
-smallest, and returns `(total, parts)` with `parts` a dict of detached floats for logging.
+smallest (for Resizable Networks: one per sub-network, in `train.ResizableStep.configs` order), and returns
+`(total, parts)` with `parts` a dict of detached floats for logging.
 """
 
 from __future__ import annotations
@@ -77,8 +78,23 @@ class ScaleDistillationLoss(CrossEntropySum):
         return total, {"ce": ce.detach().item(), "kd": kd.detach().item()}
 
 
+class FullConfigDistillationLoss(CrossEntropySum):
+    """Resizable Networks, optional (the paper trains with cross-entropy only): L = Σ_j H(y, p_j) +
+    Σ_{j≥1} KL(p_0 ‖ p_j), where logits[0] is the full configuration at the largest resolution and teaches every
+    sampled sub-network (teacher detached)."""
+
+    def forward(self, logits: list[Tensor], target: Tensor) -> tuple[Tensor, dict[str, float]]:
+        ce, _ = super().forward(logits, target)
+        kd = sum(kl_divergence(logits[0], z) for z in logits[1:]) if len(logits) > 1 else ce.new_zeros(())
+        total = ce + kd
+        return total, {"ce": ce.detach().item(), "kd": kd.detach().item()}
+
+
 def create_loss(method: str, num_resolutions: int, distill: bool = True, label_smoothing: float = 0.0) -> nn.Module:
-    """The paper's loss for a method: MRED for RS-Nets, scale distillation for SAN, CE otherwise."""
+    """The paper's loss for a method: MRED for RS-Nets, scale distillation for SAN, CE otherwise; for resizable,
+    `distill` adds distillation from the full configuration (`num_resolutions` is not used)."""
+    if distill and method == "resizable":
+        return FullConfigDistillationLoss(label_smoothing)
     if distill and num_resolutions > 1 and method == "rsnet":
         return MREDLoss(num_resolutions, label_smoothing)
     if distill and num_resolutions > 1 and method == "san":

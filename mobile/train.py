@@ -2,6 +2,7 @@
 
 Each batch is random-resized-cropped once at the largest training resolution and resized to every other
 one (single-crop multi-resolution, RS-Nets §4.3); one forward per resolution, one loss, one step.
+Resizable Networks (`ResizableStep`) run several spatial configurations per resolution instead (Algorithm 1).
 Runs as is on one process, or under `torchrun --nproc_per_node N` with DistributedDataParallel.
 """
 
@@ -23,7 +24,7 @@ from tqdm import tqdm
 from .checkpoint import model_from_payload, read_checkpoint, save_checkpoint
 from .data import TrainTransform, build_dataset, make_loader
 from .evaluate import evaluate
-from .layers import check_resolutions, parse_enum
+from .layers import DEFAULT_STAGE_SCALES, check_resolutions, check_scales, check_stage_scales, parse_enum
 from .losses import create_loss
 from .models import Method, MultiResolutionNet, create_model, list_models
 
@@ -54,7 +55,11 @@ class TrainConfig:
     momentum: float = 0.9
     weight_decay: float = 4e-5
     label_smoothing: float = 0.0
-    distill: bool = True  # MRED for rsnet, scale distillation for san
+    distill: bool | None = None  # MRED for rsnet, scale distillation for san (default on); resizable: from the
+    # full configuration (default off, as the paper)
+    scales: tuple[float, ...] | None = None  # resizable only: trained stage scale factors (default DEFAULT_STAGE_SCALES)
+    switch_at_epoch: int | None = None  # resizable only (§3.4 Resizable-Aug): from this epoch on train target_config
+    target_config: str | None = None  # "RESOLUTION:S1,S2,..." — one trained factor per stage
     sync_bn: bool = False  # SyncBatchNorm for the private BNs (GPU only)
     amp: bool = True  # used on GPU only
     channels_last: bool = True  # used on GPU only
@@ -75,8 +80,31 @@ class TrainConfig:
         """Every argument is checked here, before `train` touches the run folder."""
         if self.arch not in list_models():
             raise ValueError(f"unknown arch {self.arch!r}; expected one of: {', '.join(list_models())}")
-        parse_enum(Method, self.method, "method")
+        method = parse_enum(Method, self.method, "method")
         object.__setattr__(self, "resolutions", tuple(check_resolutions(self.resolutions)))
+        if self.distill is None:
+            object.__setattr__(self, "distill", method is not Method.RESIZABLE)
+        if method is Method.RESIZABLE:
+            object.__setattr__(self, "scales", check_scales(self.scales or DEFAULT_STAGE_SCALES))
+            if self.init:
+                raise ValueError("--init: starting a resizable network from single-resolution weights is not "
+                                 "supported yet (issue 13)")
+        elif self.scales is not None:
+            raise ValueError(f"scales {list(self.scales)}: only --method resizable has stage scale factors")
+        if (self.switch_at_epoch is None) != (self.target_config is None):
+            raise ValueError("--switch-at-epoch and --target-config go together: give both or neither")
+        if self.switch_at_epoch is not None:
+            if method is not Method.RESIZABLE:
+                raise ValueError(f"--switch-at-epoch: only --method resizable switches to a target configuration "
+                                 f"(method is {method.value!r})")
+            v = self.switch_at_epoch
+            if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v < self.epochs:
+                raise ValueError(f"switch_at_epoch: expected an integer in [0, epochs={self.epochs}), got {v!r}")
+            r, stage_scales = parse_target_config(self.target_config)
+            if r not in self.resolutions:
+                raise ValueError(f"target_config {self.target_config!r}: resolution {r} is not a training resolution "
+                                 f"({', '.join(map(str, self.resolutions))})")
+            check_stage_scales(stage_scales, self.scales, len(stage_scales))  # the stage count is checked in train
         if max(self.resolutions) > 4096:
             raise ValueError(f"resolutions: at most 4096 px, got {max(self.resolutions)}")
 
@@ -117,7 +145,7 @@ class TrainConfig:
 
     def to_dict(self) -> dict:
         return {"kind": CONFIG_KIND, "version": CONFIG_VERSION, **dataclasses.asdict(self),
-                "resolutions": list(self.resolutions)}
+                "resolutions": list(self.resolutions), "scales": None if self.scales is None else list(self.scales)}
 
     @property
     def checkpoint_path(self) -> Path:
@@ -141,6 +169,69 @@ class MultiResolutionStep(nn.Module):
         for r in self.resolutions:
             self.model.set_resolution(r)
             logits.append(self.model(resize_batch(images, r)))
+        loss, parts = self.loss(logits, target)
+        return loss, logits, parts
+
+
+def parse_target_config(text: str) -> tuple[int, tuple[float, ...]]:
+    """'32:1,0.5' → (32, (1.0, 0.5)); ValueError naming the text otherwise."""
+    try:
+        r, sep, scales = str(text).partition(":")
+        values = (int(r), tuple(float(v) for v in scales.split(",") if v.strip()))
+    except ValueError:
+        values = None
+    if not values or not values[1] or not sep:
+        raise ValueError(f"target_config {text!r}: expected RESOLUTION:S1,S2,... (one factor per stage), "
+                         f"e.g. 224:1,0.75,0.5,0.5,1")
+    return values
+
+
+class TargetConfigStep(nn.Module):
+    """§3.4 Resizable-Aug after the scheduled switch: only the target configuration is trained."""
+
+    def __init__(self, model: MultiResolutionNet, loss: nn.Module, resolution: int, stage_scales: tuple[float, ...]):
+        super().__init__()
+        self.model, self.loss, self.resolution, self.stage_scales = model, loss, resolution, stage_scales
+
+    def forward(self, images: Tensor, target: Tensor) -> tuple[Tensor, list[Tensor], dict]:
+        self.model.set_config(self.resolution, self.stage_scales)
+        logits = [self.model(resize_batch(images, self.resolution))]
+        loss, parts = self.loss(logits, target)
+        return loss, logits, parts
+
+
+def fair_configurations(num_stages: int, scales: tuple[float, ...]) -> list[tuple[float, ...]]:
+    """§3.2 fair sampling: len(scales) configurations in which every stage takes every factor exactly once
+    (an independent random permutation of the factors per stage; torch's RNG, so a resumed run repeats it)."""
+    perms = [torch.randperm(len(scales)).tolist() for _ in range(num_stages)]
+    return [tuple(scales[perm[j]] for perm in perms) for j in range(len(scales))]
+
+
+class ResizableStep(nn.Module):
+    """Algorithm 1 of Resizable Networks at every training resolution (largest first): for each of the
+    len(scales) fairly sampled configurations, select its scale-aware BNs, forward, loss. The losses are summed,
+    so the loop's one backward accumulates every sub-network's gradient in the shared layers before the one
+    optimizer step — the same gradient as a backward per sub-network (weights do not change in between), at the
+    memory of all sub-networks' activations. With distillation the full configuration at the largest resolution
+    runs first (one more sub-network) and teaches the others (`losses.FullConfigDistillationLoss`).
+    `configs` holds the (resolution, stage scales) of the last iteration's sub-networks, in order."""
+
+    def __init__(self, model: MultiResolutionNet, loss: nn.Module, distill: bool = False):
+        super().__init__()
+        self.model, self.loss, self.distill = model, loss, distill
+        self.resolutions = sorted(model.config.resolutions, reverse=True)
+        self.configs: list[tuple[int, tuple[float, ...]]] = []
+
+    def forward(self, images: Tensor, target: Tensor) -> tuple[Tensor, list[Tensor], dict]:
+        top = self.resolutions[0]
+        configs = [(top, self.model.full_config)] if self.distill else []
+        for r in self.resolutions:
+            configs += [(r, c) for c in fair_configurations(self.model.num_stages, self.model.config.scales)]
+        logits = []
+        for r, stage_scales in configs:
+            self.model.set_config(r, stage_scales)
+            logits.append(self.model(resize_batch(images, r)))
+        self.configs = configs
         loss, parts = self.loss(logits, target)
         return loss, logits, parts
 
@@ -258,7 +349,7 @@ def train(config: TrainConfig) -> MultiResolutionNet:
 
     # Model, loss (RS-Nets α lives in the loss), optimizer, schedule.
     model = create_model(config.arch, config.method, config.resolutions, config.width, len(class_names),
-                         config.meta_hidden)
+                         config.meta_hidden, config.scales)
     if config.init and not config.resume:  # a resumed run already holds the weights it started from
         from .importer import init_from_single
 
@@ -296,15 +387,31 @@ def train(config: TrainConfig) -> MultiResolutionNet:
         model.load_state_dict(model_from_payload(payload, str(ckpt_path)).state_dict())
         start_epoch = resumable.load_state_dict(state, device)
 
+    target_point = None  # (resolution, stage scales) trained alone after --switch-at-epoch
+    if config.target_config is not None:
+        r, stage_scales = parse_target_config(config.target_config)
+        try:  # a wrong stage count fails here, before the run folder changes
+            model.set_config(r, stage_scales)
+        except ValueError as e:
+            raise ValueError(f"--target-config {config.target_config!r}: {e}") from None
+        target_point = (r, model.stage_scales)
+        model.set_config(max(config.resolutions), model.full_config)
+
     if rank == 0:  # everything above succeeded: only now is the run folder changed
         ckpt_path.parent.mkdir(parents=True, exist_ok=True)
         if not config.resume:
             config.metrics_path.unlink(missing_ok=True)  # a fresh run (or --overwrite) starts a fresh log
 
-    step_module = MultiResolutionStep(model, criterion)
+    resizable = model.config.method is Method.RESIZABLE
+    step_module = ResizableStep(model, criterion, config.distill) if resizable else MultiResolutionStep(model, criterion)
     runner = nn.parallel.DistributedDataParallel(step_module) if world > 1 else step_module
     top_index = 0  # logits are ordered largest resolution first
     for epoch in range(start_epoch, config.epochs):
+        switched = target_point is not None and epoch >= config.switch_at_epoch
+        if switched and not isinstance(step_module, TargetConfigStep):  # §3.4 scheduled switching
+            step_module = TargetConfigStep(model, criterion, *target_point)
+            runner = nn.parallel.DistributedDataParallel(step_module, find_unused_parameters=True) if world > 1 \
+                else step_module  # the other configurations' private BNs get no gradient
         model.train()
         train_set.set_epoch(epoch)
         loader = make_loader(train_set, config.batch_size, shuffle=True, workers=config.workers, seed=config.seed,
@@ -355,13 +462,17 @@ def train(config: TrainConfig) -> MultiResolutionNet:
             seen, correct, loss_sum, skipped = int(totals[0]), int(totals[1]), float(totals[2]), int(totals[3])
 
         if rank == 0:
-            val = evaluate(model, config.data, config.resolutions, batch_size=2 * config.batch_size,
+            if resizable:  # validation per resolution at the full configuration, or at the target after the switch
+                model.set_config(*(target_point if switched else (max(config.resolutions), model.full_config)))
+            val = evaluate(model, config.data, [target_point[0]] if switched else config.resolutions,
+                           batch_size=2 * config.batch_size,
                            workers=config.workers, seed=config.seed,
                            length=config.val_samples, class_names=class_names)
             record = {"epoch": epoch + 1, "lr": scheduler.get_last_lr()[0], "train_loss": loss_sum / max(seen, 1),
                       "train_top1": correct / max(seen, 1), "val_top1": {str(r): a for r, a in val.items()},
                       "images_per_s": seen / train_time, "epoch_time_s": train_time,
-                      "skipped_images": skipped, **({"alpha": criterion.alpha.tolist()} if hasattr(criterion, "alpha") else {})}
+                      "skipped_images": skipped, **({"stage_scales": list(model.stage_scales)} if resizable else {}),
+                      **({"alpha": criterion.alpha.tolist()} if hasattr(criterion, "alpha") else {})}
             with open(config.metrics_path, "a") as f:
                 f.write(json.dumps(record) + "\n")
             save_checkpoint(ckpt_path, model, class_names, resumable.state_dict(epoch + 1, config, device))

@@ -244,6 +244,14 @@ def _share_int8_weights(model, unfolded: Mapping[str, tuple[Tensor, Tensor]], bi
         if len(convs) != 1:
             continue
         conv, w_scale_name = convs[0], dq[0].input[1]
+        bias_dq = x_dq = None
+        if len(conv.input) > 2 and conv.input[2]:
+            bias_dq, x_dq = producer.get(conv.input[2]), producer.get(conv.input[0])
+            if bias_dq is not None and bias_dq.op_type != "DequantizeLinear":
+                bias_dq = None  # a float bias does not depend on the weight scale: nothing to redo
+            elif bias_dq is not None and (x_dq is None or x_dq.op_type != "DequantizeLinear"
+                                          or f"{fqn}.bias" not in biases):
+                continue  # an int32 bias we cannot recompute: keep quantize_static's conv (correct, not shared)
         w, a = weight.numpy().astype(np.float32), bn_scale.numpy().astype(np.float32)
         q = np.empty(w.shape, dtype=np.int8)
         s = np.empty(w.shape[0], dtype=np.float32)
@@ -255,14 +263,9 @@ def _share_int8_weights(model, unfolded: Mapping[str, tuple[Tensor, Tensor]], bi
         scale = np.maximum(s * np.abs(a), np.finfo(np.float32).tiny).astype(np.float32)
         put(q_name, q * sign.reshape(-1, *([1] * (q.ndim - 1))))
         put(w_scale_name, scale)
-        if len(conv.input) > 2 and conv.input[2]:
-            bias_dq, x_dq = producer.get(conv.input[2]), producer.get(conv.input[0])
-            bias_name = f"{fqn}.bias"
-            if (bias_dq is None or bias_dq.op_type != "DequantizeLinear" or x_dq is None
-                    or x_dq.op_type != "DequantizeLinear" or bias_name not in biases):
-                raise RuntimeError(f"{fqn}: unexpected QDQ pattern around the conv's bias")
+        if bias_dq is not None:
             bias_scale = (array(x_dq.input[1]).astype(np.float32) * scale).astype(np.float32)
-            bias_q = np.clip(np.round(biases[bias_name].astype(np.float64) / bias_scale),
+            bias_q = np.clip(np.round(biases[f"{fqn}.bias"].astype(np.float64) / bias_scale),
                              np.iinfo(np.int32).min, np.iinfo(np.int32).max).astype(np.int32)
             put(bias_dq.input[0], bias_q)
             put(bias_dq.input[1], bias_scale)

@@ -1,4 +1,4 @@
-"""Resolution-aware building blocks. Never imports `resflex.mobile.models`."""
+"""Resolution-aware building blocks (and Resizable Networks' stage resize + scale-aware BN). Never imports `resflex.mobile.models`."""
 
 from .meta_conv import MetaConv2d, scale_code
 from .resolution import (
@@ -11,19 +11,35 @@ from .resolution import (
     parse_enum,
     set_resolution,
 )
+from .stage_resize import (
+    DEFAULT_STAGE_SCALES,
+    ScaleAwareBatchNorm2d,
+    StageResize,
+    StageScaled,
+    check_scales,
+    check_stage_scales,
+    set_stage_scales,
+)
 from .switchable_bn import SwitchableBatchNorm2d, recalibrate_bn
 
 __all__ = [
+    "DEFAULT_STAGE_SCALES",
     "BNMode",
     "MetaConv2d",
     "ResolutionAware",
+    "ScaleAwareBatchNorm2d",
     "ScaleCode",
+    "StageResize",
+    "StageScaled",
     "SwitchableBatchNorm2d",
     "check_resolutions",
+    "check_scales",
+    "check_stage_scales",
     "nearest_resolution",
     "neighbours",
     "parse_enum",
     "recalibrate_bn",
     "scale_code",
     "set_resolution",
+    "set_stage_scales",
 ]

@@ -111,7 +111,12 @@ def recalibrate_bn(model: nn.Module, batches: Iterable[Tensor], resolution: int)
         for layer in layers:
             layer._moments = None
         raise
+    # Private BNs of inactive stage factors (ScaleAwareBatchNorm2d) see nothing; they keep no recalibrated statistics.
+    used = [layer for layer in layers if layer._moments[2] > 0] or layers
     for layer in layers:
-        layer.end_recalibration()
+        if layer in used:
+            layer.end_recalibration()
+        else:
+            layer._moments = None
     model.train(was_training)
     return images

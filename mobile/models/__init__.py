@@ -62,11 +62,15 @@ def create_model(
     width: float = 1.0,
     num_classes: int = 1000,
     meta_hidden: int = 0,
+    scales: Sequence[float] | None = None,
 ) -> MultiResolutionNet:
-    """Build a registered model, e.g. `create_model("mobilenet_v2", "rsnet", (224, 192, 160), width=0.35)`."""
+    """Build a registered model, e.g. `create_model("mobilenet_v2", "rsnet", (224, 192, 160), width=0.35)`.
+
+    `scales`: method "resizable" only — the trained stage scale factors (default `DEFAULT_STAGE_SCALES`)."""
     if arch not in _REGISTRY:  # checked first so a typo is reported before anything else
         raise ValueError(f"unknown arch {arch!r}; expected one of: {', '.join(list_models())}")
-    config = ModelConfig(arch, method, trained_resolutions(resolutions, method), width, num_classes, meta_hidden)
+    config = ModelConfig(arch, method, trained_resolutions(resolutions, method), width, num_classes, meta_hidden,
+                         tuple(scales or ()))
     return model_from_config(config)
 
 

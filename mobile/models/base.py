@@ -11,13 +11,19 @@ import torch
 from torch import Tensor, nn
 
 from ..layers import (
+    DEFAULT_STAGE_SCALES,
     BNMode,
     MetaConv2d,
+    ScaleAwareBatchNorm2d,
     ScaleCode,
+    StageResize,
     SwitchableBatchNorm2d,
     check_resolutions,
+    check_scales,
+    check_stage_scales,
     parse_enum,
     set_resolution,
+    set_stage_scales,
 )
 
 PAPER_RESOLUTIONS = (224, 192, 160, 128, 96)  # RS-Nets / SAN default `--sizes`
@@ -32,6 +38,7 @@ class Method(str, enum.Enum):
     RSNET = "rsnet"  # shared convs, private BN per resolution (RS-Nets)
     SAN = "san"  # meta-generated convs from the scale code, private BN per resolution (SAN)
     SINGLE = "single"  # the individually trained baseline (I-Net): plain BN, one resolution
+    RESIZABLE = "resizable"  # shared convs, per-stage feature resizing, scale-aware BN (Resizable Networks)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,10 +90,20 @@ class ModelConfig:
     width: float = 1.0
     num_classes: int = 1000
     meta_hidden: int = 0  # SAN meta-learner: 0 = linear, 8 or 16 = 2-layer MLP
+    # Resizable only: the trained stage scale factors. Scale-aware BNs hold one private BN per
+    # (resolution, factor) pair in the order of `resolutions` × `scales` (see resflex.mobile.layers.stage_resize).
+    scales: tuple[float, ...] = ()
 
     def __post_init__(self):
         object.__setattr__(self, "method", parse_enum(Method, self.method, "method"))
         object.__setattr__(self, "resolutions", check_resolutions(self.resolutions))
+        if self.method is Method.RESIZABLE:
+            object.__setattr__(self, "scales", check_scales(self.scales or DEFAULT_STAGE_SCALES))
+        elif self.scales:
+            raise ValueError(f"scales {list(self.scales)}: only method 'resizable' has stage scale factors "
+                             f"(method is {self.method.value!r})")
+        else:
+            object.__setattr__(self, "scales", ())
         if self.method is Method.SINGLE and len(self.resolutions) != 1:
             raise ValueError(f"method 'single' trains exactly one resolution, got {list(self.resolutions)}")
         if not self.width > 0:
@@ -98,6 +115,7 @@ class ModelConfig:
         d = dataclasses.asdict(self)
         d["method"] = self.method.value
         d["resolutions"] = list(self.resolutions)
+        d["scales"] = list(self.scales)
         return d
 
     @classmethod
@@ -106,16 +124,30 @@ class ModelConfig:
         unknown = set(d) - fields
         if unknown:
             raise ValueError(f"model config: unknown field(s) {sorted(unknown)}; expected {sorted(fields)}")
-        return cls(**{**d, "resolutions": tuple(d.get("resolutions", PAPER_RESOLUTIONS))})
+        return cls(**{**d, "resolutions": tuple(d.get("resolutions", PAPER_RESOLUTIONS)),
+                      "scales": tuple(d.get("scales", ()))})
 
 
 class Ops:
-    """Layer factory: the same architecture code builds RS-Net, SAN or I-Net layers."""
+    """Layer factory: the same architecture code builds RS-Net, SAN, I-Net or Resizable-Network layers.
+
+    For Resizable Networks the architecture calls `stage_resize(stride)` where a stage's resize belongs; every
+    `bn` after it is scale-aware for that stage (its input size is set by that stage's factor)."""
 
     def __init__(self, config: ModelConfig):
         self.method = config.method
         self.resolutions = config.resolutions
         self.meta_hidden = config.meta_hidden
+        self.scales = config.scales
+        self.stage: int | None = None  # index of the most recent stage resize; None before the first
+
+    def stage_resize(self, stride: int) -> list[nn.Module]:
+        """[] for every method but resizable; else the next stage's resize (to put before the stage's first
+        non-strided block — Appendix A.1). `stride` is the stage's total stride from the input."""
+        if self.method is not Method.RESIZABLE:
+            return []
+        self.stage = 0 if self.stage is None else self.stage + 1
+        return [StageResize(self.resolutions, self.scales, self.stage, stride)]
 
     def conv(self, cin: int, cout: int, k: int, stride: int = 1, groups: int = 1) -> nn.Module:
         if self.method is Method.SAN:
@@ -125,6 +157,9 @@ class Ops:
     def bn(self, channels: int) -> nn.Module:
         if self.method is Method.SINGLE:
             return nn.BatchNorm2d(channels)
+        if self.method is Method.RESIZABLE and self.stage is not None:
+            # §3.2: a private BN per scale factor after each shared conv whose input size that factor changes.
+            return ScaleAwareBatchNorm2d(channels, self.resolutions, self.scales, self.stage)
         return SwitchableBatchNorm2d(channels, self.resolutions)
 
     def conv_bn(self, cin: int, cout: int, k: int, stride: int = 1, groups: int = 1, act: type | None = nn.ReLU):
@@ -161,10 +196,54 @@ class MultiResolutionNet(nn.Module):
         self.config = config
         self.preprocessing = preprocessing or Preprocessing()
         self._state = (config.resolutions[0], BNMode.INTERPOLATE, ScaleCode.IDEAL)
+        self._stage_scales: tuple[float, ...] = ()
 
     @property
     def resolution(self) -> int:
         return self._state[0]
+
+    @property
+    def num_stages(self) -> int:
+        """Stages with their own scale factor (Resizable Networks); 0 for every other method."""
+        return sum(isinstance(m, StageResize) for m in self.modules())
+
+    @property
+    def full_config(self) -> tuple[float, ...]:
+        """The largest trained factor at every stage (the unresized network); () without stages."""
+        return (max(self.config.scales),) * self.num_stages if self.num_stages else ()
+
+    @property
+    def stage_scales(self) -> tuple[float, ...]:
+        """The active spatial configuration: one factor per stage (() for models without stages)."""
+        return self._stage_scales or self.full_config
+
+    def set_config(self, resolution: int, stage_scales=None, bn_mode: BNMode | str = BNMode.INTERPOLATE,
+                   scale_code: ScaleCode | str = ScaleCode.IDEAL) -> None:
+        """Switch to an operating point: input `resolution` and (resizable models) one trained factor per stage.
+
+        `stage_scales=None` keeps the active configuration. Raises ValueError naming a factor that is ≤ 0, > 1 or
+        not trained, or a wrong number of factors."""
+        if stage_scales is not None:
+            if not self.num_stages:
+                raise ValueError(f"stage_scales {list(stage_scales)}: method {self.config.method.value!r} has no "
+                                 "stage scales (only method 'resizable' has)")
+            stage_scales = check_stage_scales(stage_scales, self.config.scales, self.num_stages,
+                                              f"{self.config.arch} ({self.num_stages} stages)")
+        self.set_resolution(resolution, bn_mode, scale_code)
+        if stage_scales is not None:
+            set_stage_scales(self, stage_scales)
+            self._stage_scales = stage_scales
+
+    @contextlib.contextmanager
+    def at_config(self, resolution: int, stage_scales=None, bn_mode: BNMode | str = BNMode.INTERPOLATE,
+                  scale_code: ScaleCode | str = ScaleCode.IDEAL) -> Iterator[MultiResolutionNet]:
+        """Temporarily switch to a configuration; the previous resolution and stage scales are restored on exit."""
+        previous, scales = self._state, self.stage_scales
+        self.set_config(resolution, stage_scales, bn_mode, scale_code)
+        try:
+            yield self
+        finally:
+            self.set_config(*previous[:1], scales or None, *previous[1:])
 
     def set_resolution(self, resolution: int, bn_mode: BNMode | str = BNMode.INTERPOLATE,
                        scale_code: ScaleCode | str = ScaleCode.IDEAL) -> None:

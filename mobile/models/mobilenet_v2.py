@@ -44,10 +44,17 @@ class MobileNetV2(MultiResolutionNet):
         cin = make_divisible(32 * config.width)
         last = make_divisible(1280 * max(1.0, config.width))
         layers = [ops.conv_bn(3, cin, 3, 2, act=nn.ReLU6)]
+        stride, new_stage = 2, True  # a stage = the blocks at one feature-map size (5 stages)
         for t, c, n, s in INVERTED_RESIDUAL_SETTING:
             cout = make_divisible(c * config.width)
             for i in range(n):
-                layers.append(InvertedResidual(ops, cin, cout, s if i == 0 else 1, t))
+                block_stride = s if i == 0 else 1
+                stride *= block_stride
+                new_stage = new_stage or block_stride > 1
+                if new_stage and block_stride == 1:  # A.1: resize at the first non-strided block of each stage
+                    layers += ops.stage_resize(stride)
+                    new_stage = False
+                layers.append(InvertedResidual(ops, cin, cout, block_stride, t))
                 cin = cout
         layers.append(ops.conv_bn(cin, last, 1, act=nn.ReLU6))
         self.features = nn.Sequential(*layers)

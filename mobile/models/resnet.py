@@ -40,11 +40,15 @@ class ResNet(MultiResolutionNet):
         ops = Ops(config)
         widths = [max(8, round(w * config.width)) for w in (64, 128, 256, 512)]
         self.stem = nn.Sequential(ops.conv_bn(3, widths[0], 7, 2), nn.MaxPool2d(3, 2, 1))
-        stages, cin = [], widths[0]
+        stages, cin, stride = [], widths[0], 4
         for i, (planes, depth) in enumerate(zip(widths, depths)):
             blocks = []
             for j in range(depth):
-                blocks.append(block(ops, cin, planes, 2 if i > 0 and j == 0 else 1))
+                block_stride = 2 if i > 0 and j == 0 else 1
+                stride *= block_stride
+                if j == (1 if i > 0 else 0):  # A.1: resize at the first non-strided block of each stage
+                    blocks += ops.stage_resize(stride)
+                blocks.append(block(ops, cin, planes, block_stride))
                 cin = planes * block.expansion
             stages.append(nn.Sequential(*blocks))
         self.stages = nn.Sequential(*stages)

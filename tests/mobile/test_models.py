@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from resflex.mobile.layers import MetaConv2d, SwitchableBatchNorm2d
+from resflex.mobile.layers import MetaConv2d, ScaleAwareBatchNorm2d, StageResize, SwitchableBatchNorm2d
 from resflex.mobile.models import Method, ModelConfig, create_model, list_models
 
 RES = (32, 24, 16)
@@ -19,6 +19,8 @@ def test_every_registered_model_runs_at_every_resolution(arch, method):
     kinds = {type(m) for m in model.modules()}
     assert (SwitchableBatchNorm2d in kinds) == (method != "single")
     assert (MetaConv2d in kinds) == (method == "san")
+    assert (ScaleAwareBatchNorm2d in kinds) == (StageResize in kinds) == (method == "resizable")
+    assert (model.num_stages > 0) == (method == "resizable")
 
 
 def test_rsnet_shares_every_conv_and_differs_only_in_bn():
@@ -69,7 +71,7 @@ def test_optimizer_groups_exclude_bn_and_biases_from_weight_decay():
     "kwargs, message",
     [
         (dict(arch="vgg16"), "unknown arch 'vgg16'; expected one of: mobilenet_v2, resnet18, resnet50, tiny_cnn"),
-        (dict(arch="tiny_cnn", method="slimmable"), "expected one of: rsnet, san, single"),
+        (dict(arch="tiny_cnn", method="slimmable"), "expected one of: rsnet, san, single, resizable"),
         (dict(arch="tiny_cnn", resolutions=(32, 32)), "duplicate"),
         (dict(arch="tiny_cnn", resolutions=(32, -1)), "positive integers"),
         (dict(arch="tiny_cnn", method="single", resolutions=(32, 16)), "exactly one resolution"),

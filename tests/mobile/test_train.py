@@ -29,7 +29,7 @@ def test_training_writes_checkpoint_and_metrics(tmp_path):
         assert torch.equal(v, loaded.state_dict()[k]), k
 
 
-@pytest.mark.parametrize("method, resolutions", [("san", (32, 16)), ("single", (32,))])
+@pytest.mark.parametrize("method, resolutions", [("san", (32, 16)), ("single", (32,)), ("resizable", (32, 16))])
 def test_other_methods_train(tmp_path, method, resolutions):
     config = tiny_config(tmp_path, method=method, resolutions=resolutions, epochs=1, max_steps_per_epoch=2)
     train(config)
@@ -120,3 +120,25 @@ def test_trains_on_an_image_folder_and_counts_unreadable_images(tmp_path):
     record = json.loads(config.metrics_path.read_text())
     assert record["skipped_images"] == 1
     assert read_checkpoint(config.checkpoint_path)["class_names"] == ["cat", "dog"]
+
+
+def test_resizable_resume_continues_exactly(tmp_path, monkeypatch):
+    """Fair sampling draws from torch's RNG, which the checkpoint restores: an interrupted run ends identical."""
+    kw = dict(method="resizable", resolutions=(32, 16), max_steps_per_epoch=2)
+    straight = tiny_config(tmp_path / "a", **kw)
+    train(straight)
+    real_save = train_module.save_checkpoint
+
+    def save_then_die(path, model, class_names, train_state):
+        real_save(path, model, class_names, train_state)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_module, "save_checkpoint", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny_config(tmp_path / "b", **kw))
+    monkeypatch.undo()
+    train(tiny_config(tmp_path / "b", resume=True, **kw))
+    a = read_checkpoint(straight.checkpoint_path)["state_dict"]
+    b = read_checkpoint(tiny_config(tmp_path / "b", **kw).checkpoint_path)["state_dict"]
+    for k, v in a.items():
+        assert torch.equal(v, b[k]), k
