@@ -105,7 +105,8 @@ def bake(
     scale_code = parse_enum(ScaleCode, scale_code, "scale code")
     bn = parse_enum(BNStyle, bn, "BN style")
     if getattr(model, "num_stages", 0):
-        raise ValueError(f"converting a {model.config.method.value} checkpoint (stage scales) is not supported yet (issue 13)")
+        raise ValueError(f"converting a {model.config.method.value} checkpoint (stage scales) is not supported yet: "
+                         "it can be trained and evaluated (`resflex eval --stage-scales`)")
     if resolution not in model.config.resolutions and bn_mode is BNMode.RECALIBRATE:
         if not any(resolution in m.calibrated for m in model.modules() if isinstance(m, SwitchableBatchNorm2d)):
             raise ValueError(f"bake at {resolution}: BN mode 'recalibrate' needs recalibrate_bn(model, ..., "

@@ -88,7 +88,7 @@ class TrainConfig:
             object.__setattr__(self, "scales", check_scales(self.scales or DEFAULT_STAGE_SCALES))
             if self.init:
                 raise ValueError("--init: starting a resizable network from single-resolution weights is not "
-                                 "supported yet (issue 13)")
+                                 "supported yet")
         elif self.scales is not None:
             raise ValueError(f"scales {list(self.scales)}: only --method resizable has stage scale factors")
         if (self.switch_at_epoch is None) != (self.target_config is None):

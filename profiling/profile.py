@@ -105,10 +105,9 @@ def merge_device(lut: LUT, device_id: str, device: Device, latencies: Mapping[tu
     return dataclasses.replace(lut, operating_points=points, devices={**lut.devices, device_id: device})
 
 
-# --- issue 10 (defect 3): merge per device × runtime × precision × compute unit × threads -------------------------
 def merge_measured(lut: LUT, device_id: str, device: Device, latencies: Mapping[tuple, Sequence[Latency]]) -> LUT:
     """`lut` with what one `profile` run measured on `device_id` merged in: each (operating point, runtime, threads)
-    measured now replaces the stored one, every other latency of the device is kept (like `import_profile`); switch
+    measured now replaces the stored one, every other latency of the device is kept (`import_profile` merges the same way); switch
     costs replace those of the same (runtime, precision); the GEMM peak is kept unless measured now; facts are
     updated; latency models are refitted over the merged latencies (a phone profiler's own models replace those of
     the same runtime × precision × unit × threads)."""
@@ -130,7 +129,6 @@ def merge_measured(lut: LUT, device_id: str, device: Device, latencies: Mapping[
         models = [m for m in models if model_key(m) not in given] + list(device.latency_models)
     peak = device.gemm_peak_gflops if device.gemm_peak_gflops is not None else old.gemm_peak_gflops
     return merge_device(lut, device_id, Device({**old.facts, **device.facts}, peak, switch_costs, models), merged)
-# --- end issue 10 (defect 3) ---------------------------------------------------------------------------------------
 
 
 def latency_from_times(times_ns: Sequence[int], runtime: str, threads: int, macs: int,
@@ -230,7 +228,7 @@ def profile(config: ProfileConfig) -> LUT:
         raise FileNotFoundError(f"{bundle}: bundle directory not found")
     opened = Bundle.open(bundle, verify=True)
     manifest, lut = opened.manifest, opened.lut
-    check_writable(bundle, "bundle")  # issue 10 (defect 6): refuse before measuring, not after
+    check_writable(bundle, "bundle")  # refuse before measuring, not after
     failures = []
     if config.is_host:
         device_id = config.device_id or "host"
@@ -248,7 +246,7 @@ def profile(config: ProfileConfig) -> LUT:
         raise RuntimeError(f"{bundle}: no operating point could be timed on {config.device}:\n" + "\n".join(failures))
     device = dataclasses.replace(device, facts={
         **device.facts, "profiled_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")})
-    # issue 10 (defects 3, 5): read, merge and write under the bundle's lock; keep what was not measured now
+    # read, merge and write under the bundle's lock; keep what was not measured now
     merged = update_lut(bundle, lambda current: merge_measured(current, device_id, device, latencies))
     if failures:
         raise RuntimeError(f"{len(failures)} artifact run(s) failed (the other measurements were written to "
@@ -284,20 +282,15 @@ def import_profile(bundle: str | Path, profile_path: str | Path) -> tuple[LUT, s
         if RUNTIME_BACKENDS.get(m.latency.runtime) is not op.backend:
             raise SchemaError(f"{where}.latency.runtime: {m.latency.runtime!r} does not run {op.backend.value} "
                               f"artifacts; expected one of {[r for r, b in RUNTIME_BACKENDS.items() if b is op.backend]}")
-    def change(lut: LUT) -> LUT:  # issue 10 (defect 5): under the bundle's lock, on lut.json as it is now
-        measured = defaultdict(dict)
-        for op in lut.operating_points:
-            for lat in op.latency.get(doc.device_id, ()):
-                measured[op.key()][(lat.runtime, lat.threads)] = lat
-        for m in doc.measurements:
-            measured[m.key()][(m.latency.runtime, m.latency.threads)] = m.latency
-        latencies = {key: list(by_run.values()) for key, by_run in measured.items()}
-        old = lut.devices.get(doc.device_id, Device())
-        device = dataclasses.replace(old, facts={
-            **old.facts, **doc.facts, "imported_from": profile_path.name,
-            "profiled_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")},
-            latency_models=fit_latency_models(lut, latencies))
-        return merge_device(lut, doc.device_id, device, latencies)
+
+    latencies = defaultdict(list)
+    for m in doc.measurements:
+        latencies[m.key()].append(m.latency)
+    facts = {**doc.facts, "imported_from": profile_path.name,
+             "profiled_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+
+    def change(lut: LUT) -> LUT:  # under the bundle's lock, on lut.json as it is now
+        return merge_measured(lut, doc.device_id, Device(facts), latencies)
 
     return update_lut(bundle, change), doc.device_id
 

@@ -269,7 +269,7 @@ def test_convert_refuses_a_resizable_model_clearly():
     from resflex.convert.bake import bake
 
     model = create_model("tiny_cnn", "resizable", RES, num_classes=4)
-    with pytest.raises(ValueError, match=r"not supported yet \(issue 13\)"):
+    with pytest.raises(ValueError, match=r"not supported yet: it can be trained and evaluated"):
         bake(model, 32)
 
 
