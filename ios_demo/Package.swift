@@ -18,6 +18,7 @@ let package = Package(
         // The golden vectors, byte-identical copies of tests/golden/*.json, shared by both test targets.
         .target(
             name: "ResflexGolden",
+            dependencies: ["ResflexSelector"],
             path: "Tests/Golden",
             resources: [.copy("selector_golden.json"), .copy("preprocess_golden.json")]
         ),

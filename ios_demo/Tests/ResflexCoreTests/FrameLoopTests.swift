@@ -1,5 +1,6 @@
 import Foundation
 import XCTest
+import ResflexGolden
 import ResflexSelector
 @testable import ResflexCore
 

@@ -8,44 +8,15 @@ import ResflexGolden
 /// reason exactly; predicted_ms and budget_ms within 1e-6 of the 6-decimal values), then observe(d, observed_ms)
 /// when observed_ms is not null. Plus the API around it: defaults, bad input, errors that name the field.
 final class GoldenTests: XCTestCase {
-    func golden() throws -> JSONValue {
-        return try JSONValue.parse(Golden.data("selector_golden"))
-    }
-
     func goldenCase(_ name: String) throws -> JSONValue {
-        for c in try golden()["cases"]?.arrayValue ?? [] where c["name"]?.stringValue == name {
+        for c in try GoldenSelector.document()["cases"]?.arrayValue ?? [] where c["name"]?.stringValue == name {
             return c
         }
         throw SchemaError("no golden case \(name)")
     }
 
-    /// The golden file's encoding: "NaN", "Infinity", "-Infinity" → doubles; JSON null → nil; else as is.
-    static func decode(_ value: JSONValue?) -> Any? {
-        guard let value = value else { return nil }
-        switch value {
-        case .null: return nil
-        case .bool(let b): return b
-        case .int(let i): return i
-        case .double(let d): return d
-        case .string(let s):
-            switch s {
-            case "NaN": return Double.nan
-            case "Infinity": return Double.infinity
-            case "-Infinity": return -Double.infinity
-            default: return s
-            }
-        case .array, .object: return value
-        }
-    }
-
-    static func state(_ s: JSONValue?) -> DeviceState {
-        return DeviceState(battery: decode(s?["battery"]), charging: decode(s?["charging"]),
-                           powerSave: decode(s?["power_save"]), thermal: decode(s?["thermal"]),
-                           cpuLoad: decode(s?["cpu_load"]), thermalScale: decode(s?["thermal_scale"]))
-    }
-
     func testReplaysEveryGoldenCase() throws {
-        let doc = try golden()
+        let doc = try GoldenSelector.document()
         XCTAssertEqual(doc["kind"]?.stringValue, "resflex.selector_golden")
         let cases = try XCTUnwrap(doc["cases"]?.arrayValue)
         XCTAssertFalse(cases.isEmpty)
@@ -57,27 +28,10 @@ final class GoldenTests: XCTestCase {
             let selector = try OperatingPointSelector(lut: lut, device: try XCTUnwrap(c["device"]?.stringValue), policy: policy)
             var problems: [String] = []
             for (n, step) in (c["steps"]?.arrayValue ?? []).enumerated() {
-                let d = selector.choose(GoldenTests.state(step["state"]))
-                let want = try XCTUnwrap(step["expected"])
-                func check(_ field: String, _ got: String, _ expected: String?) {
-                    if got != expected { problems.append("step \(n): \(field) is \(got), expected \(expected ?? "nothing")") }
-                }
-                check("index", String(d.index), want["index"]?.intValue.map { String($0) })
-                check("resolution", String(d.point.resolution), want["resolution"]?.intValue.map { String($0) })
-                check("backend", d.point.backend, want["backend"]?.stringValue)
-                check("precision", d.point.precision, want["precision"]?.stringValue)
-                check("compute_unit", d.point.computeUnit, want["compute_unit"]?.stringValue)
-                check("unit_class", d.unitClass, want["unit_class"]?.stringValue)
-                check("latency_source", d.latencySource, want["latency_source"]?.stringValue)
-                let reason = (want["reason"]?.arrayValue ?? []).map { $0.stringValue ?? "?" }
-                check("reason", d.reason.joined(separator: ","), reason.joined(separator: ","))
-                // Unrounded within 1e-6 of the 6-decimal value: equal values differ by at most 5e-7.
-                for (field, got) in [("predicted_ms", d.predictedMs), ("budget_ms", d.budgetMs)] {
-                    let expected = want[field]?.doubleValue ?? Double.nan
-                    if !(abs(got - expected) <= 1e-6) { problems.append("step \(n): \(field) is \(got), expected \(expected)") }
-                }
+                let d = selector.choose(GoldenSelector.state(step["state"]))
+                for p in GoldenSelector.compare(d, try XCTUnwrap(step["expected"])) { problems.append("step \(n): \(p)") }
                 if let observed = step["observed_ms"], !observed.isNull {
-                    selector.observe(d, measuredMs: GoldenTests.decode(observed))
+                    selector.observe(d, measuredMs: GoldenSelector.decode(observed))
                 }
             }
             XCTAssertTrue(problems.isEmpty, "golden case \(name):\n" + problems.joined(separator: "\n"))
