@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Compile the pure-Kotlin modules of android_demo — selector/ and core/, main and test sources — in ONE kotlinc run
+# Compile the pure-Kotlin modules of android_demo — selector/ and core/, main, test and test-fixture sources — in ONE kotlinc run
 # (Debian's kotlinc 1.3.31 takes ~1 min to start and compile) and run their JUnit 4 tests on the JVM. Prints one
 # JUnit "OK (N tests)" line per module; exits non-zero if compilation or any test fails.
 #   bash android_demo/test.sh        # Debian: apt-get install kotlin junit4 libandroid-json-java
@@ -24,7 +24,9 @@ trap 'rm -rf "$build"' EXIT
 
 sources=()
 for module in selector core; do
-  while IFS= read -r f; do sources+=("$f"); done < <(find "$here/$module/src/main/kotlin" "$here/$module/src/test/kotlin" -name '*.kt' | sort)
+  dirs=("$here/$module/src/main/kotlin" "$here/$module/src/test/kotlin")
+  [ -d "$here/$module/src/testFixtures/kotlin" ] && dirs+=("$here/$module/src/testFixtures/kotlin")
+  while IFS= read -r f; do sources+=("$f"); done < <(find "${dirs[@]}" -name '*.kt' | sort)
 done
 
 start=$(date +%s)

@@ -38,4 +38,5 @@ dependencies {
     compileOnly(libs.json)
     testImplementation(libs.json)
     testImplementation(libs.junit)
+    testImplementation(testFixtures(project(":selector")))
 }

@@ -5,6 +5,7 @@ import org.jetbrains.kotlin.gradle.dsl.JvmTarget
 
 plugins {
     `java-library`
+    `java-test-fixtures` // GoldenCases (src/testFixtures): the golden-file reader shared with :core's tests
     alias(libs.plugins.kotlin.jvm)
 }
 
@@ -24,4 +25,5 @@ dependencies {
     compileOnly(libs.json)
     testImplementation(libs.json)
     testImplementation(libs.junit)
+    testFixturesImplementation(libs.json)
 }

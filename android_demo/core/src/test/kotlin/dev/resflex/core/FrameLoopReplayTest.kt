@@ -1,10 +1,8 @@
 package dev.resflex.core
 
-import dev.resflex.selector.DeviceState
+import dev.resflex.selector.GoldenCases
 import dev.resflex.selector.Lut
 import dev.resflex.selector.Policy
-import java.math.BigDecimal
-import java.math.RoundingMode
 import org.json.JSONArray
 import org.json.JSONObject
 import org.junit.Assert.assertEquals
@@ -27,37 +25,11 @@ class FrameLoopReplayTest(private val name: String, private val case: JSONObject
     companion object {
         @JvmStatic
         @Parameterized.Parameters(name = "{0}")
-        fun cases(): Collection<Array<Any>> {
-            val stream = FrameLoopReplayTest::class.java.getResourceAsStream("/selector_golden.json")
-                ?: throw IllegalStateException("selector_golden.json is not on the test classpath " +
-                    "(android_demo/selector/src/test/resources)")
-            val doc = JSONObject(stream.bufferedReader(Charsets.UTF_8).use { it.readText() })
-            assertEquals("resflex.selector_golden", doc.getString("kind"))
-            val cases = doc.getJSONArray("cases")
-            val out = ArrayList<Array<Any>>()
-            for (i in 0 until cases.length()) {
-                out.add(arrayOf<Any>(cases.getJSONObject(i).getString("name"), cases.getJSONObject(i)))
-            }
-            return out
-        }
-
-        fun decode(value: Any?): Any? = when (value) {
-            null, JSONObject.NULL -> null
-            "NaN" -> Double.NaN
-            "Infinity" -> Double.POSITIVE_INFINITY
-            "-Infinity" -> Double.NEGATIVE_INFINITY
-            else -> value
-        }
-
-        fun state(s: JSONObject): DeviceState = DeviceState(decode(s.opt("battery")), decode(s.opt("charging")),
-            decode(s.opt("power_save")), decode(s.opt("thermal")), decode(s.opt("cpu_load")),
-            decode(s.opt("thermal_scale")))
-
-        fun round6(x: Double): Double = BigDecimal(x).setScale(6, RoundingMode.HALF_EVEN).toDouble()
+        fun cases(): Collection<Array<Any>> = GoldenCases.cases()
 
         /** The clock's reading for a golden observation: its number, or NaN (no observation / not a number). */
         fun measured(observed: Any?): Double {
-            val v = decode(observed)
+            val v = GoldenCases.decode(observed)
             return if (v is Number) v.toDouble() else Double.NaN
         }
     }
@@ -77,7 +49,7 @@ class FrameLoopReplayTest(private val name: String, private val case: JSONObject
         val problems = ArrayList<String>()
         for (n in 0 until steps.length()) {
             val step = steps.getJSONObject(n)
-            signals.state = state(step.getJSONObject("state"))
+            signals.state = GoldenCases.state(step.getJSONObject("state"))
             val observed = measured(step.opt("observed_ms"))
             clock.push(0.0, observed)
             val r = loop.process(frame)
@@ -97,7 +69,7 @@ class FrameLoopReplayTest(private val name: String, private val case: JSONObject
                 if (v != w) problems.add("step $n: $k is $v, expected $w")
             }
             for (k in listOf("predicted_ms", "budget_ms")) {
-                val v = round6(if (k == "predicted_ms") d.predictedMs else r.budgetMs!!)
+                val v = GoldenCases.round6(if (k == "predicted_ms") d.predictedMs else r.budgetMs!!)
                 val w = want.getDouble(k)
                 if (!(Math.abs(v - w) <= 1e-6)) problems.add("step $n: $k is $v, expected $w")
             }

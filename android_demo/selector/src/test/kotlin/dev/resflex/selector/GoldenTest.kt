@@ -1,7 +1,5 @@
 package dev.resflex.selector
 
-import java.math.BigDecimal
-import java.math.RoundingMode
 import org.json.JSONArray
 import org.json.JSONObject
 import org.junit.Assert.assertEquals
@@ -21,39 +19,7 @@ class GoldenTest(private val name: String, private val case: JSONObject) {
     companion object {
         @JvmStatic
         @Parameterized.Parameters(name = "{0}")
-        fun cases(): Collection<Array<Any>> {
-            val doc = golden()
-            assertEquals("resflex.selector_golden", doc.getString("kind"))
-            val cases = doc.getJSONArray("cases")
-            val out = ArrayList<Array<Any>>()
-            for (i in 0 until cases.length()) {
-                val c = cases.getJSONObject(i)
-                out.add(arrayOf<Any>(c.getString("name"), c))
-            }
-            return out
-        }
-
-        fun golden(): JSONObject {
-            val stream = GoldenTest::class.java.getResourceAsStream("/selector_golden.json")
-                ?: throw IllegalStateException("selector_golden.json is not on the test classpath")
-            return JSONObject(stream.bufferedReader(Charsets.UTF_8).use { it.readText() })
-        }
-
-        /** The golden file's encoding: "NaN", "Infinity", "-Infinity" → doubles; JSON null → null; else as is. */
-        fun decode(value: Any?): Any? = when (value) {
-            null, JSONObject.NULL -> null
-            "NaN" -> Double.NaN
-            "Infinity" -> Double.POSITIVE_INFINITY
-            "-Infinity" -> Double.NEGATIVE_INFINITY
-            else -> value
-        }
-
-        fun state(s: JSONObject): DeviceState = DeviceState(decode(s.opt("battery")), decode(s.opt("charging")),
-            decode(s.opt("power_save")), decode(s.opt("thermal")), decode(s.opt("cpu_load")),
-            decode(s.opt("thermal_scale")))
-
-        /** Python's round(x, 6): the exact binary value rounded half-to-even. */
-        fun round6(x: Double): Double = BigDecimal(x).setScale(6, RoundingMode.HALF_EVEN).toDouble()
+        fun cases(): Collection<Array<Any>> = GoldenCases.cases()
     }
 
     @Test
@@ -64,7 +30,7 @@ class GoldenTest(private val name: String, private val case: JSONObject) {
         val problems = ArrayList<String>()
         for (n in 0 until steps.length()) {
             val step = steps.getJSONObject(n)
-            val d = selector.choose(state(step.getJSONObject("state")))
+            val d = selector.choose(GoldenCases.state(step.getJSONObject("state")))
             val want = step.getJSONObject("expected")
             val got = linkedMapOf<String, Any>(
                 "index" to d.index, "resolution" to d.point.resolution, "backend" to d.point.backend,
@@ -76,12 +42,12 @@ class GoldenTest(private val name: String, private val case: JSONObject) {
                 if (v != w) problems.add("step $n: $k is $v, expected $w")
             }
             for (k in listOf("predicted_ms", "budget_ms")) {
-                val v = round6(if (k == "predicted_ms") d.predictedMs else d.budgetMs)
+                val v = GoldenCases.round6(if (k == "predicted_ms") d.predictedMs else d.budgetMs)
                 val w = want.getDouble(k)
                 if (!(Math.abs(v - w) <= 1e-6)) problems.add("step $n: $k is $v, expected $w")
             }
             val observed = step.opt("observed_ms")
-            if (observed != null && observed != JSONObject.NULL) selector.observe(d, decode(observed))
+            if (observed != null && observed != JSONObject.NULL) selector.observe(d, GoldenCases.decode(observed))
         }
         if (problems.isNotEmpty()) fail("golden case $name:\n" + problems.joinToString("\n"))
     }

@@ -14,7 +14,7 @@ import org.junit.Test
 class SchemaRangesTest {
     /** A fresh copy of the golden case budget_fits's LUT (12 points, device "phone"). */
     private fun base(): JSONObject {
-        val cases = GoldenTest.golden().getJSONArray("cases")
+        val cases = GoldenCases.golden().getJSONArray("cases")
         for (i in 0 until cases.length()) {
             val c = cases.getJSONObject(i)
             if (c.getString("name") == "budget_fits") return JSONObject(c.getJSONObject("lut").toString())

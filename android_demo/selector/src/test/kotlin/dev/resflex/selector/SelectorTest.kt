@@ -11,7 +11,7 @@ import org.junit.Test
 
 /** The API around the golden replay: defaults, bad input, errors that name the field, bundles. */
 class SelectorTest {
-    private val golden = GoldenTest.golden()
+    private val golden = GoldenCases.golden()
 
     private fun case(name: String): JSONObject {
         val cases = golden.getJSONArray("cases")
