@@ -42,6 +42,25 @@ object Preprocess {
         }
     }
 
+    /**
+     * The upright RGB image of a `width × height` frame rotated clockwise by `rotation`: `copy(s, out, o)` writes the
+     * R, G, B of source pixel `s` (index y * width + x of the frame as it lies) to `out[o..o+2]`.
+     */
+    private inline fun upright(width: Int, height: Int, rotation: Int, copy: (Int, ByteArray, Int) -> Unit): RgbImage {
+        val turned = rotation == 90 || rotation == 270
+        val ow = if (turned) height else width
+        val oh = if (turned) width else height
+        val out = ByteArray(ow * oh * 3)
+        var o = 0
+        for (y in 0 until oh) {
+            for (x in 0 until ow) {
+                copy(source(rotation, width, height, x, y), out, o)
+                o += 3
+            }
+        }
+        return RgbImage(ow, oh, out)
+    }
+
     /** Source pixel of upright pixel (x, y) for a `w × h` frame rotated clockwise by `rotation`: y * w + x. */
     private fun source(rotation: Int, w: Int, h: Int, x: Int, y: Int): Int = when (rotation) {
         90 -> (h - 1 - x) * w + y
@@ -61,22 +80,12 @@ object Preprocess {
         checkRotation(rotation)
         require(width > 0 && height > 0 && stride >= width && offset >= 0 &&
             offset + (height - 1) * stride + width <= pixels.size) { "pixels do not hold a ${width}x$height frame" }
-        val turned = rotation == 90 || rotation == 270
-        val ow = if (turned) height else width
-        val oh = if (turned) width else height
-        val out = ByteArray(ow * oh * 3)
-        var o = 0
-        for (y in 0 until oh) {
-            for (x in 0 until ow) {
-                val s = source(rotation, width, height, x, y)
-                val p = pixels[offset + (s / width) * stride + s % width]
-                out[o] = (p shr 16).toByte()
-                out[o + 1] = (p shr 8).toByte()
-                out[o + 2] = p.toByte()
-                o += 3
-            }
+        return upright(width, height, rotation) { s, out, o ->
+            val p = pixels[offset + (s / width) * stride + s % width]
+            out[o] = (p shr 16).toByte()
+            out[o + 1] = (p shr 8).toByte()
+            out[o + 2] = p.toByte()
         }
-        return RgbImage(ow, oh, out)
     }
 
     /** 8-bit RGBA bytes (alpha ignored), row-major → upright RGB. */
@@ -87,21 +96,11 @@ object Preprocess {
         require(width > 0 && height > 0 && rgba.size == width * height * 4) {
             "expected ${width * height * 4} RGBA bytes for ${width}x$height, got ${rgba.size}"
         }
-        val turned = rotation == 90 || rotation == 270
-        val ow = if (turned) height else width
-        val oh = if (turned) width else height
-        val out = ByteArray(ow * oh * 3)
-        var o = 0
-        for (y in 0 until oh) {
-            for (x in 0 until ow) {
-                val s = source(rotation, width, height, x, y) * 4
-                out[o] = rgba[s]
-                out[o + 1] = rgba[s + 1]
-                out[o + 2] = rgba[s + 2]
-                o += 3
-            }
+        return upright(width, height, rotation) { s, out, o ->
+            out[o] = rgba[4 * s]
+            out[o + 1] = rgba[4 * s + 1]
+            out[o + 2] = rgba[4 * s + 2]
         }
-        return RgbImage(ow, oh, out)
     }
 
     /**
@@ -115,21 +114,11 @@ object Preprocess {
         checkRotation(rotation)
         val rgb = yuv420ToRgb(y, u, v, width, height)
         if (rotation == 0) return RgbImage(width, height, rgb)
-        val turned = rotation == 90 || rotation == 270
-        val ow = if (turned) height else width
-        val oh = if (turned) width else height
-        val out = ByteArray(ow * oh * 3)
-        var o = 0
-        for (yy in 0 until oh) {
-            for (xx in 0 until ow) {
-                val s = source(rotation, width, height, xx, yy) * 3
-                out[o] = rgb[s]
-                out[o + 1] = rgb[s + 1]
-                out[o + 2] = rgb[s + 2]
-                o += 3
-            }
+        return upright(width, height, rotation) { s, out, o ->
+            out[o] = rgb[3 * s]
+            out[o + 1] = rgb[3 * s + 1]
+            out[o + 2] = rgb[3 * s + 2]
         }
-        return RgbImage(ow, oh, out)
     }
 
     /** YUV_420_888 → RGB bytes as the frame lies (no rotation). */
