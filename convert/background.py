@@ -28,6 +28,7 @@ import torch
 from torch import Tensor, nn
 
 from .backends.base import Exported
+from .backends.tflite_worker import exit_with_parent
 from .quiet import converting, native_stderr_filtered
 
 
@@ -35,15 +36,54 @@ def cores_available() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
-class BackgroundExport:
+class ChildJob:
+    """A conversion running in a child process: `result()` waits for it once (the result is kept, an error is raised
+    again on every later call), then stops the child and removes its working folder. Subclasses read the child's
+    output in `_collect(exit_code)`."""
+
+    def __init__(self, what: str, work: Path, proc: subprocess.Popen, timeout_s: float | None):
+        self.what, self.work, self.proc, self.timeout_s = what, work, proc, timeout_s
+        self.seconds: dict[str, float] = {}
+        self._result: dict[str, Exported] | None = None
+        self._error: Exception | None = None
+
+    def result(self) -> dict[str, Exported]:
+        """Wait for the child: one `Exported` per precision it exported (RuntimeError with its error otherwise)."""
+        if self._result is not None:
+            return self._result
+        if self._error is not None:
+            raise self._error
+        try:
+            try:
+                code = self.proc.wait(timeout=self.timeout_s)
+            except subprocess.TimeoutExpired as e:
+                raise RuntimeError(f"{self.what} timed out after {self.timeout_s} s") from e
+            self._result = self._collect(code)
+            return self._result
+        except Exception as e:
+            self._error = e
+            raise
+        finally:
+            self.cancel()
+
+    def _collect(self, code: int) -> dict[str, Exported]:
+        raise NotImplementedError
+
+    def cancel(self) -> None:
+        """Stop the child (if still running) and remove its working folder."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        shutil.rmtree(self.work, ignore_errors=True)
+
+
+class BackgroundExport(ChildJob):
     """Exports of one backend at several precisions, running in a child process."""
 
     def __init__(self, name: str, work: Path, proc: subprocess.Popen, timeout_s: float | None):
-        self.name, self.work, self.proc, self.timeout_s = name, work, proc, timeout_s
-        self.seconds: dict[str, float] = {}
+        super().__init__(f"{name} export", work, proc, timeout_s)
+        self.name = name
         self.errors: dict[str, str] = {}
-        self._result: dict[str, Exported] | None = None
-        self._error: Exception | None = None
 
     @classmethod
     def start(cls, backend, baked: Mapping[int, nn.Module], precisions: Sequence[str], calib: Mapping[int, Tensor],
@@ -68,56 +108,19 @@ class BackgroundExport:
             raise RuntimeError(self.errors[precision])
         return self._result[precision]
 
-    def result(self) -> dict[str, Exported]:
-        """Wait for the child: the `Exported` of every precision that succeeded (`errors` has the others)."""
-        if self._result is not None:
-            return self._result
-        if self._error is not None:
-            raise self._error
-        try:
-            try:
-                code = self.proc.wait(timeout=self.timeout_s)
-            except subprocess.TimeoutExpired as e:
-                raise RuntimeError(f"{self.name} export timed out after {self.timeout_s} s") from e
-            out = self.work / "result.pt"
-            if not out.exists():
-                raise RuntimeError(f"{self.name} export process exited with code {code} and no result")
-            # Full unpickling is safe here only because this run wrote the file itself, into its own mkdtemp folder
-            # (mode 0700); never point it at a file from elsewhere.
-            done = torch.load(out, weights_only=False)
-            self._result, self.seconds, self.errors = done["exported"], done["seconds"], done["errors"]
-            return self._result
-        except Exception as e:
-            self._error = e
-            raise
-        finally:
-            self.cancel()
-
-    def cancel(self) -> None:
-        """Stop the child (if still running) and remove its working folder."""
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-        shutil.rmtree(self.work, ignore_errors=True)
-
-
-def _exit_with_parent() -> None:
-    """Stop when the process that started this one is gone (killed convert): no orphan keeps converting."""
-    import threading
-
-    parent = os.getppid()
-
-    def watch() -> None:
-        while True:
-            time.sleep(1.0)
-            if os.getppid() != parent:
-                os._exit(1)
-
-    threading.Thread(target=watch, daemon=True).start()
+    def _collect(self, code: int) -> dict[str, Exported]:
+        out = self.work / "result.pt"
+        if not out.exists():
+            raise RuntimeError(f"{self.name} export process exited with code {code} and no result")
+        # Full unpickling is safe here only because this run wrote the file itself, into its own mkdtemp folder
+        # (mode 0700); never point it at a file from elsewhere.
+        done = torch.load(out, weights_only=False)
+        self.seconds, self.errors = done["seconds"], done["errors"]
+        return done["exported"]
 
 
 def main(job_file: str) -> int:
-    _exit_with_parent()
+    exit_with_parent()
     job = torch.load(job_file, weights_only=False)  # written by the parent into its private mkdtemp folder
     result = {"exported": {}, "seconds": {}, "errors": {}}
     with converting(job["verbose"]), native_stderr_filtered():

@@ -43,6 +43,7 @@ from pathlib import Path
 import numpy as np
 from torch import Tensor, nn
 
+from ..background import ChildJob
 from ..onnx2tf_env import find_onnx2tf
 from ..runtimes import LiteRTRuntime
 from .base import Entry, Exported
@@ -121,66 +122,45 @@ class TFLiteBackend:
         return LiteRTRuntime(Path(out_dir) / exported.files[0])
 
 
-class TFLiteJob:
+class TFLiteJob(ChildJob):
     """A TFLite conversion running in the onnx2tf environment (`TFLiteBackend.start`)."""
 
     def __init__(self, backend: TFLiteBackend, python: Path, work: Path, job: dict, resolutions: list[int]):
-        self.backend, self.python, self.work, self.job, self.resolutions = backend, python, work, job, resolutions
+        self.backend, self.python, self.job, self.resolutions = backend, python, job, resolutions
         env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="", PYTHONNOUSERSITE="1")
         env.pop("PYTHONPATH", None)  # the main environment's packages must not shadow the tool's pinned ones
         self._stderr = open(work / "stderr.txt", "w+")  # a file, not a pipe: nothing blocks while nobody reads
         self.start = time.perf_counter()
         # -I: the script's folder (this package: onnx.py, ...) must not shadow the environment's packages
-        self.proc = subprocess.Popen([str(python), "-I", str(WORKER), "job.json"], cwd=work, env=env,
-                                     stdout=subprocess.DEVNULL, stderr=self._stderr, text=True)
-        self._result: dict[str, Exported] | None = None
-        self._error: Exception | None = None
-        self.seconds: dict[str, float] = {}
+        proc = subprocess.Popen([str(python), "-I", str(WORKER), "job.json"], cwd=work, env=env,
+                                stdout=subprocess.DEVNULL, stderr=self._stderr, text=True)
+        super().__init__("onnx2tf/TFLite conversion", work, proc, backend.timeout_s)
 
     def exported(self, precision: str) -> Exported:
         """Wait for the worker; the `Exported` of one precision."""
         return self.result()[precision]
 
-    def result(self) -> dict[str, Exported]:
-        """Wait for the worker; one `Exported` per precision (RuntimeError with the worker's error otherwise)."""
-        if self._result is not None:
-            return self._result
-        if self._error is not None:
-            raise self._error
-        try:
-            try:
-                code = self.proc.wait(timeout=self.backend.timeout_s)
-            except subprocess.TimeoutExpired as e:
-                raise RuntimeError(f"onnx2tf/TFLite conversion timed out after {self.backend.timeout_s} s") from e
-            self._stderr.seek(0)
-            stderr = self._stderr.read()
-            for line in stderr.splitlines():
-                if line.startswith("[resflex tflite]"):
-                    log.info(line)
-            precisions = ", ".join(self.job["precisions"])
-            if code != 0 or not (self.work / "report.json").exists():
-                tail = "\n".join(line for line in stderr.splitlines()
-                                 if not line.startswith(("W0000", "E0000", "I0000", "WARNING: All log")))[-4000:]
-                raise RuntimeError(f"onnx2tf/TFLite conversion ({precisions}) failed with exit code {code} (tool "
-                                   f"environment {self.python}):\n{tail}")
-            reports = json.loads((self.work / "report.json").read_text())
-            log.info("[resflex tflite] %s in %.1f s", precisions, time.perf_counter() - self.start)
-            self._result = {p: self._exported(p, reports[p]) for p in self.job["precisions"]}
-            self.seconds = {p: reports[p]["seconds"] for p in self.job["precisions"]}
-            return self._result
-        except Exception as e:
-            self._error = e
-            raise
-        finally:
-            self.cancel()
+    def _collect(self, code: int) -> dict[str, Exported]:
+        self._stderr.seek(0)
+        stderr = self._stderr.read()
+        for line in stderr.splitlines():
+            if line.startswith("[resflex tflite]"):
+                log.info(line)
+        precisions = ", ".join(self.job["precisions"])
+        if code != 0 or not (self.work / "report.json").exists():
+            tail = "\n".join(line for line in stderr.splitlines()
+                             if not line.startswith(("W0000", "E0000", "I0000", "WARNING: All log")))[-4000:]
+            raise RuntimeError(f"onnx2tf/TFLite conversion ({precisions}) failed with exit code {code} (tool "
+                               f"environment {self.python}):\n{tail}")
+        reports = json.loads((self.work / "report.json").read_text())
+        log.info("[resflex tflite] %s in %.1f s", precisions, time.perf_counter() - self.start)
+        self.seconds = {p: reports[p]["seconds"] for p in self.job["precisions"]}
+        return {p: self._exported(p, reports[p]) for p in self.job["precisions"]}
 
     def cancel(self) -> None:
-        """Stop the worker (if still running) and remove its working folder."""
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
+        """Stop the worker (if still running), close its log and remove its working folder."""
+        super().cancel()
         self._stderr.close()
-        shutil.rmtree(self.work, ignore_errors=True)
 
     def _exported(self, precision: str, report: dict) -> Exported:
         rs = self.resolutions

@@ -283,7 +283,7 @@ def post_process(flat, job, precision):
     return bytes(builder.Output()), report
 
 
-def _exit_with_parent() -> None:
+def exit_with_parent() -> None:
     """Stop when the process that started this one is gone (killed convert): no orphan keeps converting."""
     import threading
 
@@ -303,7 +303,7 @@ def main(path):
     job["outs"][precision]); report.json holds, per precision, what the post-pass did, the bytes and the seconds
     (the shared SavedModel time counted in each)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    _exit_with_parent()
+    exit_with_parent()
     start = time.time()
     job = json.load(open(path))
     keys = saved_model(job)
