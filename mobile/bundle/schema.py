@@ -312,18 +312,12 @@ class Measurement:
     stage_scales: list[float] | None = None
     energy_estimated: bool = False  # energy_mj from battery current × voltage over the run, not a power rail
 
-    def key(self) -> tuple:
-        return (self.resolution, self.backend.value, self.precision.value, self.compute_unit,
-                tuple(self.stage_scales or ()))
+    key = OperatingPoint.key  # the same fields name the same operating point
 
     def __post_init__(self):
-        lat = self.latency
-        for name in ("p50_ms", "p90_ms", "p99_ms", "energy_mj", "peak_memory_mb", "gflops"):
-            _finite_positive(getattr(lat, name), f"latency.{name}")
-        if lat.runs < 1 or lat.threads < 0:  # threads 0: the runtime decides (Core ML)
-            raise SchemaError(f"latency: need runs ≥ 1 and threads ≥ 0, got runs={lat.runs}, threads={lat.threads}")
-        if not lat.p50_ms <= lat.p90_ms <= lat.p99_ms:
-            raise SchemaError(f"latency: expected p50 ≤ p90 ≤ p99, got {lat.p50_ms}, {lat.p90_ms}, {lat.p99_ms}")
+        # Stricter than a LUT latency (RULES: ≥ 0): a phone that cannot measure these writes null, never 0.
+        for name in ("energy_mj", "peak_memory_mb", "gflops"):
+            _finite_positive(getattr(self.latency, name), f"latency.{name}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -555,6 +549,11 @@ def _unique(items, what: str, where: str) -> None:
         seen.add(item)
 
 
+def _check_percentiles(lat: Latency, where: str) -> None:
+    if not lat.p50_ms <= lat.p90_ms <= lat.p99_ms:
+        raise SchemaError(f"{where}: expected p50 ≤ p90 ≤ p99, got {lat.p50_ms}, {lat.p90_ms}, {lat.p99_ms}")
+
+
 def _check_document(doc: Any, source: str) -> None:
     """Checks across fields: unique files, entries and points; every file an entry names is listed with a sha256."""
     if isinstance(doc, Manifest):
@@ -576,15 +575,16 @@ def _check_document(doc: Any, source: str) -> None:
                 if path is not None and path not in own:
                     raise SchemaError(f"{where}.entries[{j}].name: {e.name!r} names the file {path!r}, which is not "
                                       f"this artifact's file or one of its extra_files (each listed with a sha256)")
+    elif isinstance(doc, DeviceProfile):
+        for i, m in enumerate(doc.measurements):
+            _check_percentiles(m.latency, f"{source}: measurements[{i}].latency")
     elif isinstance(doc, LUT):
         for i, op in enumerate(doc.operating_points):
             for device, lats in op.latency.items():
                 where = f"{source}: operating_points[{i}].latency.{device}"
                 _unique([(x.runtime, x.threads) for x in lats], "(runtime, threads)", where)
                 for j, x in enumerate(lats):
-                    if not x.p50_ms <= x.p90_ms <= x.p99_ms:
-                        raise SchemaError(f"{where}[{j}]: expected p50 ≤ p90 ≤ p99, got {x.p50_ms}, {x.p90_ms}, "
-                                          f"{x.p99_ms}")
+                    _check_percentiles(x, f"{where}[{j}]")
         for name, device in doc.devices.items():
             where = f"{source}: devices.{name}"
             _unique([(s.runtime, s.precision.value) for s in device.switch_costs], "(runtime, precision)",
