@@ -440,8 +440,3 @@ class Bundle:
             raise SchemaError(f"{self.root / MANIFEST}: no entry {entry!r} in artifact {artifact!r}")
         relpath = entry_file(a, entry)
         return None if relpath is None else self.file(relpath)
-
-    def reload_lut(self) -> LUT:
-        """lut.json as it is on disk now (another process may have profiled into it meanwhile)."""
-        self.lut = read_json(LUT, self.root / LUT_FILE)
-        return self.lut
