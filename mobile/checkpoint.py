@@ -62,6 +62,22 @@ def save_checkpoint(path: str | os.PathLike, model: MultiResolutionNet, class_na
     return atomic_write(path, lambda tmp: torch.save(payload, tmp))
 
 
+def load_tensors_only(path: Path, why: str, read_as: str = "", advice: str = ""):
+    """`torch.load(weights_only=True)`: nothing in the file runs. A file that needs code to load (`why` says what
+    that means for the caller, `advice` what to do) or cannot be read is a CheckpointError naming it."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise CheckpointError(
+            f"refusing to load {path}: it holds objects other than tensors and plain data, {why}; nothing in it was "
+            f"executed.{advice} Detail: {_first_line(e)}"
+        ) from None
+    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError) as e:
+        raise CheckpointError(f"{path} is truncated or corrupt and cannot be read{read_as}: {_first_line(e)}") from None
+    except Exception as e:  # anything else a crafted file makes torch.load raise
+        raise CheckpointError(f"{path} cannot be read{read_as} ({type(e).__name__}: {_first_line(e)})") from None
+
+
 def read_checkpoint(path: str | os.PathLike) -> dict:
     """Load and validate a checkpoint's payload without executing any code from it."""
     path = Path(path)
@@ -74,19 +90,7 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
     if not (head.startswith(b"PK") or head[:1] == b"\x80"):  # torch.save's zip, or a legacy torch/pickle file
         raise CheckpointError(f"{path} is not a checkpoint: it is neither a PyTorch zip file nor a pickle (first bytes "
                               f"{head!r}); give the checkpoint.pt that `resflex train` wrote")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
-        raise CheckpointError(
-            f"refusing to load {path}: it holds objects other than tensors and plain data, so it was not written "
-            f"by resflex (or was tampered with); nothing in it was executed. Detail: {_first_line(e)}"
-        ) from None
-    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError) as e:
-        raise CheckpointError(f"{path} is truncated or corrupt and cannot be read as a checkpoint: "
-                              f"{_first_line(e)}") from None
-    except Exception as e:  # anything else a crafted file makes torch.load raise
-        raise CheckpointError(f"{path} cannot be read as a checkpoint ({type(e).__name__}: {_first_line(e)})") \
-            from None
+    payload = load_tensors_only(path, "so it was not written by resflex (or was tampered with)", " as a checkpoint")
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a resflex checkpoint (expected a dict with format={FORMAT!r})")
     missing = [k for k in REQUIRED if k not in payload]

@@ -24,9 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import pickle
 import re
-import zipfile
 from collections.abc import Callable, Sequence
 from fractions import Fraction
 from pathlib import Path
@@ -35,7 +33,7 @@ import torch
 from torch import Tensor, nn
 
 from .checkpoint import FORMAT as RESFLEX_FORMAT
-from .checkpoint import CheckpointError, model_from_payload, save_checkpoint
+from .checkpoint import CheckpointError, load_tensors_only, model_from_payload, save_checkpoint
 from .layers import MetaConv2d, SwitchableBatchNorm2d, check_resolutions, scale_code
 from .models import PAPER_RESOLUTIONS, Method, ModelConfig, MultiResolutionNet, Preprocessing, model_from_config
 from .models.mobilenet_v2 import MobileNetV2
@@ -71,16 +69,8 @@ def load_weights_file(path: str | Path, what: str) -> dict:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{what}: no file at {path}")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
-        raise CheckpointError(
-            f"refusing to load {path}: it holds objects other than tensors and plain data, so loading it would run "
-            f"code from the file; nothing in it was executed. Save the weights alone "
-            f"(torch.save({{'state_dict': model.state_dict()}}, ...)) and retry. Detail: {str(e).splitlines()[0]}"
-        ) from None
-    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError) as e:
-        raise CheckpointError(f"{path} is truncated or corrupt and cannot be read: {e}") from None
+    payload = load_tensors_only(path, "so loading it would run code from the file", advice=(
+        " Save the weights alone (torch.save({'state_dict': model.state_dict()}, ...)) and retry."))
     if not isinstance(payload, dict):
         raise CheckpointError(f"{path}: expected a dict (a checkpoint or a state dict), got {type(payload).__name__}")
     return payload
