@@ -1,8 +1,12 @@
 """Benchmark: switchable networks (RS-Net with MRED, SAN with scale distillation) vs individually trained
-I-Nets on the built-in synthetic data, plus the cost of one multi-resolution training step.
+I-Nets (same epochs each), plus the cost of one multi-resolution training step.
 
-    python bench/train_bench.py                    # defaults below; prints markdown tables
-    python bench/train_bench.py --epochs 4 --out runs/bench
+    python bench/train_bench.py                    # built-in synthetic data; prints markdown tables
+    python bench/train_bench.py --data digits --resolutions 32,28,24,20,16 --test-resolutions 32,30,...,16
+    python bench/train_bench.py --data PATH        # any ImageFolder with train/ and val/
+
+`--data digits` writes scikit-learn's real 8×8 handwritten digits, upscaled to 32 px, as an ImageFolder under
+runs/data/digits (no download). The recipe (stem stride, crop range) is `resflex train`'s default for the sizes.
 
 Tables:
 1. top-1 (%) per test resolution (the papers' Table 1 layout): every I-Net at every test resolution, the
@@ -26,18 +30,22 @@ from resflex.cli.main import parse_resolutions
 from resflex.mobile.evaluate import evaluate, format_matrix
 from resflex.mobile.losses import create_loss
 from resflex.mobile.models import create_model
+from resflex.mobile.data import write_digits
 from resflex.mobile.train import MultiResolutionStep, TrainConfig, resize_batch, train
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", default="synthetic", help="synthetic | digits | an ImageFolder root")
+    p.add_argument("--epochs-multi", type=int, default=None, help="epochs of the switchable networks (default --epochs)")
+    p.add_argument("--no-flip", dest="flip", action="store_false", help="no random horizontal flips (e.g. digits)")
     p.add_argument("--arch", default="mobilenet_v2")
     p.add_argument("--width", type=float, default=0.35)
     p.add_argument("--resolutions", type=parse_resolutions, default=(64, 56, 48, 40, 32))
     p.add_argument("--test-resolutions", type=parse_resolutions, default=(64, 60, 56, 52, 48, 44, 40, 36, 32))
     p.add_argument("--epochs", type=int, default=8)
     p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--lr", type=float, default=0.02)
+    p.add_argument("--lr", type=float, default=None, help="default: resflex train's (0.02 ÷ losses summed per step)")
     p.add_argument("--train-samples", type=int, default=4000)
     p.add_argument("--val-samples", type=int, default=1000)
     p.add_argument("--workers", type=int, default=0)
@@ -57,8 +65,9 @@ def train_all(args) -> dict[str, Path]:
     paths = {}
     for name, (method, res) in runs.items():
         out = Path(args.out) / name.split()[0].lower().replace("-", "") / "-".join(map(str, res))
-        config = TrainConfig(data="synthetic", arch=args.arch, method=method, resolutions=res, width=args.width,
-                             epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+        config = TrainConfig(data=args.data, arch=args.arch, method=method, resolutions=res, width=args.width,
+                             epochs=args.epochs if method == "single" else (args.epochs_multi or args.epochs),
+                             flip=args.flip, batch_size=args.batch_size, lr=args.lr,
                              train_samples=args.train_samples, val_samples=args.val_samples, workers=args.workers,
                              out=str(out), overwrite=True, progress=False, device="cpu")
         if not (args.skip_training and config.checkpoint_path.exists()):
@@ -74,10 +83,10 @@ def accuracy_table(args, paths: dict[str, Path]) -> str:
     rows, trained = {}, {}
     for name, path in paths.items():
         model, payload = load_checkpoint(path)
-        modes = ("nearest", "interpolate") if model.config.method.value != "single" else ("nearest",)
+        modes = ("nearest", "interpolate", "recalibrate") if model.config.method.value != "single" else ("nearest",)
         for mode in modes:
             row = name if len(modes) == 1 else f"{name}, BN {mode}"
-            rows[row] = evaluate(model, "synthetic", args.test_resolutions, mode, batch_size=256,
+            rows[row] = evaluate(model, args.data, args.test_resolutions, mode, batch_size=256,
                                  workers=args.workers, length=args.val_samples, class_names=payload["class_names"])
             trained[row] = model.config.resolutions
     (Path(args.out) / "accuracy.json").write_text(
@@ -130,21 +139,23 @@ def time_steps(args) -> str:
 
 def main(argv=None) -> None:
     args = parse_args(argv)
-    with recorded("train_bench", args.record):
+    with recorded("train_bench" if args.data == "synthetic" else f"train_bench_{Path(args.data).name}", args.record):
         return _run(args)
 
 
 def _run(args) -> None:
     Path(args.out).mkdir(parents=True, exist_ok=True)
+    if args.data == "digits":
+        args.data = str(write_digits(Path("runs/data/digits"), size=32))
     print(f"# train_bench: {args.arch} width {args.width}, resolutions {list(args.resolutions)}, {args.epochs} epochs, "
-          f"synthetic {args.train_samples}/{args.val_samples} images, torch {torch.__version__}, "
+          f"data {args.data} ({args.train_samples}/{args.val_samples} images if synthetic), torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads\n")
     print("## Step time (batch %d, %d repeats)\n" % (args.batch_size, args.step_repeats))
     print(time_steps(args), "\n", flush=True)
     if args.steps_only:
         return
     paths = train_all(args)
-    print(f"\n## Top-1 (%) on synthetic val ({args.val_samples} images); * = training resolution\n")
+    print(f"\n## Top-1 (%) on {args.data} val (at most {args.val_samples} images); * = training resolution\n")
     print(accuracy_table(args, paths))
 
 

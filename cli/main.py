@@ -84,11 +84,20 @@ def _add_train(sub) -> None:
     p.add_argument("--meta-hidden", type=int, default=d.meta_hidden, help="SAN meta-learner: 0 linear, 8 or 16 MLP")
     p.add_argument("--epochs", type=int, default=d.epochs)
     p.add_argument("--batch-size", type=int, default=d.batch_size, help="per process")
-    p.add_argument("--lr", type=float, default=d.lr)
+    p.add_argument("--lr", type=float, default=None,
+                   help="SGD learning rate; none = 0.02 ÷ the number of losses summed per step (1 for single, one per "
+                        "resolution for rsnet/san, resolutions × scales for resizable)")
     p.add_argument("--warmup-epochs", type=float, default=d.warmup_epochs, help="linear LR warm-up, then cosine")
     p.add_argument("--momentum", type=float, default=d.momentum)
     p.add_argument("--weight-decay", type=float, default=d.weight_decay)
     p.add_argument("--label-smoothing", type=float, default=d.label_smoothing)
+    p.add_argument("--stem-stride", type=int, default=None, choices=(1, 2),
+                   help="stride of the first convolution; none = 1 (small-input stem) when the largest resolution "
+                        "is below 64 px, else 2 (the papers' networks)")
+    p.add_argument("--min-crop", type=float, default=None,
+                   help="RandomResizedCrop's smallest area fraction; none = 0.35 below 64 px, else 0.08 (ImageNet)")
+    p.add_argument("--flip", action=argparse.BooleanOptionalAction, default=d.flip,
+                   help="random horizontal flips (turn off where mirroring changes the class, e.g. text)")
     p.add_argument("--scales", type=parse_scales, default=None,
                    help="resizable only: the trained stage scale factors in (0, 1]; none = 1,0.75,0.5")
     p.add_argument("--switch-at-epoch", type=int, default=None, metavar="N",
@@ -117,6 +126,10 @@ def _add_train(sub) -> None:
     p.add_argument("--init", default=d.init, metavar="WEIGHTS",
                    help="start from single-resolution weights: a torchvision ResNet/MobileNetV2 state dict or a resflex "
                         "checkpoint (convs and classifier copied, every private BN starts as the single BN)")
+    p.add_argument("--finetune", default=d.finetune, metavar="CKPT",
+                   help="resizable only (§3.3): start from this resizable checkpoint and train only --target-config "
+                        "for --epochs; the model options (--arch, --method, --resolutions, --width, --scales, "
+                        "--num-classes) are taken from CKPT")
     p.set_defaults(run=_run_train)
 
 
@@ -124,7 +137,18 @@ def _run_train(args) -> int:
     from resflex.mobile.train import TrainConfig, train
 
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
-    config = TrainConfig(**{k: v for k, v in vars(args).items() if k in fields})
+    values = {k: v for k, v in vars(args).items() if k in fields}
+    if args.finetune:  # the model is the checkpoint's: options left at their defaults take its values
+        from resflex.mobile.train import finetune_settings
+
+        defaults = TrainConfig()
+        for k, v in finetune_settings(args.finetune).items():
+            given = values.get(k)
+            if given not in (getattr(defaults, k), None) and given != v:
+                raise ValueError(f"--{k.replace('_', '-')} {given!r} differs from the --finetune checkpoint's {v!r}; "
+                                 "leave it out (fine-tuning keeps the checkpoint's model)")
+            values[k] = v
+    config = TrainConfig(**values)
     train(config)
     print(f"checkpoint: {config.checkpoint_path}\nmetrics:    {config.metrics_path}")
     return 0
@@ -196,6 +220,12 @@ def _add_eval(sub) -> None:
     p.add_argument("--calib-samples", type=_int_at_least(1), default=1024, help="training images for --bn recalibrate")
     p.add_argument("--seed", type=int, default=0, help="synthetic data seed (use the training run's)")
     p.add_argument("--json", type=Path, default=None, help="also write the matrix as JSON here")
+    p.add_argument("--adapt", default=None, metavar="LEARNER",
+                   help="resizable checkpoint: evaluate Resizable-Adapt with this learner.pt (from `resflex adapt`) "
+                        "against the best static configuration at the same or lower mean MACs")
+    p.add_argument("--max-macs", type=_macs, default=None, metavar="M",
+                   help="with --adapt: only configurations of at most M MACs may be chosen (e.g. 2.5M; default: "
+                        "the learner's budget)")
     p.set_defaults(run=_run_eval)
 
 
@@ -204,6 +234,8 @@ def _run_eval(args) -> int:
     from resflex.mobile.evaluate import evaluate, format_matrix
     from resflex.mobile.layers import check_resolutions, parse_enum
 
+    if args.adapt is not None or args.max_macs is not None:
+        return _run_eval_adapt(args)
     bn = parse_enum(BNMode, args.bn, "BN mode")
     scale_code = parse_enum(ScaleCode, args.scale_code, "scale code")
     if args.json:
@@ -243,6 +275,85 @@ def _run_eval(args) -> int:
     return 0
 
 
+def _macs(text: str) -> int:
+    """An argparse type: a MACs count like 2500000, 2.5M, 300k."""
+    from resflex.mobile.adapt import parse_macs
+
+    try:
+        return parse_macs(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _run_eval_adapt(args) -> int:
+    from resflex.mobile.adapt import evaluate_adapt, format_report, load_learner
+    from resflex.mobile.checkpoint import load_checkpoint
+
+    if args.adapt is None:
+        raise ValueError("--max-macs is the budget of Resizable-Adapt; give the learner with --adapt LEARNER")
+    if len(args.checkpoints) != 1:
+        raise ValueError(f"--adapt evaluates one checkpoint (the one its learner was trained on), got "
+                         f"{len(args.checkpoints)}")
+    if args.stage_scales is not None or args.resolutions is not None:
+        raise ValueError("--adapt chooses the configuration per image; leave out --stage-scales and --resolutions")
+    if args.json:
+        _output_file(args.json, "--json")
+    path = args.checkpoints[0]
+    model, payload = load_checkpoint(path)
+    _require_data(payload, args.data, path, "--data", "val/")
+    learner, meta = load_learner(args.adapt, model, path)
+    report = evaluate_adapt(model, learner, meta, args.data, args.max_macs, val_samples=args.val_samples,
+                            batch_size=args.batch_size, workers=args.workers, seed=args.seed,
+                            class_names=payload["class_names"], progress=True)
+    print(format_report(report))
+    if args.json:
+        args.json.write_text(json.dumps(report.to_dict(), indent=2))
+    return 0
+
+
+def _add_adapt(sub) -> None:
+    from resflex.mobile.adapt import AdaptConfig
+
+    d = AdaptConfig(checkpoint="", out="-", max_macs=1)
+    p = sub.add_parser("adapt", help="train a Resizable-Adapt ResizeLearner: per image, the cheapest configuration "
+                                     "under a MACs budget")
+    p.add_argument("checkpoint", help="a resizable checkpoint (`resflex train --method resizable`)")
+    p.add_argument("--max-macs", type=_macs, required=True, metavar="M",
+                   help="only configurations of at most M MACs are candidates (e.g. 2.5M, 300k)")
+    p.add_argument("--configs", default=None, metavar="SPEC",
+                   help="candidates: a configs.json of `resflex search` (or its folder) or R:S1,S2,...;R:S1,...; "
+                        "none = every configuration of the checkpoint (at most 256)")
+    p.add_argument("--out", required=True, help="folder: learner.pt and adapt.json (the validation report)")
+    p.add_argument("--data", default=d.data, help="'synthetic' or an ImageFolder root with train/ and val/")
+    p.add_argument("--samples", type=_int_at_least(1), default=d.samples, help="training images the learner learns on")
+    p.add_argument("--val-samples", type=_int_at_least(1), default=d.val_samples,
+                   help="validation images of the report (default: the whole split)")
+    p.add_argument("--epochs", type=_int_at_least(1), default=d.epochs)
+    p.add_argument("--lr", type=float, default=d.lr, help="Adam learning rate")
+    p.add_argument("--hidden", type=_int_at_least(1), default=d.hidden, help="channels of the learner's conv layers")
+    p.add_argument("--batch-size", type=_int_at_least(1), default=d.batch_size)
+    p.add_argument("--seed", type=int, default=d.seed, help="sample and synthetic data seed")
+    p.add_argument("--workers", type=_int_at_least(0), default=d.workers)
+    p.add_argument("--overwrite", action=argparse.BooleanOptionalAction, default=False)
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True)
+    p.set_defaults(run=_run_adapt)
+
+
+def _run_adapt(args) -> int:
+    from resflex.mobile.adapt import AdaptConfig, format_report, train_adapt
+    from resflex.mobile.checkpoint import read_checkpoint
+
+    _require_data(read_checkpoint(args.checkpoint), args.data, args.checkpoint, "--data", "train/ and val/")
+    result = train_adapt(AdaptConfig(
+        checkpoint=args.checkpoint, out=args.out, max_macs=args.max_macs, configs=args.configs, data=args.data,
+        samples=args.samples, val_samples=args.val_samples, epochs=args.epochs, lr=args.lr, hidden=args.hidden,
+        batch_size=args.batch_size, seed=args.seed, workers=args.workers, overwrite=args.overwrite,
+        progress=args.progress))
+    print(format_report(result.report))
+    print(f"learner: {result.out / 'learner.pt'}\nreport:  {result.out / 'adapt.json'}")
+    return 0
+
+
 def _add_convert(sub) -> None:
     p = sub.add_parser("convert", help="checkpoint → mobile bundle (ExecuTorch, Core ML, TFLite, ONNX)")
     p.add_argument("checkpoint")
@@ -251,11 +362,19 @@ def _add_convert(sub) -> None:
     p.add_argument("--precision", default="fp32,int8", help="comma-separated: fp32, fp16, int8")
     p.add_argument("--resolutions", type=parse_resolutions, default=None,
                    help="default: the checkpoint's training resolutions; others need --bn")
+    p.add_argument("--configs", default=None, metavar="FILE|DIR",
+                   help="resizable checkpoints: the configs.json of `resflex search` (or its folder); each "
+                        "configuration becomes an entry of every artifact (default: the full configuration at each "
+                        "training resolution)")
     p.add_argument("--bn", default=None, help=f"rule for untrained resolutions: {', '.join(m.value for m in BNMode)}")
     p.add_argument("--scale-code", default=ScaleCode.IDEAL.value, help="SAN at untrained resolutions: ideal | proxy")
     p.add_argument("--calib-data", default="synthetic", help="'synthetic' or an ImageFolder root (train/ calibrates,"
                    " val/ measures accuracy on the artifacts)")
     p.add_argument("--calib-samples", type=_int_at_least(1), default=256)
+    p.add_argument("--calib-method", default=None, metavar="METHOD|BACKEND=METHOD,...",
+                   help="int8 activation calibration: one method for every backend, or per backend (default: each "
+                        "backend's own): executorch histogram|minmax|moving_average, onnx "
+                        "minmax|percentile, tflite minmax, coreml minmax (W8A8 only)")
     p.add_argument("--val-samples", type=_int_at_least(1), default=500)
     p.add_argument("--seed", type=int, default=0, help="synthetic data seed (use the training run's)")
     p.add_argument("--keep-going", action=argparse.BooleanOptionalAction, default=False,
@@ -279,8 +398,10 @@ def _run_convert(args) -> int:
                       "train/ (calibration) and val/ (accuracy)")
     config = ConvertConfig(
         checkpoint=args.checkpoint, out=args.out, backends=tuple(args.backends.split(",")),
-        precisions=tuple(args.precision.split(",")), resolutions=args.resolutions, bn_mode=args.bn,
+        precisions=tuple(args.precision.split(",")), resolutions=args.resolutions, configs=args.configs,
+        bn_mode=args.bn,
         scale_code=args.scale_code, data=args.calib_data, calib_samples=args.calib_samples,
+        calib_method=args.calib_method,
         val_samples=args.val_samples, seed=args.seed, keep_going=args.keep_going, zip=args.zip,
         overwrite=args.overwrite, progress=args.progress, verbose=args.verbose)
     result = convert(config)
@@ -289,6 +410,53 @@ def _run_convert(args) -> int:
     print(f"bundle: {result.bundle} ({len(result.manifest.artifacts)} artifacts, {len(result.lut.operating_points)} "
           f"operating points, {result.seconds:.1f} s)")
     return 0 if result.ok or args.keep_going else 1
+
+
+def _add_search(sub) -> None:
+    from resflex.mobile.search import SearchConfig
+
+    d = SearchConfig("", "")
+    p = sub.add_parser("search", help="resizable checkpoint: accuracy, MACs and latency of its spatial configurations; "
+                                      "the Pareto front as configs.json (for convert --configs)")
+    p.add_argument("checkpoint")
+    p.add_argument("--out", required=True, help="folder (written atomically): configs.json, search.csv, front.png")
+    p.add_argument("--data", default=d.data, help="'synthetic' or an ImageFolder root (val/ measures top-1)")
+    p.add_argument("--samples", type=_int_at_least(1), default=d.samples, help="validation images per configuration")
+    p.add_argument("--max-configs", type=_int_at_least(1), default=d.max_configs,
+                   help="measure every configuration up to this many, else a seeded sample of this many")
+    p.add_argument("--seed", type=int, default=d.seed, help="synthetic data seed (use the training run's) and sample seed")
+    p.add_argument("--bundle", default=None, help="a bundle (or its lut.json) with a device's latency model: predicted "
+                                                  "latency, and the front over latency instead of MACs")
+    p.add_argument("--device", default=None, help="device id in that lut.json (default: its only device)")
+    p.add_argument("--runtime", default=None, help="the latency model's runtime (default: the best-fitted one)")
+    p.add_argument("--precision", default=None, help="the latency model's precision (default: the best-fitted one)")
+    p.add_argument("--batch-size", type=_int_at_least(1), default=d.batch_size)
+    p.add_argument("--workers", type=_int_at_least(0), default=d.workers)
+    p.add_argument("--overwrite", action=argparse.BooleanOptionalAction, default=False)
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True)
+    p.set_defaults(run=_run_search)
+
+
+def _run_search(args) -> int:
+    from resflex.mobile.bundle.io import check_out
+    from resflex.mobile.checkpoint import read_checkpoint
+    from resflex.mobile.search import SearchConfig, search
+
+    check_out(Path(args.out))
+    _require_data(read_checkpoint(args.checkpoint), args.data, args.checkpoint, "--data", "val/")
+    config = SearchConfig(
+        checkpoint=args.checkpoint, out=args.out, data=args.data, samples=args.samples, max_configs=args.max_configs,
+        seed=args.seed, bundle=args.bundle, device=args.device, runtime=args.runtime, precision=args.precision,
+        batch_size=args.batch_size, workers=args.workers, overwrite=args.overwrite, progress=args.progress)
+    result = search(config)
+    cost = result.configs.cost
+    print(f"{'resolution':>10}  {'stage scales':<20} {'top-1':>6}  {'MMACs':>8}" + ("  latency ms" if cost != "macs" else ""))
+    for p in result.front:
+        print(f"{p.resolution:>10}  {','.join(f'{s:g}' for s in p.stage_scales):<20} {100 * p.top1:6.1f}  "
+              f"{p.macs / 1e6:8.3f}" + (f"  {p.latency_ms:10.3f}" if p.latency_ms is not None else ""))
+    print(f"front: {len(result.front)} of {len(result.evaluated)} configurations "
+          f"({result.configs.space} in the space); {result.out}/configs.json")
+    return 0
 
 
 def _add_inspect(sub) -> None:
@@ -501,6 +669,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(sub)
     _add_import(sub)
     _add_eval(sub)
+    _add_adapt(sub)
+    _add_search(sub)
     _add_convert(sub)
     _add_inspect(sub)
     _add_report(sub)

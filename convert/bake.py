@@ -9,6 +9,12 @@ conv weights across resolutions:
 - `fold`:   folded into the preceding conv now (conv weights then differ per resolution);
 - `affine`: an explicit per-channel `x * scale + shift` after an untouched conv, so the conv weights stay
             byte-identical across resolutions and a backend can store them once.
+
+Resizable Networks: `stage_scales` (one trained factor per stage; default the full configuration) picks the
+configuration. Every `ScaleAwareBatchNorm2d` becomes the BN of (resolution, its stage's factor), and every
+`StageResize` becomes a `FixedResize` — one bilinear `F.interpolate` to a fixed size (§3.1's G, with the size
+known at bake time) — or an `nn.Identity` where the map already has that size. Module names stay those of the
+model, so the conv weights are the same tensors in every configuration (shared like resolutions).
 """
 
 from __future__ import annotations
@@ -17,10 +23,20 @@ import copy
 import enum
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from resflex.mobile.layers import BNMode, MetaConv2d, ScaleCode, SwitchableBatchNorm2d, parse_enum
+from resflex.mobile.layers import (
+    BNMode,
+    MetaConv2d,
+    ScaleAwareBatchNorm2d,
+    ScaleCode,
+    StageResize,
+    SwitchableBatchNorm2d,
+    check_stage_scales,
+    parse_enum,
+)
 from resflex.mobile.models import MultiResolutionNet
 
 
@@ -41,6 +57,21 @@ class ChannelAffine(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return x * self.scale + self.shift
+
+
+class FixedResize(nn.Module):
+    """A stage resize baked at one size: bilinear (align_corners=False) to `size` × `size` px — one static resize op
+    in every exporter (ExecuTorch, ONNX `Resize`, TFLite `RESIZE_BILINEAR` via onnx2tf, Core ML)."""
+
+    def __init__(self, size: int):
+        super().__init__()
+        self.size = int(size)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.interpolate(x, size=(self.size, self.size), mode="bilinear", align_corners=False)
+
+    def extra_repr(self) -> str:
+        return f"size={self.size}"
 
 
 def _plain_bn(layer: SwitchableBatchNorm2d, resolution: int, mode: BNMode) -> nn.BatchNorm2d:
@@ -99,21 +130,35 @@ def bake(
     bn_mode: BNMode | str = BNMode.INTERPOLATE,
     scale_code: ScaleCode | str = ScaleCode.IDEAL,
     bn: BNStyle | str = BNStyle.KEEP,
+    stage_scales=None,
 ) -> nn.Module:
-    """A plain eval-mode copy of `model` that computes exactly what `model` computes at `resolution`."""
+    """A plain eval-mode copy of `model` that computes exactly what `model` computes at `resolution` (and, for a
+    resizable model, at the spatial configuration `stage_scales`; default its full configuration)."""
     bn_mode = parse_enum(BNMode, bn_mode, "BN mode")
     scale_code = parse_enum(ScaleCode, scale_code, "scale code")
     bn = parse_enum(BNStyle, bn, "BN style")
-    if getattr(model, "num_stages", 0):
-        raise ValueError(f"converting a {model.config.method.value} checkpoint (stage scales) is not supported yet: "
-                         "it can be trained and evaluated (`resflex eval --stage-scales`)")
+    stages = getattr(model, "num_stages", 0)
+    if stages:
+        stage_scales = check_stage_scales(model.full_config if stage_scales is None else stage_scales,
+                                          model.config.scales, stages, f"{model.config.arch} ({stages} stages)")
+    elif stage_scales:
+        raise ValueError(f"stage_scales {list(stage_scales)}: method {model.config.method.value!r} has no stage "
+                         "scales (only method 'resizable' has)")
     if resolution not in model.config.resolutions and bn_mode is BNMode.RECALIBRATE:
         if not any(resolution in m.calibrated for m in model.modules() if isinstance(m, SwitchableBatchNorm2d)):
             raise ValueError(f"bake at {resolution}: BN mode 'recalibrate' needs recalibrate_bn(model, ..., "
                              f"{resolution}) first")
+    if resolution not in model.config.resolutions:
+        model.probe_map_sizes(resolution)  # BN interpolation weighs by each layer's map size
     baked = copy.deepcopy(model).eval()
+    sizes = _resize_sizes(baked, resolution, stage_scales) if stages else {}
 
     def convert(child: nn.Module):
+        if isinstance(child, StageResize):
+            size, incoming = sizes[id(child)]
+            return nn.Identity() if incoming == size else FixedResize(size)
+        if isinstance(child, ScaleAwareBatchNorm2d):
+            return _plain_bn(child.at_scale(stage_scales[child.stage]), resolution, bn_mode)
         if isinstance(child, SwitchableBatchNorm2d):
             return _plain_bn(child, resolution, bn_mode)
         if isinstance(child, MetaConv2d):
@@ -125,4 +170,22 @@ def bake(
     if bn is not BNStyle.KEEP:
         _fold_pairs(baked, bn)
     baked._state = (resolution, bn_mode, scale_code)
+    if stages:
+        baked._stage_scales = stage_scales
     return baked.requires_grad_(False)
+
+
+def _resize_sizes(model: nn.Module, resolution: int, stage_scales) -> dict[int, tuple[int, int]]:
+    """id(StageResize) → (target side, incoming side) in one forward at (resolution, stage_scales)."""
+    sizes, hooks = {}, []
+    for m in model.modules():
+        if isinstance(m, StageResize):
+            hooks.append(m.register_forward_pre_hook(
+                lambda mod, args: sizes.__setitem__(id(mod), (mod.target_size(), args[0].shape[-1]))))
+    try:
+        with model.at_config(resolution, stage_scales):
+            model(torch.zeros(1, 3, resolution, resolution))
+    finally:
+        for h in hooks:
+            h.remove()
+    return sizes

@@ -1,5 +1,9 @@
 """`convert`: checkpoint → bundle (manifest.json, lut.json, one artifact per backend × precision holding
-every resolution), each artifact verified in its own runtime against the baked torch module."""
+every resolution), each artifact verified in its own runtime against the baked torch module.
+
+Resizable checkpoints: every spatial configuration (resolution × one factor per stage) is one more entry of every
+artifact, sharing its weights — the configurations of a `resflex search` `configs.json` (`configs`), or else the
+full configuration at each training resolution. Entries, parity rows and LUT points carry `stage_scales`."""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ import importlib
 import platform
 import time
 import traceback
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -21,10 +26,12 @@ from resflex.mobile.checkpoint import load_checkpoint
 from resflex.mobile.evaluate import eval_loader, first_images
 from resflex.mobile.layers import BNMode, ScaleCode, check_resolutions, parse_enum
 from resflex.mobile.macs import count_macs, count_params
+from resflex.mobile.search import check_configs_for, read_configs
 
 from .backends.base import Exported
 from .background import BackgroundExport, cores_available
 from .bake import bake
+from .runtimes import Spatial
 from resflex.mobile.bundle.io import LUT_FILE, MANIFEST, sha256_of, size_of, staging_dir, write_zip
 from .quiet import converting, native_stderr_filtered
 
@@ -71,10 +78,14 @@ class ConvertConfig:
     backends: tuple[str, ...] = tuple(BACKENDS)
     precisions: tuple[str, ...] = ("fp32", "int8")
     resolutions: tuple[int, ...] | None = None  # default: the checkpoint's training resolutions
+    configs: str | None = None  # resizable only: a `resflex search` configs.json (or its folder) to convert
     bn_mode: str | None = None  # rule for resolutions the checkpoint was not trained at
     scale_code: str = "ideal"
     data: str = "synthetic"  # calibration (train split) and parity/accuracy (val split) data
     calib_samples: int = 256
+    # int8 activation calibration: None (each backend's default), a method every backend offers ("minmax"), or
+    # per backend "executorch=histogram,onnx=percentile" (others keep their default); `calib_methods` lists them
+    calib_method: str | None = None
     val_samples: int = 500
     seed: int = 0
     keep_going: bool = False
@@ -116,6 +127,10 @@ def split_images(model, data, split, resolution, samples, seed, class_names):
     return model.preprocessing.normalize(torch.cat(xs)), torch.cat(ys)
 
 
+def _scales(entry) -> list[float] | None:
+    return list(entry.stage_scales) or None
+
+
 def _parity(runner, entry, module, x: torch.Tensor, y: torch.Tensor, precision: str) -> schema.Parity:
     with torch.no_grad():
         ref = module(x).numpy()
@@ -125,7 +140,7 @@ def _parity(runner, entry, module, x: torch.Tensor, y: torch.Tensor, precision: 
     acc_art, acc_ref = float((out.argmax(1) == y.numpy()).mean()), float((ref.argmax(1) == y.numpy()).mean())
     passed = err <= FP32_TOLERANCE if precision == "fp32" else (
         agree >= INT8_MIN_AGREEMENT and acc_ref - acc_art <= INT8_MAX_DROP)
-    return schema.Parity(entry.resolution, len(x), err, agree, acc_art, acc_ref, passed)
+    return schema.Parity(entry.resolution, len(x), err, agree, acc_art, acc_ref, passed, _scales(entry))
 
 
 def convert(config: ConvertConfig) -> ConvertResult:
@@ -139,13 +154,16 @@ def _convert(config: ConvertConfig) -> ConvertResult:
     t_start = time.perf_counter()
     model, payload = load_checkpoint(config.checkpoint)
     trained = model.config.resolutions
-    resolutions = tuple(sorted(config.resolutions or trained, reverse=True))
+    spatials = _spatials(model, config)  # what each entry serves, largest first
+    resolutions = tuple(sorted({s.resolution for s in spatials}, reverse=True))
     unseen = [r for r in resolutions if r not in trained]
     if unseen and config.bn_mode is None:
         raise ValueError(f"resolutions {unseen} are not in the checkpoint (trained at {list(trained)}); pass --bn "
                          f"{'|'.join(m.value for m in BNMode)} to serve them")
     bn_mode = config.bn_mode or BNMode.INTERPOLATE.value
     backends = [load_backend(b) for b in config.backends]  # fail early on a missing runtime/tool
+    for be, method in calib_methods(config.calib_method, backends).items():
+        be.calib_method = method
     class_names = payload["class_names"]
     say = (lambda msg: tqdm.write(msg)) if config.progress else (lambda msg: None)
 
@@ -153,16 +171,22 @@ def _convert(config: ConvertConfig) -> ConvertResult:
     calib = {r: split_images(model, config.data, "train", r, config.calib_samples, config.seed, class_names)[0]
              for r in resolutions}
     val = {r: split_images(model, config.data, "val", r, config.val_samples, config.seed, class_names) for r in resolutions}
-    baked_by_style: dict[str, dict[int, torch.nn.Module]] = {}
+    calib_used = min(len(x) for x in calib.values())
+    if calib_used < config.calib_samples and "int8" in config.precisions:
+        warnings.warn(f"calibration set {config.data!r} has {calib_used} images, fewer than the {config.calib_samples} "
+                      f"asked (--calib-samples); int8 is calibrated on {calib_used} per resolution", stacklevel=2)
+    baked_by_style: dict[str, dict[Spatial, torch.nn.Module]] = {}
+    calib = {s: calib[s.resolution] for s in spatials}  # the backends' keys: one (shared) batch per entry
 
-    def baked_for(style: str) -> dict[int, torch.nn.Module]:
+    def baked_for(style: str) -> dict[Spatial, torch.nn.Module]:
         """Baked modules per BN style, made once and shared by every backend and precision that use the style."""
         if style not in baked_by_style:
-            baked_by_style[style] = {r: bake(model, r, bn_mode, config.scale_code, style) for r in resolutions}
+            baked_by_style[style] = {s: bake(model, s.resolution, bn_mode, config.scale_code, style,
+                                             s.stage_scales or None) for s in spatials}
         return baked_by_style[style]
 
-    macs = {r: count_macs(baked_for("fold")[r], torch.zeros(1, 3, r, r)) for r in resolutions}
-    params = count_params(baked_for("fold")[resolutions[0]])
+    macs = {s: count_macs(baked_for("fold")[s], torch.zeros(1, 3, s.resolution, s.resolution)) for s in spatials}
+    params = count_params(baked_for("fold")[spatials[0]])
 
     artifacts, failures, points = [], [], []
     jobs = [(be, p) for be in backends for p in precisions_for(be, config.precisions)]
@@ -210,6 +234,7 @@ def _convert(config: ConvertConfig) -> ConvertResult:
                         exported = be.export(baked, precision, calib, stage / be.name)
                         seconds = time.perf_counter() - t0
                     info = _artifact_info(be, exported, stage, baked, val, precision, seconds)
+                    info = dataclasses.replace(info, calibration=_calibration(be, precision, calib_used))
             except Exception as e:  # one backend failing must not lose the others
                 failures.append(schema.Failure(be.name, precision, f"{type(e).__name__}: {e}"))
                 say(f"FAILED {be.name} {precision}: {e}\n{traceback.format_exc(limit=3)}")
@@ -218,16 +243,16 @@ def _convert(config: ConvertConfig) -> ConvertResult:
             bad = [p for p in info.parity if not p.passed]
             if bad:
                 failures.append(schema.Failure(be.name, precision, "parity below target at " + ", ".join(
-                    f"{p.resolution}px (rel. error {p.max_rel_error:.2e}, agreement {p.top1_agreement:.3f}, "
+                    f"{p.resolution}px{_tag(p)} (rel. error {p.max_rel_error:.2e}, agreement {p.top1_agreement:.3f}, "
                     f"top-1 {p.top1_artifact:.3f} vs {p.top1_torch:.3f})" for p in bad)))
             points += _operating_points(info, macs, params, config, val)
             worst = min(info.parity, key=lambda p: (p.passed, -p.max_rel_error), default=None)
             check = ("not run on host" if not info.runs_on_host else
-                     f"parity {'ok' if not bad else 'BELOW TARGET'} at {len(info.parity)} resolutions"
+                     f"parity {'ok' if not bad else 'BELOW TARGET'} at {len(info.parity)} entries"
                      + (f" (worst rel. error {worst.max_rel_error:.1e}, agreement {worst.top1_agreement:.3f})"
                         if worst else ""))
             away = " in a separate process" if (be.name, precision) in started else ""
-            say(f"{be.name} {precision}: {info.bytes / 1e6:.2f} MB, {len(info.entries)} resolutions, converted in "
+            say(f"{be.name} {precision}: {info.bytes / 1e6:.2f} MB, {len(info.entries)} entries, converted in "
                 f"{seconds:.1f} s{away}, {check}")
         bar.close()
         manifest = schema.Manifest(
@@ -259,28 +284,90 @@ def _artifact_info(be, exported: Exported, stage: Path, baked, val, precision, s
     parity = []
     runner = be.runner(exported, folder) if exported.runs_on_host else None
     if runner is not None:
-        parity = [_parity(runner, e, baked[e.resolution], *val[e.resolution], precision) for e in exported.entries]
+        parity = [_parity(runner, e, baked[e.spatial], *val[e.resolution], precision) for e in exported.entries]
     rel = lambda p: p.relative_to(stage).as_posix()  # noqa: E731
     return schema.ArtifactInfo(
         backend=schema.Backend(be.name), precision=schema.Precision(precision), file=rel(main),
         sha256=sha256_of(main), bytes=sum(size_of(f) for f in files), layout=schema.Layout(exported.layout),
-        entries=[schema.EntryInfo(e.resolution, e.name, e.input_name, e.output_name, list(e.input_shape))
+        entries=[schema.EntryInfo(e.resolution, e.name, e.input_name, e.output_name, list(e.input_shape), _scales(e))
                  for e in exported.entries],
         runs_on_host=runner is not None, parity=parity,
         extra_files=[schema.FileRef(rel(f), sha256_of(f), size_of(f)) for f in files[1:]],
         notes=exported.notes, convert_seconds=round(seconds, 2))
 
 
+def calib_methods(spec: str | None, backends) -> dict:
+    """{backend object: its int8 calibration method} from `ConvertConfig.calib_method` (None → each backend's
+    default, the first of its `calib_methods`). Unknown methods or backends raise ValueError listing the allowed."""
+    chosen = {be: be.calib_methods[0] for be in backends}
+    if spec is None or not spec.strip():
+        return chosen
+    by_name = {be.name: be for be in backends}
+    offered = "; ".join(f"{be.name}: {', '.join(be.calib_methods)}" for be in backends)
+    items = [item.strip() for item in spec.split(",") if item.strip()]
+    if len(items) == 1 and "=" not in items[0]:  # one method for every backend
+        missing = [be.name for be in backends if items[0] not in be.calib_methods]
+        if missing:
+            raise ValueError(f"--calib-method {items[0]!r} is not offered by {', '.join(missing)} (offered: "
+                             f"{offered}); name it per backend, e.g. --calib-method "
+                             f"{next(iter(by_name))}={backends[0].calib_methods[0]}")
+        return {be: items[0] for be in backends}
+    for item in items:
+        name, sep, method = (x.strip() for x in item.partition("="))
+        if not sep:
+            raise ValueError(f"--calib-method {spec!r}: {item!r} is not BACKEND=METHOD (give one method for every "
+                             "backend, or BACKEND=METHOD pairs separated by commas)")
+        if name not in by_name:
+            raise ValueError(f"--calib-method {spec!r}: backend {name!r} is not being converted (converting: "
+                             f"{', '.join(by_name)})")
+        if method not in by_name[name].calib_methods:
+            raise ValueError(f"--calib-method {spec!r}: {name} offers {', '.join(by_name[name].calib_methods)}, "
+                             f"not {method!r}")
+        chosen[by_name[name]] = method
+    return chosen
+
+
+def _calibration(be, precision: str, samples: int) -> schema.Calibration | None:
+    """The manifest's record of an int8 artifact's activation calibration (None: float, or weight-only int8)."""
+    if precision != "int8" or not getattr(be, "calibrates_activations", True):
+        return None
+    used = min(samples, getattr(be, "calib_samples", samples))  # Core ML W8A8 calibrates on its first calib_samples
+    return schema.Calibration(getattr(be, "calib_method", be.calib_methods[0]), used)
+
+
 def _operating_points(info: schema.ArtifactInfo, macs, params, config, val) -> list[schema.OperatingPoint]:
-    parity = {p.resolution: p for p in info.parity}
+    parity = {(p.resolution, *(p.stage_scales or ())): p for p in info.parity}
     points = []
     for e in info.entries:
-        p = parity.get(e.resolution)
+        spatial = Spatial(e.resolution, tuple(e.stage_scales or ()))
+        p = parity.get((e.resolution, *spatial.stage_scales))
         for unit in schema.COMPUTE_UNITS[info.backend]:
             points.append(schema.OperatingPoint(
                 resolution=e.resolution, backend=info.backend, precision=info.precision, compute_unit=unit,
-                artifact=info.file, entry=e.name, macs=macs[e.resolution], params=params, artifact_bytes=info.bytes,
+                artifact=info.file, entry=e.name, macs=macs[spatial], params=params, artifact_bytes=info.bytes,
                 artifact_resolutions=len(info.entries),
                 top1=p.top1_artifact if p else None,
-                top1_data=schema.DataIdentity(config.data, "val", p.samples) if p else None))
+                top1_data=schema.DataIdentity(config.data, "val", p.samples) if p else None,
+                stage_scales=e.stage_scales))
     return points
+
+
+def _tag(p: schema.Parity) -> str:
+    return f" stage scales {','.join(f'{s:g}' for s in p.stage_scales)}" if p.stage_scales else ""
+
+
+def _spatials(model, config: ConvertConfig) -> list[Spatial]:
+    """What the bundle's entries serve, largest first: resolutions; for a resizable checkpoint the configurations of
+    `config.configs`, else its full configuration at each resolution."""
+    if config.configs is not None:
+        if not model.num_stages:
+            raise ValueError(f"--configs {config.configs}: method {model.config.method.value!r} has no stage scales "
+                             "(only a checkpoint trained with --method resizable has configurations)")
+        if config.resolutions is not None:
+            raise ValueError(f"--resolutions {list(config.resolutions)} with --configs: the configurations name their "
+                             "resolutions; give one or the other")
+        doc = read_configs(config.configs)
+        pairs = check_configs_for(doc, model, sha256_of(Path(config.checkpoint)), str(config.configs))
+        return sorted((Spatial(r, s) for r, s in pairs), reverse=True)
+    resolutions = tuple(config.resolutions or model.config.resolutions)
+    return sorted((Spatial(r, model.full_config) for r in resolutions), reverse=True)

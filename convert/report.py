@@ -21,7 +21,8 @@ def format_bundle(manifest: Manifest, table: LUT) -> str:
               "|---:|---|---|---|---:|---:|---|---|"]
     for op in table.operating_points:
         top1 = f"{100 * op.top1:.1f}" if op.top1 is not None else "-"
-        lines.append(f"| {op.resolution} | {op.backend.value} | {op.precision.value} | {op.compute_unit} | "
+        scales = f" s{','.join(f'{s:g}' for s in op.stage_scales)}" if op.stage_scales else ""  # Resizable Networks
+        lines.append(f"| {op.resolution}{scales} | {op.backend.value} | {op.precision.value} | {op.compute_unit} | "
                      f"{op.macs / 1e6:.1f} | {top1} | {op.artifact_bytes / 1e6:.2f} ({op.artifact_resolutions}) | "
                      f"{', '.join(op.latency) or '-'} |")
     return "\n".join(lines)

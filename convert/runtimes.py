@@ -39,19 +39,57 @@ from resflex.mobile.bundle.schema import BACKEND_RUNTIMES, COMPUTE_UNITS, RUNTIM
 ON_MACOS = sys.platform == "darwin"
 
 
+@dataclasses.dataclass(frozen=True, order=True)
+class Spatial:
+    """What one entry serves: an input resolution and, for Resizable Networks, one scale factor per stage (empty for
+    every other method). Backends key their baked modules by it (a bare int means `Spatial(int)`); ordered by
+    resolution, then factors, so the largest sorts last."""
+
+    resolution: int
+    stage_scales: tuple[float, ...] = ()
+
+    @classmethod
+    def of(cls, key: Spatial | int) -> Spatial:
+        return key if isinstance(key, Spatial) else cls(int(key))
+
+    @property
+    def tag(self) -> str:
+        """The entry-name suffix: "64", or "64_s1_0p75_0p5" with stage scales (only [A-Za-z0-9_], valid as an
+        ExecuTorch method, Core ML function, TFLite signature and file name)."""
+        if not self.stage_scales:
+            return str(self.resolution)
+        return f"{self.resolution}_s" + "_".join(f"{s:g}".replace(".", "p") for s in self.stage_scales)
+
+
+def spatial_keys(keys) -> list:
+    """The keys of a backend's `baked` mapping, largest first, refusing two that would give one entry name."""
+    ordered = sorted(keys, key=Spatial.of, reverse=True)
+    tags = [Spatial.of(k).tag for k in ordered]
+    if len(set(tags)) != len(tags):
+        raise ValueError(f"entries {tags}: two configurations give the same entry name")
+    return ordered
+
+
 @dataclasses.dataclass(frozen=True)
 class Entry:
-    """One resolution inside an artifact: the method / function / signature / file that serves it."""
+    """One resolution (and stage-scale configuration) inside an artifact: the method / function / signature / file
+    that serves it."""
 
     resolution: int
     name: str  # ExecuTorch method, Core ML function, TFLite signature key, or ONNX file name
     input_name: str
     output_name: str
     input_shape: tuple[int, ...]  # in the artifact's layout, batch 1
+    stage_scales: tuple[float, ...] = ()  # Resizable Networks: one factor per stage; () otherwise
+
+    @property
+    def spatial(self) -> Spatial:
+        return Spatial(self.resolution, self.stage_scales)
 
     @classmethod
     def from_dict(cls, d: dict) -> Entry:
-        return cls(int(d["resolution"]), d["name"], d["input_name"], d["output_name"], tuple(d["input_shape"]))
+        return cls(int(d["resolution"]), d["name"], d["input_name"], d["output_name"], tuple(d["input_shape"]),
+                   tuple(float(s) for s in d.get("stage_scales") or ()))
 
 
 class Runtime:

@@ -73,28 +73,35 @@ All arithmetic is IEEE double, in the order written below; counters are integers
    prefer(a, b) = pick({a, b}).  fastest = over all candidates: lowest predicted; ties: highest top1,
    lowest energy, lowest key rank.  target = pick(candidates that fit budget), or none.
 
-5. Hysteresis (state: current candidate, calm counter, miss flag, last measured ms, required calm frames
-   (starts at hysteresis_frames), probe window (frames left, starts at 0)), first rule that applies:
+5. Hysteresis (state: current candidate, calm counter, the step-up point the calm frames wanted (none at
+   first), miss counter, last measured ms, required calm frames (starts at hysteresis_frames), probe window
+   (frames left, starts at 0)), first rule that applies:
    a. no current point: target if any ("initial"), else fastest ("none_fit_fallback_fastest").
    b. current does not fit budget: target if any ("step_down_no_fit"); else fastest
       ("none_fit_fallback_fastest") if predicted(fastest) < predicted(current) × (1 − hysteresis_margin),
       else keep the current ("none_fit_hold": no flapping between near-equal points when nothing fits).
-   c. the last observation of the current point was a deadline miss (measured > its decision's budget):
-      pick(candidates that fit budget and predict < predicted(current) × (1 − hysteresis_margin)) if any
-      ("deadline_miss_step_down"), else keep the current ("deadline_miss_hold").
+   c. miss counter ≥ miss_frames (step 6: consecutive deadline misses of the current point; a miss the
+      sensors explain counts as miss_frames at once): miss counter = 0, then pick(candidates that fit budget
+      and predict < predicted(current) × (1 − hysteresis_margin)) if any ("deadline_miss_step_down"), else
+      keep the current ("deadline_miss_hold").
    d. otherwise up = pick(candidates that fit budget × (1 − hysteresis_margin)). If up exists, differs from
       the current and prefer(up, current) = up: frame_ms = the current point's last measured ms since the
-      previous choose, else its predicted ms; calm = calm + 1 if frame_ms ≤ budget × (1 − hysteresis_margin)
-      else 0; move to up when calm ≥ required ("step_up"), else keep the current ("hold_hysteresis").
+      previous choose, else its predicted ms; calm = 0 if frame_ms > budget × (1 − hysteresis_margin), else
+      calm + 1 if up is the step-up point the calm frames wanted, else 1; the step-up point wanted = up;
+      move to up when calm ≥ required ("step_up"), else keep the current ("hold_hysteresis").
       Otherwise calm = 0 and keep the current ("hold"). (So a step up needs `required` consecutive frames
-      that both want it and have margin.)
-   Any switch resets calm to 0; a, b and c set calm to 0. Every choose clears the miss flag and last ms.
+      that all want that very point and have margin: one switch to the best point, not a stair of them
+      while the feedback settles.)
+   Any switch resets calm and the miss counter to 0; a, b and c set calm to 0. Every choose clears last ms.
    Back-off: if the probe window is open (> 0) and this action is "step_down_no_fit",
-   "none_fit_fallback_fastest" or "deadline_miss_step_down", the step up failed: required =
-   min(required × 2, backoff_max_frames) and the window closes (0); otherwise the window shrinks by one and,
-   when it reaches 0, required = hysteresis_frames again. Then, if the action is "step_up", the window opens
-   at hysteresis_frames. (A step up that soon has to be undone is retried ever later, so a point that does
-   not really fit, e.g. on a throttled CPU, is not probed every few frames.)
+   "none_fit_fallback_fastest", "deadline_miss_step_down" or another "step_up" (two equally accurate points
+   whose unobserved slowdowns relax in turn would otherwise trade places every few frames), the step up failed:
+   required = min(required × 2, backoff_max_frames) and the window closes (0); otherwise the window shrinks by one and,
+   when it reaches 0, required = max(required ÷ 2 (integer division), hysteresis_frames). Then, if the
+   action is "step_up", the window opens at probe_window_frames. (A step up that is undone within the
+   window — about a minute at 30 fps — is retried ever later, and the wait shrinks again only one calm
+   window at a time, so a point that does not really fit, e.g. on a throttled CPU or between recurring
+   background-load bursts, is not probed every few frames: the switch rate stays low.)
 
 6. Feedback (`observe(decision, measured_ms)`; ALERT-style slowdown per class)
    Ignored (returns False) unless measured_ms is a finite number > 0 that a double holds (so 10**400 is ignored)
@@ -105,7 +112,12 @@ All arithmetic is IEEE double, in the order written below; counters are integers
        slowdown[other] = (1 − slowdown_relax) × slowdown[other] + slowdown_relax × 1.0   (slow decay of
            the class not observed, so a cooled CPU is tried again)
    Slowdowns start at 1.0; model_ms excludes the slowdown, so it learns what the sensors do not explain.
-   If the decision is the current point: last ms = measured_ms and miss flag = miss.
+   If the decision is the current point: last ms = measured_ms, and the miss counter becomes 0 if not miss;
+   else max(counter + 1, miss_frames) if decision.model_ms > decision.budget_ms × (1 − hysteresis_margin)
+   (the sensors alone put the point within the margin of its budget: the miss is explained, step down at
+   once); else counter + 1 (a point predicted to fit with margin missed: latency noise until miss_frames
+   misses in a row say otherwise; stepping down on one noisy frame would only flap, measured in
+   bench/simulate_bench.py).
 
 7. Reason: a list of codes — first the rule of step 5, then in this order those that apply: "fits_budget"
    (predicted ≤ budget and top1 ≥ min_top1) or else "over_budget" and/or "below_min_top1";
@@ -124,8 +136,8 @@ dict overrides both — see `Policy.from_dict`):
     power_save_budget 0.8, energy_slack_low 0.02, energy_slack_critical 0.05, energy_slack_power_save 0.02,
     cpu_load_k 0.5, accelerator_units (GPU, NNAPI, CPU_AND_GPU, CPU_AND_NE, ALL),
     ema_alpha 0.3, slowdown_min 0.5, slowdown_max 4.0, slowdown_relax 0.005, throttle_report 1.2,
-    hysteresis_frames 5, hysteresis_margin 0.1, backoff_max_frames 320, fallback_gmacs_per_s 5.0,
-    unknown_thermal 2.
+    hysteresis_frames 5, hysteresis_margin 0.1, backoff_max_frames 320, miss_frames 2,
+    probe_window_frames 1800, fallback_gmacs_per_s 5.0, unknown_thermal 2.
 """
 
 from __future__ import annotations
@@ -174,6 +186,8 @@ class Policy:
     hysteresis_frames: int = 5
     hysteresis_margin: float = 0.1
     backoff_max_frames: int = 320
+    miss_frames: int = 2
+    probe_window_frames: int = 1800
     fallback_gmacs_per_s: float = 5.0
     unknown_thermal: int = 2
 
@@ -234,6 +248,10 @@ class Policy:
         if isinstance(self.backoff_max_frames, bool) or not isinstance(self.backoff_max_frames, int) \
                 or not self.hysteresis_frames <= self.backoff_max_frames <= 10**9:
             bad("backoff_max_frames", "an integer ≥ hysteresis_frames (at most 1000000000)")
+        for field, hi in (("miss_frames", 10**6), ("probe_window_frames", 10**9)):
+            v = getattr(self, field)
+            if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= hi:
+                bad(field, f"a positive integer (at most {hi})")
         number("hysteresis_margin", 0.0, 1.0, hi_open=True)
         number("fallback_gmacs_per_s", 0.0, 1e9, lo_open=True)
         if type(self.unknown_thermal) is not int or self.unknown_thermal not in (0, 1, 2, 3):
@@ -439,7 +457,8 @@ class Selector:
         self._state, self._terms = None, None
         self._current = -1  # candidate position
         self._calm = 0
-        self._miss = False
+        self._misses = 0
+        self._up = -1
         self._last_ms = None
         self._required = self.policy.hysteresis_frames
         self._window = 0
@@ -599,19 +618,23 @@ class Selector:
                 if cur >= 0 and not pred[chosen] < pred[cur] * (1.0 - p.hysteresis_margin):
                     chosen, action = cur, "none_fit_hold"
             self._calm = 0
-        elif self._miss:
+        elif self._misses >= p.miss_frames:
             chosen = self._pick(pred, slack, budget, below=pred[cur] * (1.0 - p.hysteresis_margin))
             action = "deadline_miss_step_down"
             if chosen < 0:
                 chosen, action = cur, "deadline_miss_hold"
-            self._calm = 0
+            self._calm, self._misses = 0, 0
         else:
             margin_limit = budget * (1.0 - p.hysteresis_margin)
             up = self._pick(pred, slack, margin_limit)
             chosen, action = cur, "hold"
             if up >= 0 and up != cur and self._prefer(up, cur, pred, slack) == up:
                 frame_ms = self._last_ms if self._last_ms is not None else pred[cur]
-                self._calm = self._calm + 1 if frame_ms <= margin_limit else 0
+                if frame_ms > margin_limit:
+                    self._calm = 0
+                else:
+                    self._calm = self._calm + 1 if up == self._up else 1  # calm frames that want this very point
+                self._up = up
                 if self._calm >= self._required:
                     chosen, action = up, "step_up"
                 else:
@@ -621,17 +644,17 @@ class Selector:
         if chosen != cur:
             if cur >= 0:
                 self.switches += 1
-            self._calm = 0
-        self._current, self._miss, self._last_ms = chosen, False, None
+            self._calm, self._misses = 0, 0
+        self._current, self._last_ms = chosen, None
         if self._window > 0:
-            if action in _STEP_DOWNS:
+            if action in _STEP_DOWNS or action == "step_up":  # the last step up was undone or superseded
                 self._required, self._window = min(self._required * 2, p.backoff_max_frames), 0
             else:
                 self._window -= 1
                 if self._window == 0:
-                    self._required = p.hysteresis_frames
+                    self._required = max(self._required // 2, p.hysteresis_frames)
         if action == "step_up":
-            self._window = p.hysteresis_frames
+            self._window = p.probe_window_frames
 
         k = cls[chosen]
         reason = [action]
@@ -688,7 +711,12 @@ class Selector:
         self._slow[1 - k] = (1.0 - p.slowdown_relax) * self._slow[1 - k] + p.slowdown_relax * 1.0
         if self._current >= 0 and self._idx[self._current] == decision.index:
             self._last_ms = float(measured_ms)
-            self._miss = miss
+            if not miss:
+                self._misses = 0
+            elif decision.model_ms > decision.budget_ms * (1.0 - p.hysteresis_margin):
+                self._misses = max(self._misses + 1, p.miss_frames)  # the sensors explain it: not noise
+            else:
+                self._misses += 1
         return True
 
 
@@ -753,7 +781,8 @@ def format_decision(selector: Selector, d: Decision) -> str:
     p = d.point
     top1 = "unknown" if p.top1 is None else f"{p.top1:.3f}"
     estimated = {"measured": "measured", "model": "latency model", "macs": "estimated from MACs"}[d.latency_source]
-    return (f"operating point: {p.resolution} px · {p.backend.value} · {p.precision.value} · {p.compute_unit} "
+    scales = f" · stage scales {','.join(f'{x:g}' for x in p.stage_scales)}" if p.stage_scales else ""
+    return (f"operating point: {p.resolution} px{scales} · {p.backend.value} · {p.precision.value} · {p.compute_unit} "
             f"(LUT index {d.index}, top-1 {top1})\n"
             f"predicted:       {d.predicted_ms:.3f} ms ({estimated}, {d.unit_class}) · budget {d.budget_ms:.3f} ms\n"
             f"candidates:      {len(selector.candidates)} Pareto-optimal of {len(selector.lut.operating_points)} "

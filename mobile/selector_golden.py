@@ -205,6 +205,50 @@ TFL32 = ("tflite", "fp32", "CPU")
 ONNX32, ONNX16 = ("onnx", "fp32", "CPUExecutionProvider"), ("onnx", "fp16", "CPUExecutionProvider")
 
 
+def switch_rate_cases() -> list[Case]:
+    """The rules that keep the switch rate low (issue 16): a deadline miss the sensors do not explain is noise
+    until miss_frames misses in a row; one the sensors explain steps down at once; a step up needs its calm
+    frames to want one and the same point; a step up undone within probe_window_frames doubles the wait and a
+    calm window halves it again."""
+    phone, default = phone_lut(), Policy()
+    noisy = (34.0, exact, 34.0, exact, exact, 34.0, exact, 34.0, exact, exact, 34.0, exact)
+    burst = S(cpu_load=0.8)
+    return [
+        Case("miss_noise_holds", "isolated deadline misses (34 ms > 33) of a point predicted to fit with margin "
+             "(22 ms) are latency noise: it never switches", phone, "phone", default,
+             (Step(S(), noisy[0], P(224, I8), ("initial",)),
+              *[Step(S(), o, P(224, I8), ("hold",)) for o in noisy[1:]])),
+        Case("miss_explained_by_sensors", "a busy CPU (load 0.6) puts the 224 px point within the margin of its "
+             "budget (31.4 of 33 ms): its first deadline miss steps down at once", phone, "phone", default,
+             (Step(S(cpu_load=0.6), 34.0, P(224, I8), ("initial", "cpu_load_slowdown")),
+              Step(S(cpu_load=0.6), exact, None, ("deadline_miss_step_down", "cpu_load_slowdown")),
+              Step(S(cpu_load=0.6), exact, None, ("hold", "cpu_load_slowdown")))),
+        Case("step_up_one_target", "cooling from thermal level 3 through 2 to 0: the 3 calm frames that wanted "
+             "192 px do not count for 224 px, which waits for 5 calm frames of its own, then one switch",
+             phone, "phone", default,
+             (Step(S(thermal=3), exact, P(128, GPU), ("initial", "accelerator")),
+              *[Step(S(thermal=2), exact, P(128, GPU), ("hold_hysteresis",))] * 3,
+              *[Step(S(), exact, P(128, GPU), ("hold_hysteresis",))] * 4,
+              Step(S(), exact, P(224, I8), ("step_up", "fits_budget")),
+              Step(S(), exact, P(224, I8), ("hold",)))),
+        Case("probe_window_backoff", "recurring load bursts: a step up undone within the probe window (6 frames) "
+             "doubles the calm frames the next one needs (2 → 4); a window without a step down halves them (→ 2)",
+             phone, "phone", Policy(hysteresis_frames=2, probe_window_frames=6, backoff_max_frames=8),
+             (Step(S(), exact, P(224, I8), ("initial",)),
+              Step(burst, exact, P(192, GPU), ("step_down_no_fit", "accelerator")),
+              Step(S(), exact, P(192, GPU), ("hold_hysteresis",)),
+              Step(S(), exact, P(224, I8), ("step_up",)),
+              *[Step(S(), exact, P(224, I8), ("hold",))] * 2,
+              Step(burst, exact, P(192, GPU), ("step_down_no_fit",)),
+              *[Step(S(), exact, P(192, GPU), ("hold_hysteresis",))] * 3,
+              Step(S(), exact, P(224, I8), ("step_up",)),
+              *[Step(S(), exact, P(224, I8), ("hold",))] * 6,
+              Step(burst, exact, P(192, GPU), ("step_down_no_fit",)),
+              Step(S(), exact, P(192, GPU), ("hold_hysteresis",)),
+              Step(S(), exact, P(224, I8), ("step_up",)))),
+    ]
+
+
 def tie_cases() -> list[Case]:
     """Cases in which a rule of the docstring that usually does not matter decides the point or the reason: the
     key-rank tie-break, energy as pick()'s third tie key, the choice of a point's latency entry or latency model,
@@ -261,14 +305,25 @@ def tie_cases() -> list[Case]:
               Step(S(thermal=3, battery=0.05, power_save=True), None, (96, *I8, (0.75, 1.0)),
                    ("none_fit_fallback_fastest", "over_budget")))),
         Case("key_rank_prefer", "a CPU and a GPU point tie at thermal level 2: the lower key (the GPU point, second "
-             "in candidate order) is up, and prefer(up, current) takes it, in accuracy and in energy mode",
-             cpu_gpu, "phone", default,
+             "in candidate order) is up, and prefer(up, current) takes it, in accuracy and in energy mode (a probe "
+             "window of one frame, so the three step ups need not back off)",
+             cpu_gpu, "phone", Policy(probe_window_frames=1),
              (Step(S(), None, P(224, TFL32), ("initial", "fits_budget")),
               *[Step(S(thermal=2), None, P(224, TFL32), ("hold_hysteresis", "thermal_tightened"))] * 4,
               Step(S(thermal=2), None, P(224, GPU), ("step_up", "accelerator")),
               *[Step(S(), None, P(224, GPU), ("hold_hysteresis", "accelerator"))] * 4,
               Step(S(), None, P(224, TFL32), ("step_up", "fits_budget")),
               *[Step(hot_low, None, P(224, TFL32), ("hold_hysteresis", "energy_preferred"))] * 4,
+              Step(hot_low, None, P(224, GPU), ("step_up", "energy_preferred", "accelerator")))),
+        Case("step_up_back_off", "the key_rank_prefer sequence with the default probe window: a step up within the "
+             "window of the previous one doubles the calm frames the next needs (5 → 10), so two equally good "
+             "points cannot trade places every few frames", cpu_gpu, "phone", default,
+             (Step(S(), None, P(224, TFL32), ("initial", "fits_budget")),
+              *[Step(S(thermal=2), None, P(224, TFL32), ("hold_hysteresis", "thermal_tightened"))] * 4,
+              Step(S(thermal=2), None, P(224, GPU), ("step_up", "accelerator")),
+              *[Step(S(), None, P(224, GPU), ("hold_hysteresis", "accelerator"))] * 4,
+              Step(S(), None, P(224, TFL32), ("step_up", "fits_budget")),
+              *[Step(hot_low, None, P(224, TFL32), ("hold_hysteresis", "energy_preferred"))] * 9,
               Step(hot_low, None, P(224, GPU), ("step_up", "energy_preferred", "accelerator")))),
         Case("energy_breaks_ties", "equal top-1 and predicted latency on the CPU and the GPU: the lower energy "
              "decides pick() (after top-1 and predicted), prefer(up, current) and fastest (after predicted and "
@@ -299,8 +354,58 @@ def tie_cases() -> list[Case]:
              (Step(S(battery=0.15), None, P(224, F32), ("initial", "fits_budget", "energy_preferred")),)),
         Case("probe_backoff_cap", "the calm frames before a probe double (2, 4) up to backoff_max_frames = 6 "
              "(not 8) and stay there (not 12) after the capped probe fails too", phone_lut(), "phone",
-             Policy(slowdown_relax=0.05, hysteresis_frames=2, backoff_max_frames=6),
+             Policy(slowdown_relax=0.05, hysteresis_frames=2, backoff_max_frames=6, miss_frames=1,
+                    probe_window_frames=2),
              tuple(Step(S(), true_factor(1.8), *_CAP_WANTS[n]) for n in range(45))),
+    ]
+
+
+# Resizable Networks: a real `resflex search` of a tiny resizable network (tiny_cnn, --method resizable, resolutions
+# 32,24, scales 1,0.75,0.5, 4 epochs on 512 synthetic images; `resflex search --samples 500`): its configuration front
+# and the two input-resolution-only points, as (resolution, stage scales, top-1, MACs). Their phone latency is a
+# stated line, 2 ms + 200 ms per million MACs (the tiny net's MACs scaled to a phone-sized model's milliseconds).
+RESIZABLE_SEARCH = (
+    (24, [0.5, 0.5], 0.566, 40872), (32, [0.5, 0.5], 0.612, 72624), (32, [0.75, 0.75], 0.614, 111504),
+    (32, [0.75, 1.0], 0.62, 147792), (32, [1.0, 1.0], 0.61, 165936), (24, [1.0, 1.0], 0.562, 93360),
+)
+
+
+def resizable_lut() -> schema.LUT:
+    """The searched configurations as ExecuTorch int8 points of one 6-method artifact (entries named as
+    `resflex convert --configs` names them)."""
+    points = []
+    for r, scales, top1, macs in RESIZABLE_SEARCH:
+        tag = f"{r}_s" + "_".join(f"{s:g}".replace(".", "p") for s in scales)
+        p = op(r, I8, top1, round(2.0 + 200.0 * macs / 1e6, 3), macs=macs, stage_scales=scales)
+        points.append(dataclasses.replace(p, entry=f"forward_{tag}", artifact_resolutions=len(RESIZABLE_SEARCH),
+                                          top1_data=schema.DataIdentity("synthetic", "val", 500)))
+    return points_lut(*points)
+
+
+def resizable_cases() -> list[Case]:
+    """Stage-scale operating points: the selector chooses among spatial configurations like among resolutions."""
+    lut, default = resizable_lut(), Policy()
+
+    def R(resolution, *scales):
+        return (resolution, *I8, scales)
+
+    return [
+        Case("resizable_budget", "searched stage-scale configurations: within 33 ms the most accurate is 32 px with "
+             "stages at 0.75 and 1 (not the slower, less accurate full 32 px network)",
+             lut, "phone", default,
+             (Step(S(), exact, R(32, 0.75, 1.0), ("initial", "fits_budget")),)),
+        Case("resizable_tight_budget", "an 18 ms budget: the 32 px configuration with both stages at 0.5", lut,
+             "phone", Policy(latency_budget_ms=18.0),
+             (Step(S(), exact, R(32, 0.5, 0.5), ("initial", "fits_budget")),)),
+        Case("resizable_thermal", "heat steps down through the stage-scale configurations (32 px at 0.5, 0.5, then "
+             "24 px at 0.5, 0.5); cool again, after 5 calm frames the step up goes to 32 px at 0.75, 0.75 and stays",
+             lut, "phone", default,
+             (Step(S(), exact, R(32, 0.75, 1.0), ("initial", "fits_budget")),
+              Step(S(thermal=2), exact, R(32, 0.5, 0.5), ("step_down_no_fit", "thermal_tightened")),
+              Step(S(thermal=3), exact, R(24, 0.5, 0.5), ("step_down_no_fit", "thermal_tightened")),
+              *[Step(S(), exact, R(24, 0.5, 0.5), ("hold_hysteresis",))] * 4,
+              Step(S(), exact, R(32, 0.75, 0.75), ("step_up", "fits_budget")),
+              Step(S(), exact, R(32, 0.75, 0.75), ("hold",)))),
     ]
 
 
@@ -341,23 +446,28 @@ def cases() -> list[Case]:
               *[Step(S(), exact, P(128, GPU), ("hold_hysteresis",))] * 4,
               Step(S(), exact, P(224, I8), ("step_up", "fits_budget")),
               Step(S(), exact, P(224, I8), ("hold",)))),
-        Case("deadline_miss", "a deadline miss steps down at once; calm frames step back up after 5",
+        Case("deadline_miss", "one deadline miss of a point predicted to fit with margin is noise (hold); a second "
+             "in a row (miss_frames 2) steps down; calm frames step back up after 5",
              phone, "phone", default,
              (Step(S(), 34.0, P(224, I8), ("initial",)),
+              Step(S(), 34.0, P(224, I8), ("hold",)),
               Step(S(), exact, P(192, I8), ("deadline_miss_step_down",)),
               *[Step(S(), exact, P(192, I8), ("hold_hysteresis",))] * 4,
               Step(S(), exact, P(224, I8), ("step_up",)))),
-        Case("feedback_throttling", "sensors say nominal but the CPU runs 1.8× slower: a deadline miss steps "
-             "down at once; the slowdown learnt from timings alone then makes the GPU the best point that fits",
+        Case("feedback_throttling", "sensors say nominal but the CPU runs 1.8× slower: the second deadline miss in "
+             "a row steps down, straight to the GPU: the slowdown learnt from the two timings alone makes it the "
+             "best point that fits, and it stays there",
              phone, "phone", default,
              (Step(S(), true_factor(1.8), P(224, I8), ("initial",)),
-              Step(S(), true_factor(1.8), P(192, I8), ("deadline_miss_step_down", "throttle_detected")),
-              *[Step(S(), true_factor(1.8), P(192, I8), ("hold_hysteresis", "throttle_detected"))] * 4,
-              Step(S(), true_factor(1.8), P(192, GPU), ("step_up", "throttle_detected", "accelerator")),
-              *[Step(S(), true_factor(1.8), P(192, GPU), ("hold", "throttle_detected"))] * 5)),
+              Step(S(), true_factor(1.8), P(224, I8), ("hold", "throttle_detected")),
+              Step(S(), true_factor(1.8), P(192, GPU), ("deadline_miss_step_down", "throttle_detected",
+                                                        "accelerator")),
+              *[Step(S(), true_factor(1.8), P(192, GPU), ("hold", "throttle_detected"))] * 8)),
         Case("probe_backoff", "a step up that has to be undone at once doubles the calm frames the next one "
-             "needs (2, 4, 8 = backoff_max_frames): the CPU runs 1.8× slower and its slowdown relaxes fast",
-             phone, "phone", Policy(slowdown_relax=0.05, hysteresis_frames=2, backoff_max_frames=8),
+             "needs (2, 4, 8 = backoff_max_frames): the CPU runs 1.8× slower and its slowdown relaxes fast (every "
+             "miss steps down: miss_frames 1; probe window 2 frames)", phone, "phone",
+             Policy(slowdown_relax=0.05, hysteresis_frames=2, backoff_max_frames=8, miss_frames=1,
+                    probe_window_frames=2),
              tuple(Step(S(), true_factor(1.8), *_BACKOFF_WANTS.get(n, (None, ()))) for n in range(37))),
         Case("cpu_load_to_accelerator", "a busy CPU (load 0.8) moves the work to the GPU; back on the CPU after "
              "the load ends and 5 calm frames", phone, "phone", default,
@@ -419,7 +529,7 @@ def cases() -> list[Case]:
               Step(S(), "-Infinity", P(224, I8), ("hold",)),
               Step(S(), None, P(224, I8), ("hold",)))),
     ]
-    return out + tie_cases()
+    return out + tie_cases() + resizable_cases() + switch_rate_cases()
 
 
 # --------------------------------------------------------------------------- encoding, emitting, replaying

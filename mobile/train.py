@@ -31,7 +31,26 @@ from .models import Method, MultiResolutionNet, create_model, list_models
 CONFIG_KIND = "resflex.train"
 CONFIG_VERSION = 1
 # Fields that may change between a run and its --resume; every other field must match the checkpoint.
+SMALL_INPUT = 64  # px: below this largest training resolution the small-input recipe is the default
+SMALL_INPUT_MIN_CROP = 0.35
 RESUMABLE_CHANGES = ("out", "resume", "overwrite", "workers", "device", "progress")
+
+
+BASE_LR = 0.02  # SGD learning rate of one network's loss at batch 64
+
+
+def default_lr(method, resolutions: int, scales=None, distill: bool = False) -> float:
+    """BASE_LR ÷ the number of sub-network losses summed per step: 1 for an I-Net, one per resolution for RS-Nets
+    and SAN (RS-Nets Eq. 2, SAN Eq. 1 sum them), resolutions × factors (+ the full-configuration teacher with
+    distillation) for Resizable Networks (Algorithm 1 accumulates them). The shared weights' gradient is that sum,
+    so the same step size as one network needs the learning rate divided by the count; with BASE_LR undivided,
+    RS-Net on the real digits stalled near chance for 4 epochs where lr ÷ 5 reached 93 % (README, recipe)."""
+    method = parse_enum(Method, method, "method")
+    if method is Method.SINGLE:
+        return BASE_LR
+    if method is Method.RESIZABLE:
+        return BASE_LR / (resolutions * len(scales or DEFAULT_STAGE_SCALES) + bool(distill))
+    return BASE_LR / resolutions
 
 
 class TrainingDiverged(RuntimeError):
@@ -50,11 +69,17 @@ class TrainConfig:
     meta_hidden: int = 0
     epochs: int = 10
     batch_size: int = 64  # per process
-    lr: float = 0.02
+    lr: float | None = None  # None: BASE_LR ÷ the number of losses summed per step (`default_lr`)
     warmup_epochs: float = 1.0  # linear warm-up before the cosine decay
     momentum: float = 0.9
     weight_decay: float = 4e-5
     label_smoothing: float = 0.0
+    # Recipe for the input size (README, "Training recipe"): None = chosen from the largest training resolution —
+    # below SMALL_INPUT px the small-input stem (stride 1) and crops of at least 35 % of the image; else the
+    # papers' ImageNet recipe (stem stride 2, RandomResizedCrop down to 8 %).
+    stem_stride: int | None = None
+    min_crop: float | None = None  # RandomResizedCrop's smallest area fraction
+    flip: bool = True  # random horizontal flips (turn off for data where mirroring changes the class)
     distill: bool | None = None  # MRED for rsnet, scale distillation for san (default on); resizable: from the
     # full configuration (default off, as the paper)
     scales: tuple[float, ...] | None = None  # resizable only: trained stage scale factors (default DEFAULT_STAGE_SCALES)
@@ -75,6 +100,7 @@ class TrainConfig:
     device: str = "auto"
     progress: bool = True
     init: str | None = None  # start from single-resolution weights (torchvision layout or a resflex checkpoint)
+    finetune: str | None = None  # resizable only (§3.3): a resizable checkpoint whose target_config is fine-tuned
 
     def __post_init__(self):
         """Every argument is checked here, before `train` touches the run folder."""
@@ -84,6 +110,8 @@ class TrainConfig:
         object.__setattr__(self, "resolutions", tuple(check_resolutions(self.resolutions)))
         if self.distill is None:
             object.__setattr__(self, "distill", method is not Method.RESIZABLE)
+        if self.finetune is not None:
+            check_finetune_flags(self, method)
         if method is Method.RESIZABLE:
             object.__setattr__(self, "scales", check_scales(self.scales or DEFAULT_STAGE_SCALES))
             if self.init:
@@ -126,6 +154,10 @@ class TrainConfig:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"{name}: expected a positive integer, got {v!r}")
+        if self.lr is None:
+            one_network = method is Method.SINGLE or self.switch_at_epoch == 0  # e.g. --finetune: one configuration
+            object.__setattr__(self, "lr", BASE_LR if one_network else
+                               default_lr(method, len(self.resolutions), self.scales, self.distill))
         if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
             raise ValueError(f"lr: expected a positive learning rate, got {self.lr!r}")
         number("width", 0.0, 16.0, lo_open=True)
@@ -133,6 +165,14 @@ class TrainConfig:
         number("momentum", 0.0, 1.0, hi_open=True)
         number("weight_decay", 0.0, 1.0)
         number("label_smoothing", 0.0, 1.0, hi_open=True)
+        small = max(self.resolutions) < SMALL_INPUT
+        if self.stem_stride is None:
+            object.__setattr__(self, "stem_stride", 1 if small else 2)
+        if self.min_crop is None:
+            object.__setattr__(self, "min_crop", SMALL_INPUT_MIN_CROP if small else 0.08)
+        if self.stem_stride not in (1, 2) or isinstance(self.stem_stride, bool):
+            raise ValueError(f"stem_stride: expected 1 or 2, got {self.stem_stride!r}")
+        number("min_crop", 0.0, 1.0, lo_open=True)
         integer("meta_hidden", 0)
         integer("num_classes", 2)
         integer("workers", 0)
@@ -171,6 +211,57 @@ class MultiResolutionStep(nn.Module):
             logits.append(self.model(resize_batch(images, r)))
         loss, parts = self.loss(logits, target)
         return loss, logits, parts
+
+
+FINETUNE_MODEL_FIELDS = ("arch", "method", "resolutions", "width", "scales", "meta_hidden", "num_classes",
+                         "stem_stride")  # TrainConfig fields a fine-tuning run takes from its checkpoint
+
+
+def check_finetune_flags(config: TrainConfig, method: Method) -> None:
+    """--finetune: a resizable run that trains only --target-config from its first epoch (switch at epoch 0)."""
+    if not str(config.finetune).strip():
+        raise ValueError("--finetune: expected the path of a resizable checkpoint")
+    if method is not Method.RESIZABLE:
+        raise ValueError(f"--finetune: only a resizable checkpoint's configuration can be fine-tuned (method is "
+                         f"{method.value!r})")
+    if config.init:
+        raise ValueError("--finetune and --init both give the starting weights; choose one")
+    if config.target_config is None:
+        raise ValueError("--finetune needs --target-config R:S1,S2,... (the configuration to fine-tune)")
+    if config.switch_at_epoch not in (None, 0):
+        raise ValueError(f"--finetune trains only --target-config from the first epoch; --switch-at-epoch "
+                         f"{config.switch_at_epoch} contradicts it (leave it out, or give 0)")
+    object.__setattr__(config, "switch_at_epoch", 0)
+
+
+def finetune_settings(path: str | os.PathLike) -> dict:
+    """The TrainConfig fields that describe the model of the resizable checkpoint at `path` (§3.3 fine-tuning
+    starts from it, so they must be its values)."""
+    payload = read_checkpoint(path)
+    model = payload["model_config"]
+    if model.get("method") != Method.RESIZABLE.value:
+        raise ValueError(f"--finetune {path}: method {model.get('method')!r}; expected a resizable checkpoint "
+                         f"(`resflex train --method resizable`)")
+    config = model_from_payload(payload, str(path)).config
+    return {f: getattr(config, f).value if f == "method" else getattr(config, f) for f in FINETUNE_MODEL_FIELDS}
+
+
+def load_finetune(model: MultiResolutionNet, path: str | os.PathLike, class_names: list[str]) -> str:
+    """Copy every weight of the resizable checkpoint `path` into `model` (same model config and classes, else a
+    ValueError naming each difference); returns a one-line summary."""
+    payload = read_checkpoint(path)
+    source = model_from_payload(payload, str(path))
+    diffs = [f"{f}: {getattr(source.config, f)!r} in the checkpoint vs {getattr(model.config, f)!r} now"
+             for f in FINETUNE_MODEL_FIELDS if getattr(source.config, f) != getattr(model.config, f)]
+    if list(payload["class_names"]) != list(class_names):
+        diffs.append(f"class names {payload['class_names'][:5]}… in the checkpoint vs {class_names[:5]}… in the data")
+    if diffs:
+        raise ValueError(f"--finetune {path}: the run does not match the checkpoint (" + "; ".join(diffs) +
+                         "); fine-tuning keeps the checkpoint's model and data")
+    model.load_state_dict(source.state_dict())
+    model.preprocessing = source.preprocessing
+    return f"fine-tuning from {path} ({source.config.arch}, {len(source.config.resolutions)} resolution(s), " \
+           f"scales {list(source.config.scales)})"
 
 
 def parse_target_config(text: str) -> tuple[int, tuple[float, ...]]:
@@ -343,18 +434,22 @@ def train(config: TrainConfig) -> MultiResolutionNet:
 
     # Data: random-resized crops at the largest resolution; val sets are built per resolution by `evaluate`.
     top = max(config.resolutions)
-    train_set = build_dataset(config.data, "train", TrainTransform(top, seed=config.seed),
+    train_set = build_dataset(config.data, "train", TrainTransform(top, config.seed, config.min_crop, config.flip),
                               num_classes=config.num_classes, seed=config.seed, length=config.train_samples)
     class_names = list(train_set.classes)
 
     # Model, loss (RS-Nets α lives in the loss), optimizer, schedule.
     model = create_model(config.arch, config.method, config.resolutions, config.width, len(class_names),
-                         config.meta_hidden, config.scales)
+                         config.meta_hidden, config.scales, config.stem_stride)
     if config.init and not config.resume:  # a resumed run already holds the weights it started from
         from .importer import init_from_single
 
         note = init_from_single(model, config.init)
         if rank == 0:
+            tqdm.write(note)
+    if config.finetune and not config.resume:  # §3.3: optionally fine-tune the chosen sub-network
+        note = load_finetune(model, config.finetune, class_names)
+        if rank == 0 and config.progress:
             tqdm.write(note)
     criterion = create_loss(model.config.method.value, len(config.resolutions), config.distill, config.label_smoothing)
     if config.sync_bn and world > 1:

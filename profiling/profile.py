@@ -325,7 +325,8 @@ def format_latencies(lut: LUT, device_id: str) -> str:
         for lat in sorted(op.latency.get(device_id, []), key=lambda x: (x.runtime, x.threads)):
             top1 = f"{100 * op.top1:.1f}" if op.top1 is not None else "-"
             share = f"{100 * lat.gflops / peak:.1f}%" if peak and lat.gflops is not None else "-"
-            lines.append(f"| {op.resolution} | {op.backend.value} | {op.precision.value} | {op.compute_unit} | "
+            scales = f" s{','.join(f'{s:g}' for s in op.stage_scales)}" if op.stage_scales else ""
+            lines.append(f"| {op.resolution}{scales} | {op.backend.value} | {op.precision.value} | {op.compute_unit} | "
                          f"{lat.runtime} | {lat.threads or 'auto'} | {_mmacs(op.macs)} | {top1} | {lat.p50_ms:.3f} | "
                          f"{lat.p90_ms:.3f} | {lat.p99_ms:.3f} | {_f(lat.gflops)} | {share} | "
                          f"{_f(lat.peak_memory_mb, '.0f')} |")

@@ -219,12 +219,24 @@ def _gflops(op: OperatingPoint, lat: Latency) -> float | None:
     return 2 * op.macs / (lat.p50_ms * 1e6) if lat.p50_ms > 0 else None
 
 
-def _accuracies(table: LUT) -> dict[tuple[int, str, str], tuple[int, float]]:
-    """(resolution, backend, precision) → (MACs, top-1) for the artifacts whose top-1 was measured."""
+class _Res(tuple):
+    """A point's spatial configuration as a sortable bar/series key: (resolution, stage scales); prints as "64" or
+    "64 s1,0.5", so stage-scale points of one resolution (Resizable Networks) stay apart."""
+
+    def __new__(cls, op: OperatingPoint):
+        return super().__new__(cls, (op.resolution, tuple(op.stage_scales or ())))
+
+    def __str__(self) -> str:
+        r, s = self
+        return f"{r}" + (f" s{','.join(f'{x:g}' for x in s)}" if s else "")
+
+
+def _accuracies(table: LUT) -> dict[tuple[_Res, str, str], tuple[int, float]]:
+    """(resolution + stage scales, backend, precision) → (MACs, top-1) for the artifacts whose top-1 was measured."""
     acc = {}
     for op in table.operating_points:
         if op.top1 is not None:
-            acc.setdefault((op.resolution, op.backend.value, op.precision.value), (op.macs, op.top1))
+            acc.setdefault((_Res(op), op.backend.value, op.precision.value), (op.macs, op.top1))
     return acc
 
 
@@ -296,7 +308,7 @@ def _accuracy_vs_macs(manifest: Manifest, table: LUT, reference: list[ReferenceP
                                                    alpha=0.8), zorder=5)
     if reference:
         handles.append(Line2D([], [], marker="*", color="black", linestyle="none", markersize=12, label="reference"))
-    res_macs = sorted({(m, r) for (r, _, _), (m, _) in acc.items()})
+    res_macs = sorted({(m, r[0]) for (r, _, _), (m, _) in acc.items() if not r[1] or min(r[1]) == max(r[1]) == 1})
     top = ax.secondary_xaxis("top")
     top.set_xticks([m / 1e6 for m, _ in res_macs], labels=[f"{r}px" for _, r in res_macs])
     top.set_xlabel("input resolution")
@@ -346,7 +358,7 @@ def _int8_vs_fp32(manifest: Manifest, table: LUT, device: str | None):
         for op, lat in _measured(table, device):
             if op.precision.value in ("fp32", "int8"):
                 p50.setdefault((lat.runtime, _unit(op), lat.threads), {}).setdefault(
-                    op.resolution, {})[op.precision.value] = lat.p50_ms
+                    _Res(op), {})[op.precision.value] = lat.p50_ms
         paired = {k: {r: v for r, v in sorted(d.items()) if len(v) == 2} for k, d in p50.items()}
         most: dict[tuple[str, str], int] = {}
         for (runtime, unit, threads), by_res in paired.items():

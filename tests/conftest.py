@@ -10,3 +10,11 @@ def _seed_and_threads():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def digits_folder(tmp_path_factory):
+    """scikit-learn's real 8×8 handwritten digits as a 32-px ImageFolder (train/ and val/), written once per run."""
+    from resflex.mobile.data import write_digits
+
+    return write_digits(tmp_path_factory.mktemp("data") / "digits", size=32)

@@ -12,7 +12,7 @@ from torch import Tensor, nn
 
 from ..runtimes import Entry
 
-__all__ = ["Entry", "Exported", "HostRunner", "Backend"]
+__all__ = ["Entry", "Exported", "HostRunner", "Backend", "check_calib_method"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -26,6 +26,17 @@ class Exported:
     entries: tuple[Entry, ...]
     runs_on_host: bool = True
     notes: str = ""
+
+
+def check_calib_method(backend: str, method: str | None, allowed: tuple[str, ...]) -> str:
+    """The int8 calibration method a backend uses: `method`, or the backend's default (`allowed[0]`) for None; an
+    unknown one raises ValueError listing the backend's methods."""
+    if method is None:
+        return allowed[0]
+    if method not in allowed:
+        raise ValueError(f"calibration method {method!r} is not available for backend {backend!r}; expected one of: "
+                         f"{', '.join(allowed)}")
+    return method
 
 
 class HostRunner(Protocol):

@@ -44,8 +44,8 @@ import torch
 from torch import Tensor, nn
 
 from ..bake import ChannelAffine
-from ..runtimes import ExecuTorchRuntime
-from .base import Entry, Exported
+from ..runtimes import ExecuTorchRuntime, Spatial, spatial_keys
+from .base import Entry, Exported, check_calib_method
 
 INPUT, OUTPUT = "image", "logits"  # ExecuTorch methods take and return positional tensors; names for the manifest
 
@@ -213,16 +213,38 @@ def _example(resolution: int) -> tuple[Tensor]:
 
 
 CALIB_BATCH = 32  # images per calibration forward pass
+# Activation observers of PT2E static int8 (`--calib-method`); the first is the default. "histogram" is
+# XNNPACKQuantizer's own choice (HistogramObserver: the range minimising the L2 quantization error over a histogram
+# of every calibration activation), "minmax" the full observed range, "moving_average" an exponential moving average
+# of each calibration batch's min and max (MovingAverageMinMaxObserver, constant 0.01 per batch of `CALIB_BATCH`).
+CALIB_METHODS = ("histogram", "minmax", "moving_average")
 
 
-def _quantized(module: nn.Module, resolution: int, calib: Tensor) -> torch.fx.GraphModule:
-    """PT2E static int8 (XNNPACK, per-channel weights). The graph is captured with a dynamic batch dimension so that
+def _activation_config(method: str):
+    """XNNPACK's symmetric per-channel int8 config with the activation observer of `method`."""
+    import dataclasses
+
+    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import get_symmetric_quantization_config
+    from torchao.quantization.pt2e import HistogramObserver, MinMaxObserver, MovingAverageMinMaxObserver
+
+    observers = {"histogram": HistogramObserver, "minmax": MinMaxObserver,
+                 "moving_average": MovingAverageMinMaxObserver}
+    if method not in observers:
+        raise ValueError(f"unknown ExecuTorch calibration method {method!r}; expected one of: "
+                         f"{', '.join(CALIB_METHODS)}")
+    config = get_symmetric_quantization_config(is_per_channel=True)
+    act = dataclasses.replace(config.input_activation,
+                              observer_or_fake_quant_ctr=observers[method].with_args(eps=2**-12))
+    return dataclasses.replace(config, input_activation=act, output_activation=act)
+
+
+def _quantized(module: nn.Module, resolution: int, calib: Tensor, method: str = CALIB_METHODS[0]
+               ) -> torch.fx.GraphModule:
+    """PT2E static int8 (XNNPACK, per-channel weights), activation ranges from the observer of `method`
+    (`CALIB_METHODS`). The graph is captured with a dynamic batch dimension so that
     calibration runs `CALIB_BATCH` images per forward pass (the observers see every calibration image, in far fewer
     calls than one image at a time); the converted graph is exported again at batch 1 for lowering."""
-    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
-        XNNPACKQuantizer,
-        get_symmetric_quantization_config,
-    )
+    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import XNNPACKQuantizer
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
     if calib is None or len(calib) == 0:
@@ -236,7 +258,7 @@ def _quantized(module: nn.Module, resolution: int, calib: Tensor) -> torch.fx.Gr
         # conv-bn patterns: matching them re-exports a dozen pattern graphs on every prepare (seconds each time).
         SUPPORTED_PATTERNS = [p for p in XNNPACKQuantizer.SUPPORTED_PATTERNS if "_bn" not in p.name]
 
-    quantizer = Quantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
+    quantizer = Quantizer().set_global(_activation_config(method))
     example = (torch.zeros(2, 3, resolution, resolution),)
     batch = torch.export.Dim("batch", min=1, max=max(CALIB_BATCH, 2))
     captured = torch.export.export(module, example, dynamic_shapes=({0: batch},)).module()
@@ -282,15 +304,19 @@ class ExecuTorchBackend:
     precisions = ("fp32", "int8")
     bn_style = "affine"  # conv weights untouched by BN, so every method can reference the same bytes
 
-    def __init__(self, share_weights: bool = True, fp32_fold_budget: float = 0.06):
+    calib_methods = CALIB_METHODS  # int8 activation observers; the first is the default
+
+    def __init__(self, share_weights: bool = True, fp32_fold_budget: float = 0.06, calib_method: str | None = None):
         """`share_weights=False` folds BN per resolution everywhere (fastest graphs, K× the bytes).
         `fp32_fold_budget`: extra bytes, as a fraction of the parameter bytes, that an fp32 file may spend on
         per-resolution BN-folded copies of the convs whose depthwise affine costs the most time
-        (`fp32_layers_to_fold`); 0 shares every conv, `inf` folds every conv."""
+        (`fp32_layers_to_fold`); 0 shares every conv, `inf` folds every conv. `calib_method`: int8 activation
+        observer (`CALIB_METHODS`, default the first)."""
         if fp32_fold_budget < 0:
             raise ValueError(f"fp32_fold_budget must be ≥ 0, got {fp32_fold_budget}")
         self.share_weights = share_weights
         self.fp32_fold_budget = fp32_fold_budget
+        self.calib_method = check_calib_method(self.name, calib_method, self.calib_methods)
 
     def export(self, baked: Mapping[int, nn.Module], precision: str, calib: Mapping[int, Tensor],
                out_dir: Path) -> Exported:
@@ -298,23 +324,25 @@ class ExecuTorchBackend:
             raise ValueError(f"ExecuTorch precision {precision!r}; expected one of: {', '.join(self.precisions)}")
         if not baked:
             raise ValueError("nothing to export: no baked resolutions")
-        resolutions = sorted(baked, reverse=True)
+        keys = spatial_keys(baked)  # resolutions (Resizable Networks: × stage-scale configurations), largest first
+        resolutions = [Spatial.of(k) for k in keys]
         programs, sign_patterns, fold = {}, [], set()
         if precision == "fp32" and self.share_weights:
-            fold = fp32_layers_to_fold(baked[resolutions[0]].eval(), resolutions[0], len(resolutions),
+            fold = fp32_layers_to_fold(baked[keys[0]].eval(), resolutions[0].resolution, len(resolutions),
                                        self.fp32_fold_budget)
-        for r in resolutions:
-            module = baked[r].eval()
+        for key, sp in zip(keys, resolutions):
+            module, r = baked[key].eval(), sp.resolution
             if precision == "fp32":
                 graph = _with_depthwise_affine(module, fold) if self.share_weights else _folded(module)[0]
             else:
                 folded, unfolded = _folded(module)
-                graph = _quantized(folded, r, calib.get(r) if calib is not None else None)
+                graph = _quantized(folded, r, calib.get(key) if calib is not None else None,
+                                   getattr(self, "calib_method", CALIB_METHODS[0]))
                 if self.share_weights:
                     _share_int8_weights(graph, unfolded)
                     sign_patterns.append(_signs(unfolded))
-            programs[f"forward_{r}"] = torch.export.export(graph, _example(r))
-        program = _lower(programs, alias=("forward", f"forward_{resolutions[0]}"))
+            programs[f"forward_{sp.tag}"] = torch.export.export(graph, _example(r))
+        program = _lower(programs, alias=("forward", f"forward_{resolutions[0].tag}"))
         out_dir.mkdir(parents=True, exist_ok=True)
         file = f"model_{precision}.pte"
         tmp = out_dir / f".{file}.tmp"
@@ -322,12 +350,14 @@ class ExecuTorchBackend:
             program.write_to_file(f)
         tmp.replace(out_dir / file)
 
-        entries = tuple(Entry(r, f"forward_{r}", INPUT, OUTPUT, (1, 3, r, r)) for r in resolutions)
-        notes = f"XNNPACK; methods {', '.join(f'forward_{r}' for r in resolutions)}; forward = forward_{resolutions[0]}"
+        entries = tuple(Entry(sp.resolution, f"forward_{sp.tag}", INPUT, OUTPUT, (1, 3, sp.resolution, sp.resolution),
+                              sp.stage_scales) for sp in resolutions)
+        notes = (f"XNNPACK; methods {', '.join(f'forward_{sp.tag}' for sp in resolutions)}; "
+                 f"forward = forward_{resolutions[0].tag}")
         if not self.share_weights:
             notes += "; BN folded per resolution (weights not shared)"
         elif precision == "fp32":
-            total = sum(1 for _ in _affine_pairs(baked[resolutions[0]]))
+            total = sum(1 for _ in _affine_pairs(baked[keys[0]]))
             notes += (f"; {total - len(fold)} of {total} convs share their weights (per-resolution BN as a depthwise "
                       f"1x1 conv), {len(fold)} have BN folded per resolution")
         else:

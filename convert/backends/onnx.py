@@ -38,6 +38,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import hashlib
+import io
 import logging
 import tempfile
 import warnings
@@ -50,8 +51,8 @@ import torch
 from torch import Tensor, nn
 
 from ..quiet import is_verbose
-from ..runtimes import OnnxRuntime
-from .base import Entry, Exported
+from ..runtimes import OnnxRuntime, Spatial, spatial_keys
+from .base import Entry, Exported, check_calib_method
 
 INPUT, OUTPUT = "image", "logits"
 REFERENCE_BYTES = 80  # what an external reference (name, location, offset, length) costs in a graph, about
@@ -193,20 +194,36 @@ class _CalibrationReader:
         return next(self._items, None)
 
 
-def _quantize(module: nn.Module, resolution: int, calib: Tensor, work: Path):
-    """The resolution's QDQ int8 graph (`quantize_static` on the BN-folded graph) with every conv's int8 weight
-    re-quantized from the unfolded weight (see the module docstring). Returns (ModelProto, convs whose int8 bytes
-    carry a BN sign flip)."""
-    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+# quantize_static's activation calibrators (`--calib-method`; the first is the default): "minmax" the observed range,
+# "percentile" the symmetric range holding 99.999 % of the |activations| (onnxruntime's CalibPercentile default).
+# Not offered: "entropy" (through quantize_static its histogram has as many bins as quantized bins, 128, so the KL
+# search has one candidate and equals "minmax") and "distribution" (meant for float8: int8 top-1 agreement fell to
+# 0.4-22 % on MobileNetV2 in bench/quant_bench.py).
+CALIB_METHODS = ("minmax", "percentile")
+
+
+def _quantize(module: nn.Module, resolution: int, calib: Tensor, work: Path, tag: str | None = None,
+              method: str = CALIB_METHODS[0]):
+    """The resolution's QDQ int8 graph (`quantize_static` on the BN-folded graph, activations calibrated with
+    `method`, see `CALIB_METHODS`) with every conv's int8 weight re-quantized from the unfolded weight (see the
+    module docstring). Returns (ModelProto, convs whose int8 bytes carry a BN sign flip)."""
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    calibrators = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile}
+    if method not in calibrators:
+        raise ValueError(f"unknown ONNX calibration method {method!r}; expected one of: {', '.join(CALIB_METHODS)}")
 
     from .executorch import _folded  # the same affine → folded conv rewrite as ExecuTorch's int8
 
     folded, unfolded = _folded(module)
-    fp32, int8 = work / f"fp32_{resolution}.onnx", work / f"int8_{resolution}.onnx"
+    fp32, int8 = work / f"fp32_{tag or resolution}.onnx", work / f"int8_{tag or resolution}.onnx"
     export_onnx_file(folded, resolution, fp32)
-    with _quiet_quantizer():
+    # the histogram calibrators print their progress: kept off the terminal unless the conversion is verbose
+    printed = contextlib.nullcontext() if is_verbose() else contextlib.redirect_stdout(io.StringIO())
+    with _quiet_quantizer(), printed:
         quantize_static(str(fp32), str(int8), _CalibrationReader(calib), quant_format=QuantFormat.QDQ,
-                        per_channel=True, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8)
+                        per_channel=True, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+                        calibrate_method=calibrators[method])
     model = _load(int8)
     biases = {name: t.detach().numpy() for name, t in folded.state_dict().items() if name.endswith(".bias")}
     flipped = _share_int8_weights(model, unfolded, biases)
@@ -276,6 +293,10 @@ class OnnxBackend:
     name = "onnx"
     precisions = ("fp32", "int8")
     bn_style = "affine"  # conv weights untouched by BN, so every resolution's graph references the same bytes
+    calib_methods = CALIB_METHODS  # int8 activation calibrators; the first is the default
+
+    def __init__(self, calib_method: str | None = None):
+        self.calib_method = check_calib_method(self.name, calib_method, self.calib_methods)
 
     def export(self, baked: Mapping[int, nn.Module], precision: str, calib: Mapping[int, Tensor],
                out_dir: Path) -> Exported:
@@ -283,15 +304,17 @@ class OnnxBackend:
         models, entries, flipped = {}, [], 0
         with tempfile.TemporaryDirectory(prefix=".onnx_", dir=out_dir) as tmp:
             work = Path(tmp)
-            for r, module in sorted(baked.items(), reverse=True):
-                name = f"model_{precision}_{r}.onnx"
+            for key in spatial_keys(baked):  # resolutions (Resizable Networks: × stage-scale configurations)
+                module, sp = baked[key], Spatial.of(key)
+                r, name = sp.resolution, f"model_{precision}_{sp.tag}.onnx"
                 if precision == "fp32":
                     models[name] = _load(export_onnx_file(module, r, work / name))
                 else:
-                    models[name], n = _quantize(module, r, calib[r], work)
+                    models[name], n = _quantize(module, r, calib[key], work, sp.tag,
+                                                getattr(self, "calib_method", CALIB_METHODS[0]))
                     flipped += n
                 compact(models[name])
-                entries.append(Entry(r, name, INPUT, OUTPUT, (1, 3, r, r)))
+                entries.append(Entry(r, name, INPUT, OUTPUT, (1, 3, r, r), sp.stage_scales))
         weights = weights_file(precision)
         sizes = write_shared(models, out_dir, weights)
         notes = (f"one graph file per resolution, every one referencing the shared {weights} through ONNX external "

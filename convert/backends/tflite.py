@@ -45,8 +45,8 @@ from torch import Tensor, nn
 
 from ..background import ChildJob
 from ..onnx2tf_env import find_onnx2tf
-from ..runtimes import LiteRTRuntime
-from .base import Entry, Exported
+from ..runtimes import LiteRTRuntime, Spatial, spatial_keys
+from .base import Entry, Exported, check_calib_method
 from .onnx import export_onnx_file
 
 INPUT, OUTPUT = "image", "logits"
@@ -55,8 +55,8 @@ SAMPLE_DATA = "calibration_image_sample_data_20x128x128x3_float32.npy"  # onnx2t
 log = logging.getLogger(__name__)
 
 
-def signature_key(resolution: int) -> str:
-    return f"serving_{resolution}"
+def signature_key(resolution: int | Spatial) -> str:
+    return f"serving_{Spatial.of(resolution).tag}"
 
 
 def artifact_name(precision: str) -> str:
@@ -67,11 +67,16 @@ class TFLiteBackend:
     name = "tflite"
     precisions = ("fp32", "fp16", "int8")
     bn_style = "fold"  # int8 weights still quantize to identical bytes; floats are shared by the MUL rewrite
+    # int8 activation calibration: the TFLite converter's calibrator records each tensor's min and max over the
+    # representative dataset and offers no other observer (no histogram / percentile), so min/max is the only choice.
+    calib_methods = ("minmax",)
 
-    def __init__(self, share_weights: bool = True, strip_names: bool = True, timeout_s: float | None = 3600.0):
+    def __init__(self, share_weights: bool = True, strip_names: bool = True, timeout_s: float | None = 3600.0,
+                 calib_method: str | None = None):
         self.share_weights = share_weights
         self.strip_names = strip_names
         self.timeout_s = timeout_s
+        self.calib_method = check_calib_method(self.name, calib_method, self.calib_methods)
 
     def export(self, baked: Mapping[int, nn.Module], precision: str, calib: Mapping[int, Tensor],
                out_dir: Path) -> Exported:
@@ -87,7 +92,7 @@ class TFLiteBackend:
             raise ValueError(f"TFLite precision {unknown[0] if unknown else None!r}; expected one of: "
                              f"{', '.join(self.precisions)}")
         python = find_onnx2tf()  # fails early, with the install instructions, when the environment is missing
-        resolutions = sorted(baked, reverse=True)
+        resolutions = spatial_keys(baked)  # resolutions (Resizable Networks: × stage-scale configurations)
         if "int8" in precisions:
             missing = [r for r in resolutions if r not in calib or len(calib[r]) == 0]
             if missing:
@@ -101,12 +106,14 @@ class TFLiteBackend:
             np.save(work / SAMPLE_DATA, np.random.default_rng(0).random((20, 128, 128, 3), dtype=np.float32))
             entries = []
             for r in resolutions:
-                export_onnx_file(baked[r], r, work / f"model_{r}.onnx")
-                item = {"resolution": r, "key": signature_key(r), "onnx": f"model_{r}.onnx", "calib": None}
+                res, tag = Spatial.of(r).resolution, Spatial.of(r).tag
+                export_onnx_file(baked[r], res, work / f"model_{tag}.onnx")
+                item = {"resolution": res, "key": signature_key(r), "tag": tag, "onnx": f"model_{tag}.onnx",
+                        "calib": None}
                 if "int8" in precisions:
                     nhwc = calib[r].detach().cpu().float().permute(0, 2, 3, 1).contiguous().numpy()
-                    np.save(work / f"calib_{r}.npy", nhwc)
-                    item["calib"] = f"calib_{r}.npy"
+                    np.save(work / f"calib_{tag}.npy", nhwc)
+                    item["calib"] = f"calib_{tag}.npy"
                 entries.append(item)
             job = {"entries": entries, "precisions": list(precisions), "input": INPUT, "output": OUTPUT,
                    "share_weights": self.share_weights, "strip_names": self.strip_names,
@@ -170,7 +177,9 @@ class TFLiteJob(ChildJob):
             notes += (f"; float weights shared through a per-channel MUL in {report['convs_shared']} convs "
                       f"({report['convs_kept']} kept per resolution)")
         return Exported(self.backend.name, precision, (artifact_name(precision),), "NHWC",
-                        tuple(Entry(r, signature_key(r), INPUT, OUTPUT, (1, r, r, 3)) for r in rs), True, notes)
+                        tuple(Entry(Spatial.of(r).resolution, signature_key(r), INPUT, OUTPUT,
+                                    (1, Spatial.of(r).resolution, Spatial.of(r).resolution, 3),
+                                    Spatial.of(r).stage_scales) for r in rs), True, notes)
 
 
 _PRECISION_NOTES = {

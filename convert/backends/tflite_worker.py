@@ -38,19 +38,19 @@ def saved_model(job):
     tf.get_logger().setLevel("ERROR")
     root, signatures = tf.Module(), {}
     for item in job["entries"]:
-        r, key = item["resolution"], item["key"]
+        r, key, tag = item["resolution"], item["key"], item.get("tag", item["resolution"])
         t = time.time()
-        model = onnx2tf.convert(input_onnx_file_path=item["onnx"], output_folder_path=f"onnx2tf_{r}",
+        model = onnx2tf.convert(input_onnx_file_path=item["onnx"], output_folder_path=f"onnx2tf_{tag}",
                                 disable_model_save=True, non_verbose=True)
         shape = tuple(int(d) for d in model.inputs[0].shape)
         if shape != (1, r, r, 3):
             raise RuntimeError(f"onnx2tf made input shape {shape} at resolution {r}; expected (1, {r}, {r}, 3)")
         fn = tf.function(serving_fn(model, job["output"]),
                          input_signature=[tf.TensorSpec(shape, tf.float32, name=job["input"])])
-        setattr(root, f"model_{r}", model)
-        setattr(root, f"serve_{r}", fn)
+        setattr(root, f"model_{tag}", model)
+        setattr(root, f"serve_{tag}", fn)
         signatures[key] = fn.get_concrete_function()
-        log(f"onnx2tf {r}x{r}: {time.time() - t:.1f} s")
+        log(f"onnx2tf {key}: {time.time() - t:.1f} s")
     tf.saved_model.save(root, "merged_saved_model", signatures=signatures)
     return list(signatures)
 

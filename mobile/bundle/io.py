@@ -55,7 +55,7 @@ MAX_ZIP_BYTES = 4 * 2**30  # extract_zip: total uncompressed size
 MAX_ZIP_RATIO = 200  # extract_zip: uncompressed ÷ archive bytes (model weights compress < 2×, JSON ~10×)
 # The files that mark a folder as one resflex wrote (a bundle, a report, a simulation): `--overwrite` replaces only
 # such a folder (or an empty one), never e.g. a training run or a folder of the user's own files.
-OUTPUT_MARKERS = ((MANIFEST, LUT_FILE), ("report.md",), ("summary.json",))
+OUTPUT_MARKERS = ((MANIFEST, LUT_FILE), ("report.md",), ("summary.json",), ("configs.json", "search.csv"))
 _STALE_AFTER_S = 24 * 3600  # a temporary without a pid in its name is stale after a day
 
 

@@ -11,8 +11,9 @@ Kotlin/Swift readers agree), and `schema_version` must match `1.MINOR` (^1\\.\\d
 document is a `SchemaError` (a `ValueError`), naming the file and the field path.
 
 An **operating point** is what the runtime selector chooses among: resolution × backend × precision ×
-compute unit (later also a stage-scale configuration for Resizable Networks). Keys are structured fields,
-never formatted strings.
+compute unit × (Resizable Networks) a stage-scale configuration — `stage_scales`, one factor per stage, null or
+absent for every other method; entries, parity rows and points carry it. Keys are structured fields, never
+formatted strings.
 """
 
 from __future__ import annotations
@@ -114,13 +115,15 @@ class InputSpec:
 
 @dataclasses.dataclass(frozen=True)
 class EntryInfo:
-    """One resolution inside an artifact: ExecuTorch method, Core ML function, TFLite signature or file."""
+    """One resolution (and stage-scale configuration) inside an artifact: ExecuTorch method, Core ML function,
+    TFLite signature or file."""
 
     resolution: int
     name: str
     input_name: str
     output_name: str
     input_shape: list[int]
+    stage_scales: list[float] | None = None  # Resizable Networks: one factor per stage; null otherwise
 
 
 @dataclasses.dataclass(frozen=True)
@@ -141,6 +144,15 @@ class Parity:
     top1_artifact: float
     top1_torch: float
     passed: bool  # fp32: max_rel_error ≤ 1e-4; quantized: agreement ≥ 0.99 and accuracy drop ≤ 1 point
+    stage_scales: list[float] | None = None  # the entry's stage-scale configuration (Resizable Networks)
+
+
+@dataclasses.dataclass(frozen=True)
+class Calibration:
+    """How an int8 artifact's activation ranges were calibrated (absent: float, or int8 with weights only)."""
+
+    method: str  # the backend quantizer's observer: histogram | minmax | moving_average | percentile | entropy | …
+    samples: int  # calibration images used at each resolution (each resolution is calibrated on its own images)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -157,6 +169,7 @@ class ArtifactInfo:
     parity: list[Parity] = dataclasses.field(default_factory=list)  # empty where it cannot run on the host
     notes: str = ""
     convert_seconds: float | None = None  # export (bake, convert, quantize) time on the converting machine
+    calibration: Calibration | None = None  # int8 activation calibration (manifests before it: not recorded)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -218,7 +231,7 @@ class OperatingPoint:
     top1: float | None = None  # measured on the artifact in its runtime; None where it cannot run here
     top1_data: DataIdentity | None = None
     latency: dict[str, list[Latency]] = dataclasses.field(default_factory=dict)  # device id → one per runtime × threads
-    stage_scales: list[float] | None = None  # Resizable Networks (later)
+    stage_scales: list[float] | None = None  # Resizable Networks: one factor per stage; null otherwise
 
     def key(self) -> tuple:
         return (self.resolution, self.backend.value, self.precision.value, self.compute_unit,
@@ -376,6 +389,7 @@ class Rule:
 _POS, _NONNEG, _FRACTION = Rule(exclusive_minimum=0), Rule(minimum=0), Rule(minimum=0, maximum=1)
 _COUNT, _SHA, _NAME = Rule(minimum=1), Rule(pattern=SHA256), Rule(pattern=NAME)
 _RES = Rule(minimum=1, maximum=65536)
+_SCALE = Rule(exclusive_minimum=0, maximum=1)  # a stage scale factor, in (0, 1]
 _THREADS = Rule(minimum=0, maximum=4096)  # 0: the runtime's own choice (Core ML)
 _LATENCY = {"threads": _THREADS, "runs": _COUNT, "p50_ms": _POS, "p90_ms": _POS, "p99_ms": _POS,
             "peak_memory_mb": _NONNEG, "gflops": _NONNEG, "energy_mj": _NONNEG}
@@ -383,23 +397,24 @@ RULES: dict[str, dict[str, Rule]] = {
     "ModelInfo": {"width": _POS, "num_classes": _COUNT, "train_resolutions": Rule(minimum=1, maximum=65536, unique=True),
                   "checkpoint_sha256": _SHA},
     "InputSpec": {"resolution": _RES, "resize_shorter_to": _RES, "crop": _RES, "std": _POS},
-    "EntryInfo": {"resolution": _RES, "name": _NAME, "input_shape": _COUNT},
+    "EntryInfo": {"resolution": _RES, "name": _NAME, "input_shape": _COUNT, "stage_scales": _SCALE},
     "FileRef": {"file": Rule(path=True), "sha256": _SHA, "bytes": _NONNEG},
     "Parity": {"resolution": _RES, "samples": _COUNT, "max_rel_error": _NONNEG, "top1_agreement": _FRACTION,
-               "top1_artifact": _FRACTION, "top1_torch": _FRACTION},
+               "top1_artifact": _FRACTION, "top1_torch": _FRACTION, "stage_scales": _SCALE},
+    "Calibration": {"method": Rule(pattern=r"^[a-z0-9_]{1,32}$"), "samples": _COUNT},
     "ArtifactInfo": {"file": Rule(path=True), "sha256": _SHA, "bytes": _NONNEG, "convert_seconds": _NONNEG},
     "Manifest": {"resolutions": Rule(minimum=1, maximum=65536, unique=True)},
     "Latency": _LATENCY,
     "DataIdentity": {"samples": _COUNT},
     "OperatingPoint": {"resolution": _RES, "artifact": Rule(path=True), "entry": _NAME, "macs": _COUNT,
                        "params": _COUNT, "artifact_bytes": _NONNEG, "artifact_resolutions": _COUNT,
-                       "top1": _FRACTION, "stage_scales": _POS},
+                       "top1": _FRACTION, "stage_scales": _SCALE},
     "SwitchCost": {"switch_loaded_ms": _NONNEG, "switch_first_ms": _NONNEG, "load_file_ms": _NONNEG,
                    "steady_ms": _NONNEG},
     "LatencyModel": {"threads": _THREADS, "mean_abs_rel_error": _NONNEG, "points": _COUNT},
     "Device": {"gemm_peak_gflops": _POS},
-    "Measurement": {"resolution": _RES, "entry": _NAME, "stage_scales": _POS},
-    "MeasurementFailure": {"resolution": _RES, "entry": _NAME, "stage_scales": _POS},
+    "Measurement": {"resolution": _RES, "entry": _NAME, "stage_scales": _SCALE},
+    "MeasurementFailure": {"resolution": _RES, "entry": _NAME, "stage_scales": _SCALE},
     "DeviceProfile": {"checkpoint_sha256": _SHA},
 }
 
@@ -568,7 +583,8 @@ def _check_document(doc: Any, source: str) -> None:
             if not a.entries:
                 raise SchemaError(f"{where}.entries: an artifact serves at least one resolution")
             _unique([e.name for e in a.entries], "entry name", f"{where}.entries")
-            _unique([e.resolution for e in a.entries], "entry resolution", f"{where}.entries")
+            _unique([(e.resolution, *(e.stage_scales or ())) for e in a.entries],
+                    "entry (resolution, stage scales)", f"{where}.entries")
             own = {a.file, *(x.file for x in a.extra_files)}
             for j, e in enumerate(a.entries):
                 path = entry_file(a, e.name)

@@ -63,14 +63,16 @@ def create_model(
     num_classes: int = 1000,
     meta_hidden: int = 0,
     scales: Sequence[float] | None = None,
+    stem_stride: int = 2,
 ) -> MultiResolutionNet:
     """Build a registered model, e.g. `create_model("mobilenet_v2", "rsnet", (224, 192, 160), width=0.35)`.
 
-    `scales`: method "resizable" only — the trained stage scale factors (default `DEFAULT_STAGE_SCALES`)."""
+    `scales`: method "resizable" only — the trained stage scale factors (default `DEFAULT_STAGE_SCALES`).
+    `stem_stride`: 2 (the papers' networks) or 1 (the small-input stem for images below ~64 px)."""
     if arch not in _REGISTRY:  # checked first so a typo is reported before anything else
         raise ValueError(f"unknown arch {arch!r}; expected one of: {', '.join(list_models())}")
     config = ModelConfig(arch, method, trained_resolutions(resolutions, method), width, num_classes, meta_hidden,
-                         tuple(scales or ()))
+                         tuple(scales or ()), stem_stride)
     return model_from_config(config)
 
 

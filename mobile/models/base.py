@@ -30,6 +30,7 @@ PAPER_RESOLUTIONS = (224, 192, 160, 128, 96)  # RS-Nets / SAN default `--sizes`
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 RESIZE_ROUNDINGS = ("round", "floor")
+STEM_STRIDES = (1, 2)
 
 
 class Method(str, enum.Enum):
@@ -93,9 +94,14 @@ class ModelConfig:
     # Resizable only: the trained stage scale factors. Scale-aware BNs hold one private BN per
     # (resolution, factor) pair in the order of `resolutions` × `scales` (see resflex.mobile.layers.stage_resize).
     scales: tuple[float, ...] = ()
+    # Stride of the stem's first convolution: 2 as the papers' ImageNet networks; 1 is the small-input stem for
+    # images below ~64 px (CIFAR-style), which keeps 4× more spatial detail through the network (README, recipe).
+    stem_stride: int = 2
 
     def __post_init__(self):
         object.__setattr__(self, "method", parse_enum(Method, self.method, "method"))
+        if self.stem_stride not in STEM_STRIDES or isinstance(self.stem_stride, bool):
+            raise ValueError(f"stem_stride: expected one of {', '.join(map(str, STEM_STRIDES))}, got {self.stem_stride!r}")
         object.__setattr__(self, "resolutions", check_resolutions(self.resolutions))
         if self.method is Method.RESIZABLE:
             object.__setattr__(self, "scales", check_scales(self.scales or DEFAULT_STAGE_SCALES))
@@ -250,6 +256,30 @@ class MultiResolutionNet(nn.Module):
         """Make every later forward run at `resolution` (see `BNMode` / `ScaleCode` for unseen ones)."""
         set_resolution(self, resolution, bn_mode, scale_code)
         self._state = (resolution, BNMode(bn_mode), ScaleCode(scale_code))
+        if resolution not in self.config.resolutions:
+            self.probe_map_sizes(resolution)
+
+    @torch.no_grad()
+    def probe_map_sizes(self, resolution: int) -> None:
+        """Record every private BN's input map side at `resolution` and at each training resolution (one forward
+        of a blank image each, eval mode, state restored), which BN interpolation weighs by. Once per resolution;
+        not for resizable models, whose map sizes also depend on the stage scales."""
+        layers = [m for m in self.modules() if isinstance(m, SwitchableBatchNorm2d)]
+        if self.num_stages or not layers or all(resolution in m.map_sizes for m in layers):
+            return
+        state, was_training = self._state, self.training
+        hooks = [m.register_forward_pre_hook(lambda m, args: m.map_sizes.__setitem__(current, args[0].shape[-1]))
+                 for m in layers]
+        self.eval()
+        try:
+            for current in sorted({*self.config.resolutions, resolution}):
+                set_resolution(self, current, BNMode.INTERPOLATE, state[2])
+                self(torch.zeros(1, 3, current, current, device=next(self.parameters()).device))
+        finally:
+            for h in hooks:
+                h.remove()
+            set_resolution(self, *state)
+            self.train(was_training)
 
     @contextlib.contextmanager
     def at_resolution(self, resolution: int, bn_mode: BNMode | str = BNMode.INTERPOLATE,

@@ -43,8 +43,8 @@ class MobileNetV2(MultiResolutionNet):
         ops = Ops(config)
         cin = make_divisible(32 * config.width)
         last = make_divisible(1280 * max(1.0, config.width))
-        layers = [ops.conv_bn(3, cin, 3, 2, act=nn.ReLU6)]
-        stride, new_stage = 2, True  # a stage = the blocks at one feature-map size (5 stages)
+        layers = [ops.conv_bn(3, cin, 3, config.stem_stride, act=nn.ReLU6)]
+        stride, new_stage = config.stem_stride, True  # a stage = the blocks at one feature-map size (5 stages)
         for t, c, n, s in INVERTED_RESIDUAL_SETTING:
             cout = make_divisible(c * config.width)
             for i in range(n):

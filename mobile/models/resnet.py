@@ -39,8 +39,8 @@ class ResNet(MultiResolutionNet):
         super().__init__(config)
         ops = Ops(config)
         widths = [max(8, round(w * config.width)) for w in (64, 128, 256, 512)]
-        self.stem = nn.Sequential(ops.conv_bn(3, widths[0], 7, 2), nn.MaxPool2d(3, 2, 1))
-        stages, cin, stride = [], widths[0], 4
+        self.stem = nn.Sequential(ops.conv_bn(3, widths[0], 7, config.stem_stride), nn.MaxPool2d(3, 2, 1))
+        stages, cin, stride = [], widths[0], 2 * config.stem_stride
         for i, (planes, depth) in enumerate(zip(widths, depths)):
             blocks = []
             for j in range(depth):

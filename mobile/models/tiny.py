@@ -13,10 +13,10 @@ class TinyCNN(MultiResolutionNet):
         ops = Ops(config)
         c = max(4, round(16 * config.width))
         # Resizable: two stages, resized before the 2nd and the 3rd conv (its first stage has no non-strided layer).
-        first = ops.conv_bn(3, c, 3, 2)
-        resize1 = ops.stage_resize(2)
+        first = ops.conv_bn(3, c, 3, config.stem_stride)
+        resize1 = ops.stage_resize(config.stem_stride)
         second = ops.conv_bn(c, 2 * c, 3, 2)
-        resize2 = ops.stage_resize(4)
+        resize2 = ops.stage_resize(2 * config.stem_stride)
         self.features = nn.Sequential(first, *resize1, second, *resize2, ops.conv_bn(2 * c, 2 * c, 3, 1))
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(2 * c, config.num_classes)

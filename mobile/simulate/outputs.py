@@ -67,7 +67,8 @@ def summary_json(result: SimulationResult) -> dict:
         "budget_ms": result.budget_ms,
         "budget_source": "--budget-ms" if c.budget_ms else
         f"{c.phone.budget_factor} × always-largest's cool latency ({largest(result.points).label})",
-        "points": [{"index": p.index, "label": p.label, "resolution": p.op.resolution, "backend": p.op.backend.value,
+        "points": [{"index": p.index, "label": p.label, "resolution": p.op.resolution,
+                    "stage_scales": p.op.stage_scales, "backend": p.op.backend.value,
                     "precision": p.op.precision.value, "compute_unit": p.op.compute_unit, "unit_class": p.unit_class,
                     "top1": p.op.top1, "macs": p.op.macs, "cool_ms": p.base_ms, "latency_source": p.source,
                     "energy_mj": 1e3 * p.energy_j, "load_file_ms": p.load_file_ms, "switch_ms": p.switch_ms}

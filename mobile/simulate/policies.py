@@ -30,7 +30,8 @@ class SimPoint:
     @property
     def label(self) -> str:
         o = self.op
-        return f"{o.resolution}px {o.backend.value} {o.precision.value} {o.compute_unit}"
+        scales = f" s{','.join(f'{x:g}' for x in o.stage_scales)}" if o.stage_scales else ""  # Resizable Networks
+        return f"{o.resolution}px{scales} {o.backend.value} {o.precision.value} {o.compute_unit}"
 
 
 def _switch_costs(table: LUT, device: str, op: OperatingPoint, phone: Phone) -> tuple[float, float]:
@@ -165,11 +166,13 @@ class OneModelPerResolution(Resflex):
 
 def tuned_hysteresis(policy: Policy, points: list[SimPoint], amortize: float) -> Policy:
     """`policy` with `hysteresis_frames` (calm frames before a step up) raised so that the frame time waited is at
-    least `amortize` × the median model-load time of the points, and the back-off cap raised to match."""
+    least `amortize` × the median model-load time of the points, and the back-off cap and probe window raised to
+    match."""
     loads = sorted(p.load_file_ms for p in points)
     frames = math.ceil(amortize * loads[len(loads) // 2] / policy.latency_budget_ms)
     calm = max(policy.hysteresis_frames, frames)
-    return dataclasses.replace(policy, hysteresis_frames=calm, backoff_max_frames=max(policy.backoff_max_frames, calm))
+    return dataclasses.replace(policy, hysteresis_frames=calm, backoff_max_frames=max(policy.backoff_max_frames, calm),
+                               probe_window_frames=max(policy.probe_window_frames, calm))
 
 
 POLICY_CLASSES: dict[str, type[SimPolicy]] = {p.name: p for p in (AlwaysLargest, AlwaysSmallest, Resflex,

@@ -79,6 +79,36 @@ def test_minor_version_bump_is_accepted_and_duplicates_refused():
         schema.from_dict(schema.LUT, dup)
 
 
+def test_stage_scale_entries_parity_and_points(tmp_path):
+    """Resizable Networks: entries, parity rows and points carry stage_scales; documents without them still read."""
+    data = schema.to_dict(manifest())
+    old = copy.deepcopy(data)
+    for e in old["artifacts"][0]["entries"]:
+        del e["stage_scales"]  # a bundle written before the field
+    assert schema.from_dict(schema.Manifest, old) == manifest()
+    entries = data["artifacts"][0]["entries"]
+    entries[:] = [{**entries[0], "name": f"forward_32_s{n}", "stage_scales": s}
+                  for n, s in (("1_1", [1.0, 1.0]), ("1_0p5", [1.0, 0.5]))]
+    data["artifacts"][0]["parity"] = [{"resolution": 32, "samples": 8, "max_rel_error": 0.0, "top1_agreement": 1.0,
+                                       "top1_artifact": 0.5, "top1_torch": 0.5, "passed": True,
+                                       "stage_scales": e["stage_scales"]} for e in entries]
+    doc = schema.from_dict(schema.Manifest, data)  # two entries at one resolution: distinct configurations
+    assert [e.stage_scales for e in doc.artifacts[0].entries] == [[1.0, 1.0], [1.0, 0.5]]
+    jsonschema.validate(data, schema.json_schema(schema.Manifest))
+    dup = copy.deepcopy(data)
+    dup["artifacts"][0]["entries"][1]["stage_scales"] = [1.0, 1.0]
+    with pytest.raises(schema.SchemaError, match=re.escape("duplicate entry (resolution, stage scales) (32, 1.0, 1.0)")):
+        schema.from_dict(schema.Manifest, dup)
+    for bad in (0.0, 1.5):
+        wrong = copy.deepcopy(data)
+        wrong["artifacts"][0]["entries"][1]["stage_scales"] = [1.0, bad]
+        with pytest.raises(schema.SchemaError, match=re.escape(f"entries[1].stage_scales[1]: {bad} is out of range")):
+            schema.from_dict(schema.Manifest, wrong)
+    lut = schema.to_dict(table())
+    lut["operating_points"].append({**lut["operating_points"][0], "stage_scales": [1.0, 0.5]})
+    assert len(schema.from_dict(schema.LUT, lut).operating_points) == 3  # same resolution, another configuration
+
+
 def test_writing_an_invalid_document_is_refused(tmp_path):
     bad = schema.Manifest(**{**manifest().__dict__, "resolutions": ["32"]})
     with pytest.raises(schema.SchemaError, match=re.escape("resolutions[0]: expected int")):

@@ -327,3 +327,27 @@ def test_make_loader_sets_epoch_and_workers_do_not_change_results():
     parallel = [(x, y) for x, y, _ in make_loader(ds, 4, shuffle=True, seed=0, epoch=5, workers=2)]
     assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(serial, parallel))
     assert len(serial) == len(parallel) == 3
+
+
+def test_write_digits_is_a_real_imagefolder(digits_folder):
+    train_set = build_dataset(str(digits_folder), "train")
+    val_set = build_dataset(str(digits_folder), "val")
+    assert train_set.classes == [str(d) for d in range(10)] == val_set.classes
+    assert (len(train_set), len(val_set)) == (1442, 355)  # every 5th image of each class in val
+    img, label = val_set[0]
+    assert img.shape == (3, 32, 32) and label == 0
+    assert torch.equal(img[0], img[1]) and img.max() > 0.9 and img.min() == 0  # grey, white ink on black
+
+
+def test_write_digits_reuses_its_own_folder_and_refuses_others(digits_folder, tmp_path):
+    from resflex.mobile.data import write_digits
+
+    assert write_digits(digits_folder, size=32) == digits_folder  # same set: reused, not rewritten
+    other = tmp_path / "mine"
+    other.mkdir()
+    (other / "notes.txt").write_text("keep me")
+    with pytest.raises(DataError, match="empty or missing folder"):
+        write_digits(other)
+    assert (other / "notes.txt").read_text() == "keep me"
+    with pytest.raises(DataError, match="empty or missing folder"):
+        write_digits(digits_folder, size=16)  # another size never overwrites an existing set

@@ -188,3 +188,25 @@ def test_meta_conv_starts_like_a_plain_conv(groups):
     nn.init.kaiming_normal_(plain.weight, mode="fan_out")
     ratio = meta.weight_at(32).std() / plain.weight.std()
     assert 0.8 < ratio < 1.25
+
+
+def test_interpolated_bn_weighs_by_each_layers_map_size():
+    """At an unseen resolution, a layer whose map has exactly one neighbour's size takes that neighbour's BN; a layer
+    whose size lies strictly between takes the size-weighted mix, not the input-resolution weight."""
+    from resflex.mobile.models import create_model
+
+    model = create_model("tiny_cnn", "rsnet", (32, 24), num_classes=3).eval()
+    for bn in (m for m in model.modules() if isinstance(m, SwitchableBatchNorm2d)):
+        for b in bn.bn:
+            b.running_mean.normal_()
+    layers = [m for m in model.modules() if isinstance(m, SwitchableBatchNorm2d)]
+    model.set_resolution(30)  # probes the map sizes of every private BN's input
+    model.set_resolution(26)
+    assert [[m.map_sizes[r] for r in (24, 26, 30, 32)] for m in layers] == [[12, 13, 15, 16], [6, 7, 8, 8],
+                                                                             [6, 7, 8, 8]]
+    second = layers[1]
+    _, _, mean, _ = second.parameters_at(30)
+    assert torch.equal(mean, second.bn_at(32).running_mean)  # 30 px has 32 px's map size here: its statistics
+    _, _, mean, _ = second.parameters_at(26)  # size 7 halfway between 6 and 8: t = 0.5 (by resolution: 0.25)
+    assert torch.allclose(mean, torch.lerp(second.bn_at(24).running_mean, second.bn_at(32).running_mean, 0.5))
+    assert model.resolution == 26 and not model.training  # the probe restored the state

@@ -82,3 +82,18 @@ def test_optimizer_groups_exclude_bn_and_biases_from_weight_decay():
 def test_bad_model_arguments_are_named(kwargs, message):
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
         create_model(**kwargs)
+
+
+@pytest.mark.parametrize("arch", list_models())
+def test_small_input_stem_keeps_four_times_the_spatial_detail(arch):
+    """stem_stride=1 (the small-input stem): same weights' shapes, a 2× larger map after the stem."""
+    sizes = {}
+    for stride in (2, 1):
+        model = create_model(arch, "rsnet", (32, 16), width=0.25, num_classes=5, stem_stride=stride).eval()
+        first = next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d))
+        assert first.stride == (stride, stride) and model.config.stem_stride == stride
+        sizes[stride] = first(torch.zeros(1, 3, 32, 32)).shape[-1]
+        assert model(torch.zeros(1, 3, 16, 16)).shape == (1, 5)
+    assert sizes == {2: 16, 1: 32}
+    with pytest.raises(ValueError, match="stem_stride: expected one of 1, 2, got 4"):
+        create_model(arch, "rsnet", (32, 16), stem_stride=4)

@@ -265,14 +265,6 @@ def test_bad_train_config_for_resizable_is_named(tmp_path):
     assert TrainConfig(method="rsnet").distill is True and TrainConfig(method="resizable").distill is False
 
 
-def test_convert_refuses_a_resizable_model_clearly():
-    from resflex.convert.bake import bake
-
-    model = create_model("tiny_cnn", "resizable", RES, num_classes=4)
-    with pytest.raises(ValueError, match=r"not supported yet: it can be trained and evaluated"):
-        bake(model, 32)
-
-
 def test_cli_eval_evaluates_a_given_configuration(tmp_path, capsys):
     from resflex.cli.main import main
 
@@ -325,3 +317,92 @@ def test_a_target_with_the_wrong_stage_count_fails_before_the_run_folder_changes
     with pytest.raises(ValueError, match=r"--target-config '32:1,1,1': stage_scales \[1.0, 1.0, 1.0\]: expected 2"):
         train(config)
     assert not (tmp_path / "run").exists()
+
+
+# --------------------------------------------------------------------------- §3.3 fine-tuning one configuration
+
+
+def bn_state(model, scale, resolution):
+    """Every private BN tensor of one (factor, resolution) pair, by name."""
+    return {f"{name}.{k}": v.clone() for name, m in model.named_modules() if isinstance(m, ScaleAwareBatchNorm2d)
+            for k, v in m.at_scale(scale).bn_at(resolution).state_dict().items()}
+
+
+def test_finetune_trains_only_the_target_configuration_from_the_checkpoint(tmp_path, monkeypatch):
+    base = tiny_config(tmp_path, max_steps_per_epoch=2)
+    train(base)
+    start, _ = load_checkpoint(base.checkpoint_path)
+    forwards = []
+    real_create = train_module.create_model
+
+    def create_and_watch(*args, **kwargs):
+        model = real_create(*args, **kwargs)
+        model.register_forward_pre_hook(lambda m, i: forwards.append((i[0].shape[-1], m.stage_scales))
+                                        if m.training else None)
+        return model
+
+    monkeypatch.setattr(train_module, "create_model", create_and_watch)
+    settings = train_module.finetune_settings(base.checkpoint_path)
+    assert settings == {"arch": "tiny_cnn", "method": "resizable", "resolutions": RES, "width": 0.5,
+                        "scales": (1.0, 0.75, 0.5), "meta_hidden": 0, "num_classes": 10, "stem_stride": 1}
+    ft = tiny_config(tmp_path, out=str(tmp_path / "ft"), max_steps_per_epoch=3, finetune=str(base.checkpoint_path),
+                     target_config="24:0.5,0.75")
+    assert ft.switch_at_epoch == 0
+    train(ft)
+    assert forwards == [(24, (0.5, 0.75))] * 3  # only the target configuration, from the first step
+    tuned, payload = load_checkpoint(ft.checkpoint_path)
+    assert tuned.config == start.config  # a normal resizable checkpoint: every configuration still there
+    assert payload["train_state"]["train_config"]["finetune"] == str(base.checkpoint_path)
+    record = json.loads(ft.metrics_path.read_text())
+    assert set(record["val_top1"]) == {"24"} and record["stage_scales"] == [0.5, 0.75]
+    # the target's private BNs (stage 1 at factor 0.75, 24 px) moved; a factor it never ran at did not
+    after = bn_state(tuned, 0.75, 24)
+    target_means = [k for k in after if k.startswith("features.4") and k.endswith("running_mean")]
+    assert target_means and all(not torch.equal(bn_state(start, 0.75, 24)[k], after[k]) for k in target_means)
+    assert all(torch.equal(v, bn_state(tuned, 1.0, 32)[k]) for k, v in bn_state(start, 1.0, 32).items())
+    # and training started from the checkpoint's weights, not from scratch: the stem moved only a little
+    w0, w1 = start.features[0][0].weight, tuned.features[0][0].weight
+    assert (w1 - w0).norm() < 0.5 * w0.norm()
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (dict(), r"--finetune needs --target-config"),
+    (dict(target_config="24:1,1", switch_at_epoch=1, epochs=2), r"--switch-at-epoch 1 contradicts it"),
+    (dict(target_config="24:1,1", init="w.pth"), r"--finetune and --init both give the starting weights"),
+    (dict(target_config="24:1,1", method="rsnet"), r"only a resizable checkpoint's configuration can be fine-tuned"),
+])
+def test_bad_finetune_flags_are_named(tmp_path, overrides, message):
+    with pytest.raises(ValueError, match=message):
+        tiny_config(tmp_path, finetune=str(tmp_path / "c.pt"), **overrides)
+
+
+def test_finetune_of_another_model_fails_before_the_run_folder_changes(tmp_path):
+    model = create_model("tiny_cnn", "resizable", RES, width=1.0, num_classes=10)
+    classes = list(train_module.build_dataset("synthetic", "train", num_classes=10).classes)
+    save_checkpoint(tmp_path / "c.pt", model, classes)
+    config = tiny_config(tmp_path, finetune=str(tmp_path / "c.pt"), target_config="24:1,1")  # width 0.5 here
+    with pytest.raises(ValueError, match=r"--finetune .*c.pt: the run does not match the checkpoint \(width: 1.0 in "
+                                         r"the checkpoint vs 0.5 now; stem_stride: 2 in the checkpoint vs 1 now\)"):
+        train(config)
+    assert not (tmp_path / "run").exists()
+    rs = create_model("tiny_cnn", "rsnet", RES, num_classes=10)
+    save_checkpoint(tmp_path / "rs.pt", rs, classes)
+    with pytest.raises(ValueError, match=r"method 'rsnet'; expected a resizable checkpoint"):
+        train_module.finetune_settings(tmp_path / "rs.pt")
+
+
+def test_cli_finetune_takes_the_model_from_the_checkpoint(tmp_path, capsys):
+    from resflex.cli.main import main
+
+    model = create_model("tiny_cnn", "resizable", RES, width=0.5, num_classes=10)  # stem stride 2, not the default
+    classes = list(train_module.build_dataset("synthetic", "train", num_classes=10).classes)
+    save_checkpoint(tmp_path / "c.pt", model, classes)
+    common = ["train", "--finetune", str(tmp_path / "c.pt"), "--target-config", "32:0.5,0.5", "--epochs", "1",
+              "--batch-size", "8", "--train-samples", "16", "--val-samples", "8", "--workers", "0", "--no-progress",
+              "--device", "cpu"]
+    assert main(common + ["--out", str(tmp_path / "ft")]) == 0
+    tuned, _ = load_checkpoint(tmp_path / "ft" / "checkpoint.pt")
+    assert tuned.config == model.config
+    assert main(common + ["--out", str(tmp_path / "x"), "--width", "1.0"]) == 2
+    assert "--width 1.0 differs from the --finetune checkpoint's 0.5" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()

@@ -12,8 +12,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ...runtimes import CoreMLRuntime
-from ..base import Entry, Exported
+from ...runtimes import CoreMLRuntime, Spatial, spatial_keys
+from ..base import Entry, Exported, check_calib_method
 from .common import INPUT_NAME, NOT_ON_HOST, ON_MACOS, OUTPUT_NAME, coremltools, function_name, quiet
 from .inspect import check_package
 
@@ -32,13 +32,23 @@ class CoreMLBackend:
     precisions = ("fp16", "int8")
     bn_style = "affine"  # what `export` expects: conv weights untouched, BN as a per-channel scale + shift
 
-    def __init__(self, w8a8: bool = False, calib_samples: int = 32):
+    # int8 is weight-only by default (nothing to calibrate); W8A8 takes each activation's min/max over the samples
+    # (`mil_reference.activation_stats`, what coremltools measures), the only rule coremltools' pass offers.
+    calib_methods = ("minmax",)
+
+    def __init__(self, w8a8: bool = False, calib_samples: int = 32, calib_method: str | None = None):
         """w8a8: with precision "int8", also quantize activations to int8, calibrated on the first
         `calib_samples` samples of `calib[r]` for each resolution r."""
         if calib_samples < 1:
             raise ValueError(f"calib_samples must be ≥ 1, got {calib_samples}")
         self.w8a8 = w8a8
         self.calib_samples = calib_samples
+        self.calib_method = check_calib_method(self.name, calib_method, self.calib_methods)
+
+    @property
+    def calibrates_activations(self) -> bool:
+        """Whether int8 calibrates activation ranges (W8A8) or only quantizes weights (the default)."""
+        return self.w8a8
 
     def export(self, baked: Mapping[int, nn.Module], precision: str, calib: Mapping[int, Tensor],
                out_dir: Path) -> Exported:
@@ -47,7 +57,7 @@ class CoreMLBackend:
                              f"{', '.join(self.precisions)}")
         if not baked:
             raise ValueError("Core ML export needs at least one resolution")
-        resolutions = sorted(baked, reverse=True)
+        resolutions = spatial_keys(baked)  # resolutions (Resizable Networks: × stage-scale configurations)
         w8a8 = self.w8a8 and precision == "int8"
         if w8a8:
             missing = [r for r in resolutions if r not in calib or len(calib[r]) == 0]
@@ -63,7 +73,7 @@ class CoreMLBackend:
             for r in resolutions:
                 samples = calib[r][: self.calib_samples].detach().float() if w8a8 else None
                 part = tmp / f"{function_name(r)}.mlpackage"
-                self.convert(baked[r], r, precision, samples).save(str(part))
+                self.convert(baked[r], Spatial.of(r).resolution, precision, samples).save(str(part))
                 desc.add_function(str(part), "main", function_name(r))
             desc.default_function_name = function_name(resolutions[0])
             ct.utils.save_multifunction(desc, str(tmp / file_name))
@@ -72,7 +82,8 @@ class CoreMLBackend:
             if target.exists():
                 shutil.rmtree(target)
             (tmp / file_name).rename(target)
-        entries = tuple(Entry(r, function_name(r), INPUT_NAME, OUTPUT_NAME, (1, 3, r, r)) for r in resolutions)
+        entries = tuple(Entry(s.resolution, function_name(s), INPUT_NAME, OUTPUT_NAME,
+                              (1, 3, s.resolution, s.resolution), s.stage_scales) for s in map(Spatial.of, resolutions))
         notes = "W8A8: int8 weights and activations" if w8a8 else ""
         if not ON_MACOS:
             notes = "; ".join(n for n in (NOT_ON_HOST, notes) if n)

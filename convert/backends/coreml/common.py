@@ -12,6 +12,7 @@ import warnings
 from collections.abc import Iterator
 
 from ...quiet import is_verbose
+from ...runtimes import Spatial
 
 INPUT_NAME = "image"
 OUTPUT_NAME = "logits"
@@ -19,8 +20,8 @@ ON_MACOS = sys.platform == "darwin"
 NOT_ON_HOST = "Core ML cannot run on Linux: checked structurally"
 
 
-def function_name(resolution: int) -> str:
-    return f"forward_{resolution}"
+def function_name(resolution: int | Spatial) -> str:
+    return f"forward_{Spatial.of(resolution).tag}"
 
 
 def coremltools():

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from resflex.mobile.bundle.io import size_of
 
+from ...runtimes import Spatial
 from .common import INPUT_NAME, coremltools, function_name
 
 _MIL_DTYPES = {"FLOAT16": "fp16", "FLOAT32": "fp32", "FLOAT64": "fp64", "BFLOAT16": "bf16", "BOOL": "bool",
@@ -113,11 +114,12 @@ def inspect_coreml(path: Path | str) -> dict:
 def check_package(path: Path, resolutions: list[int]) -> None:
     """The package just written has the functions, default and input shapes it should have."""
     info = inspect_coreml(path)
-    expected = {function_name(r): r for r in resolutions}
-    if set(info["functions"]) != set(expected) or info["default_function"] != function_name(max(resolutions)):
+    expected = {function_name(r): Spatial.of(r).resolution for r in resolutions}  # entry name → input side
+    largest = max(resolutions, key=Spatial.of)
+    if set(info["functions"]) != set(expected) or info["default_function"] != function_name(largest):
         raise RuntimeError(f"Core ML package {path.name}: functions {sorted(info['functions'])}, default "
                            f"{info['default_function']!r}; expected {sorted(expected)}, default "
-                           f"{function_name(max(resolutions))!r}")
+                           f"{function_name(largest)!r}")
     for name, r in expected.items():
         inputs = info["functions"][name]["inputs"]
         if [(i["name"], i["shape"], i["dtype"]) for i in inputs] != [(INPUT_NAME, (1, 3, r, r), "fp32")]:

@@ -36,6 +36,8 @@ public struct EntryInfo: Equatable {
     public let inputName: String
     public let outputName: String
     public let inputShape: [Int]
+    /// Resizable Networks: one factor per stage (several entries may share a resolution); nil otherwise.
+    public var stageScales: [Double]? = nil
 }
 
 public struct FileRef: Equatable {
@@ -161,9 +163,11 @@ public struct Manifest: Equatable {
                 if let k = a.entries[..<j].firstIndex(where: { $0.name == e.name }) {
                     throw SchemaError("\(f.location).entries[\(j)].name: duplicate entry name \(e.name) (also entries[\(k)])")
                 }
-                if let k = a.entries[..<j].firstIndex(where: { $0.resolution == e.resolution }) {
-                    throw SchemaError("\(f.location).entries[\(j)].resolution: duplicate entry resolution "
-                        + "\(e.resolution) (also entries[\(k)])")
+                if let k = a.entries[..<j].firstIndex(where: {
+                    $0.resolution == e.resolution && ($0.stageScales ?? []) == (e.stageScales ?? [])
+                }) {
+                    throw SchemaError("\(f.location).entries[\(j)].resolution: duplicate entry (resolution, stage scales) "
+                        + "\(e.resolution)\(e.stageScales.map { " \($0)" } ?? "") (also entries[\(k)])")
                 }
                 if let path = entryFile(a, e.name), !own.contains(path) {
                     throw SchemaError("\(f.location).entries[\(j)].name: \"\(e.name)\" names the file \"\(path)\", which "
@@ -194,10 +198,14 @@ public struct Manifest: Equatable {
         if rawEntries.isEmpty { throw f.fail("entries", "at least one entry (an artifact serves at least one resolution)") }
         for (j, rawEntry) in rawEntries.enumerated() {
             let e = try Fields(rawEntry, "\(f.location).entries[\(j)]")
+            var factor = SchemaRules.positive  // a stage scale factor, in (0, 1]
+            factor.maximum = 1
+            let scales: [Double]? = try e.optArray("stage_scales") != nil ? e.numbers("stage_scales", factor) : nil
             try entries.append(EntryInfo(resolution: e.int("resolution", SchemaRules.resolution),
                                          name: e.string("name", SchemaRules.entryName),
                                          inputName: e.string("input_name"), outputName: e.string("output_name"),
-                                         inputShape: e.integers("input_shape", SchemaRules.count)))
+                                         inputShape: e.integers("input_shape", SchemaRules.count),
+                                         stageScales: scales))
         }
         var extra: [FileRef] = []
         for (j, rawRef) in (try f.optArray("extra_files") ?? []).enumerated() {

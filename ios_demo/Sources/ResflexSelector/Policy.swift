@@ -42,6 +42,8 @@ public struct Policy: Equatable {
     public var hysteresisFrames: Int = 5
     public var hysteresisMargin: Double = 0.1
     public var backoffMaxFrames: Int = 320
+    public var missFrames: Int = 2
+    public var probeWindowFrames: Int = 1800
     public var fallbackGmacsPerS: Double = 5.0
     public var unknownThermal: Int = 2
 
@@ -50,8 +52,8 @@ public struct Policy: Equatable {
     static let names = ["accelerator_units", "backoff_max_frames", "battery_critical", "battery_critical_budget",
                         "battery_low", "battery_low_budget", "cpu_load_k", "ema_alpha", "energy_slack_critical",
                         "energy_slack_low", "energy_slack_power_save", "fallback_gmacs_per_s", "hysteresis_frames",
-                        "hysteresis_margin", "latency_budget_ms", "min_top1", "power_save_budget", "runtime",
-                        "slowdown_max", "slowdown_min", "slowdown_relax", "thermal_budget", "thermal_cpu_factor",
+                        "hysteresis_margin", "latency_budget_ms", "min_top1", "miss_frames", "power_save_budget",
+                        "probe_window_frames", "runtime", "slowdown_max", "slowdown_min", "slowdown_relax", "thermal_budget", "thermal_cpu_factor",
                         "threads", "throttle_report", "unknown_thermal"]
 
     /// Refuse a table that would make the selector inconsistent (e.g. critical looser than low).
@@ -99,6 +101,12 @@ public struct Policy: Equatable {
         if hysteresisFrames < 1 { throw bad("hysteresis_frames", hysteresisFrames, "a positive integer") }
         if backoffMaxFrames < hysteresisFrames {
             throw bad("backoff_max_frames", backoffMaxFrames, "an integer ≥ hysteresis_frames")
+        }
+        if missFrames < 1 || missFrames > 1_000_000 {
+            throw bad("miss_frames", missFrames, "a positive integer (at most 1000000)")
+        }
+        if probeWindowFrames < 1 || probeWindowFrames > 1_000_000_000 {
+            throw bad("probe_window_frames", probeWindowFrames, "a positive integer (at most 1000000000)")
         }
         try number("hysteresis_margin", hysteresisMargin, 0.0, 1.0, hiOpen: true)
         try number("fallback_gmacs_per_s", fallbackGmacsPerS, 0.0, 1e9, loOpen: true)
@@ -202,6 +210,8 @@ public struct Policy: Equatable {
         p.hysteresisFrames = try int("hysteresis_frames", p.hysteresisFrames)
         p.hysteresisMargin = try double("hysteresis_margin", p.hysteresisMargin)
         p.backoffMaxFrames = try int("backoff_max_frames", p.backoffMaxFrames)
+        p.missFrames = try int("miss_frames", p.missFrames)
+        p.probeWindowFrames = try int("probe_window_frames", p.probeWindowFrames)
         p.fallbackGmacsPerS = try double("fallback_gmacs_per_s", p.fallbackGmacsPerS)
         p.unknownThermal = try int("unknown_thermal", p.unknownThermal)
         try p.validate(source: source)

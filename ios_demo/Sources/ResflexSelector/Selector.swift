@@ -51,7 +51,8 @@ public final class OperatingPointSelector {
     private var slow: [Double] = [1.0, 1.0]
     private var current = -1  // candidate position
     private var calm = 0
-    private var miss = false
+    private var wanted = -1  // the step-up point (candidate position) the calm frames wanted
+    private var misses = 0  // consecutive deadline misses of the current point (step 6)
     private var lastMs: Double? = nil
     private var requiredFrames: Int
     private var window = 0
@@ -124,12 +125,13 @@ public final class OperatingPointSelector {
         let currentIndex = current >= 0 ? candidates[current] : -1
         unavailable = Set(indices.filter { $0 >= 0 && $0 < count })
         rebuild()
+        wanted = -1  // candidate positions changed: calm frames count afresh for the next step-up point
         current = -1
         if currentIndex >= 0, let position = candidates.firstIndex(of: currentIndex) {
             current = position
         } else if currentIndex >= 0 {
             calm = 0
-            miss = false
+            misses = 0
             lastMs = nil
         }
     }
@@ -231,7 +233,8 @@ public final class OperatingPointSelector {
         slow = [1.0, 1.0]
         current = -1
         calm = 0
-        miss = false
+        wanted = -1
+        misses = 0
         lastMs = nil
         requiredFrames = policy.hysteresisFrames
         window = 0
@@ -397,7 +400,7 @@ public final class OperatingPointSelector {
                 }
             }
             calm = 0
-        } else if miss {
+        } else if misses >= p.missFrames {
             chosen = pick(pred, slack, budget, pred[cur] * (1.0 - p.hysteresisMargin))
             action = "deadline_miss_step_down"
             if chosen < 0 {
@@ -405,6 +408,7 @@ public final class OperatingPointSelector {
                 action = "deadline_miss_hold"
             }
             calm = 0
+            misses = 0
         } else {
             let marginLimit = budget * (1.0 - p.hysteresisMargin)
             let up = pick(pred, slack, marginLimit, Double.infinity)
@@ -412,7 +416,8 @@ public final class OperatingPointSelector {
             action = "hold"
             if up >= 0 && up != cur && prefer(up, cur, pred, slack) == up {
                 let frameMs = lastMs ?? pred[cur]
-                calm = frameMs <= marginLimit ? calm + 1 : 0
+                calm = frameMs > marginLimit ? 0 : (up == wanted ? calm + 1 : 1)
+                wanted = up
                 if calm >= requiredFrames {
                     chosen = up
                     action = "step_up"
@@ -426,21 +431,21 @@ public final class OperatingPointSelector {
         if chosen != cur {
             if cur >= 0 { switches += 1 }
             calm = 0
+            misses = 0
         }
         current = chosen
-        miss = false
         lastMs = nil
         if window > 0 {
             if action == "step_down_no_fit" || action == "none_fit_fallback_fastest" ||
-                action == "deadline_miss_step_down" {
+                action == "deadline_miss_step_down" || action == "step_up" {
                 requiredFrames = min(requiredFrames * 2, p.backoffMaxFrames)
                 window = 0
             } else {
                 window -= 1
-                if window == 0 { requiredFrames = p.hysteresisFrames }
+                if window == 0 { requiredFrames = max(requiredFrames / 2, p.hysteresisFrames) }
             }
         }
-        if action == "step_up" { window = p.hysteresisFrames }
+        if action == "step_up" { window = p.probeWindowFrames }
 
         // Step 7: reason codes.
         let k = cls[chosen]
@@ -489,7 +494,13 @@ public final class OperatingPointSelector {
         slow[1 - k] = (1.0 - p.slowdownRelax) * slow[1 - k] + p.slowdownRelax * 1.0
         if current >= 0 && candidates[current] == decision.index {
             lastMs = measured
-            miss = missed
+            if !missed {
+                misses = 0
+            } else if decision.modelMs > decision.budgetMs * (1.0 - p.hysteresisMargin) {
+                misses = max(misses + 1, p.missFrames)  // the sensors explain the miss: step down at once
+            } else {
+                misses += 1  // a point predicted to fit with margin: noise until missFrames in a row
+            }
         }
         return true
     }

@@ -290,7 +290,7 @@ final class BundleReaderTests: XCTestCase {
         (["artifacts", 0, "entries", 0, "name"], "../main_224", "artifacts[0].entries[0].name", "does not match"),
         (["artifacts", 0, "entries", 1, "name"], "main_224", "artifacts[0].entries[1].name", "duplicate entry name"),
         (["artifacts", 0, "entries", 1, "resolution"], 224, "artifacts[0].entries[1].resolution",
-         "duplicate entry resolution"),
+         "duplicate entry (resolution, stage scales)"),
         (["artifacts", 0, "entries", 0, "resolution"], -224, "artifacts[0].entries[0].resolution", "out of range"),
         (["artifacts", 0, "entries", 0, "input_shape"], [1, 3, 0, 224], "artifacts[0].entries[0].input_shape[2]",
          "0 is out of range (expected ≥ 1)"),
@@ -316,6 +316,24 @@ final class BundleReaderTests: XCTestCase {
         }
         try writeManifest(m)
         XCTAssertEqual(openError(), "no error")
+    }
+
+    func testStageScaleEntriesShareAResolution() throws {
+        // Resizable Networks: two configurations at 224 px are two entries; the same one twice, or a factor > 1, is not.
+        var m = try makeBundle()
+        func entry(_ name: String, _ scales: [Double]) -> [String: Any] {
+            return ["resolution": 224, "name": name, "input_name": "image", "output_name": "logits",
+                    "input_shape": [1, 3, 224, 224], "stage_scales": scales]
+        }
+        artifact(&m, 1, "entries", [entry("forward_224_s1_1", [1, 1]), entry("forward_224_s0p75_1", [0.75, 1])])
+        try writeManifest(m)
+        XCTAssertEqual(openError(), "no error")
+        artifact(&m, 1, "entries", [entry("forward_224_s1_1", [1, 1]), entry("forward_224_s1_1b", [1, 1])])
+        try writeManifest(m)
+        XCTAssertTrue(openError().contains("entries[1].resolution: duplicate entry (resolution, stage scales)"))
+        artifact(&m, 1, "entries", [entry("forward_224_s1p5_1", [1.5, 1])])
+        try writeManifest(m)
+        XCTAssertTrue(openError().contains("entries[0].stage_scales[0]: 1.5 is out of range"), openError())
     }
 
     func testNonFiniteManifestNumbersAreRefusedNamingTheField() throws {

@@ -97,6 +97,12 @@ final class GoldenTests: XCTestCase {
         XCTAssertTrue(message("{\"thermal_budget\": [1, 0.9, 0.95, 0.5]}").contains("non-increasing"))
         XCTAssertTrue(message("{\"kind\": \"other\"}").contains("kind must be"))
         XCTAssertTrue(message("not json").contains("not valid JSON"))
+        XCTAssertTrue(message("{\"miss_frames\": 0}").contains("miss_frames = 0"))
+        XCTAssertTrue(message("{\"probe_window_frames\": 1.5}").contains("probe_window_frames"))
+        var switchRate = Policy()
+        switchRate.missFrames = 1
+        switchRate.probeWindowFrames = 5
+        XCTAssertEqual(try Policy.parse(Data("{\"miss_frames\": 1, \"probe_window_frames\": 5}".utf8)), switchRate)
         let p = try Policy.parse(Data("{\"latency_budget_ms\": 20, \"battery_critical\": 0.05, \"battery_low\": 0.1}".utf8))
         var expected = Policy()
         expected.latencyBudgetMs = 20

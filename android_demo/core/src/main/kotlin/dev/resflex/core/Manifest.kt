@@ -5,6 +5,9 @@ import org.json.JSONArray
 import org.json.JSONException
 import org.json.JSONObject
 
+/** A stage scale factor (Resizable Networks), in (0, 1]. */
+private val STAGE_SCALE = SchemaRules.Rule(exclusiveMinimum = 0.0, maximum = 1.0)
+
 /**
  * A bundle that cannot be used: names the file, the field (a JSON path such as `artifacts[1].sha256`, or null
  * when the problem is the file itself) and what is wrong. The app shows [message] on screen.
@@ -40,7 +43,9 @@ data class EntryInfo(
     val name: String,
     val inputName: String,
     val outputName: String,
-    val inputShape: List<Int>
+    val inputShape: List<Int>,
+    /** Resizable Networks: one factor per stage (several entries may share a resolution); null otherwise. */
+    val stageScales: List<Double>? = null
 )
 
 /** A further file of an artifact (e.g. ONNX's other resolutions), with its own sha256. */
@@ -183,9 +188,11 @@ data class Manifest(
                             throw BundleError(source, "$where.entries[$j].name", "duplicate entry name ${e.name} " +
                                 "(also entries[$k])")
                         }
-                        if (a.entries[k].resolution == e.resolution) {
-                            throw BundleError(source, "$where.entries[$j].resolution", "duplicate entry resolution " +
-                                "${e.resolution} (also entries[$k])")
+                        if (a.entries[k].resolution == e.resolution &&
+                            (a.entries[k].stageScales ?: listOf<Double>()) == (e.stageScales ?: listOf<Double>())) {
+                            throw BundleError(source, "$where.entries[$j].resolution", "duplicate entry (resolution, " +
+                                "stage scales) ${e.resolution}${if (e.stageScales != null) " " + e.stageScales else ""} " +
+                                "(also entries[$k])")
                         }
                     }
                     val path = entryFile(a, e.name)
@@ -218,8 +225,10 @@ data class Manifest(
             if (rawEntries.length() == 0) a.fail("entries", "an artifact serves at least one resolution; got none")
             for (j in 0 until rawEntries.length()) {
                 val e = a.item(rawEntries, "entries", j)
+                val scales = if (e.optArray("stage_scales") != null) e.doubles("stage_scales", STAGE_SCALE) else null
                 entries.add(EntryInfo(e.int("resolution", SchemaRules.RES), e.string("name", SchemaRules.ENTRY_NAME),
-                    e.string("input_name"), e.string("output_name"), e.ints("input_shape", SchemaRules.COUNT, false)))
+                    e.string("input_name"), e.string("output_name"), e.ints("input_shape", SchemaRules.COUNT, false),
+                    scales))
             }
             val extra = ArrayList<FileRef>()
             val rawExtra = a.optArray("extra_files")

@@ -339,7 +339,17 @@ class BundleTest {
         Bad("artifacts[0].entries[0].name", "does not match") { ent(it, 0, 0).put("name", "../forward_8") },
         Bad("artifacts[0].entries[0].name", "does not match") { ent(it, 0, 0).put("name", "x".repeat(129)) },
         Bad("artifacts[0].entries[1].name", "duplicate entry name forward_8") { ent(it, 0, 1).put("name", "forward_8") },
-        Bad("artifacts[0].entries[1].resolution", "duplicate entry resolution 8") { ent(it, 0, 1).put("resolution", 8) },
+        Bad("artifacts[0].entries[1].resolution", "duplicate entry (resolution, stage scales) 8") {
+            ent(it, 0, 1).put("resolution", 8)
+        },
+        // Resizable Networks: the same resolution with the same stage scales twice; a factor outside (0, 1]
+        Bad("artifacts[0].entries[1].resolution", "duplicate entry (resolution, stage scales) 8 [1.0, 0.5]") {
+            ent(it, 0, 0).put("stage_scales", JSONArray(listOf(1.0, 0.5)))
+            ent(it, 0, 1).put("resolution", 8).put("stage_scales", JSONArray(listOf(1.0, 0.5)))
+        },
+        Bad("artifacts[0].entries[0].stage_scales[1]", "1.5 is out of range") {
+            ent(it, 0, 0).put("stage_scales", JSONArray(listOf(1.0, 1.5)))
+        },
         Bad("artifacts[0].entries[0].resolution", "out of range") { ent(it, 0, 0).put("resolution", -8) },
         Bad("artifacts[0].entries[0].input_shape[2]", "0 is out of range (expected ≥ 1)") {
             ent(it, 0, 0).put("input_shape", JSONArray(listOf(1, 3, 0, 8)))

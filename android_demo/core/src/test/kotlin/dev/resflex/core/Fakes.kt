@@ -109,6 +109,8 @@ object Synth {
                 e.put("output_name", "logits")
                 e.put("input_shape", if (layout == "NHWC") JSONArray(listOf(1, crop, crop, 3))
                 else JSONArray(listOf(1, 3, crop, crop)))
+                val scales = p.stageScales
+                if (scales != null) e.put("stage_scales", JSONArray(scales))
                 entries.put(e)
                 // An ONNX entry names a file beside the artifact's; a manifest lists each with its sha256.
                 val slash = p.artifact.lastIndexOf('/')

@@ -34,6 +34,8 @@ data class Policy(
     val hysteresisFrames: Int = 5,
     val hysteresisMargin: Double = 0.1,
     val backoffMaxFrames: Int = 320,
+    val missFrames: Int = 2,
+    val probeWindowFrames: Int = 1800,
     val fallbackGmacsPerS: Double = 5.0,
     val unknownThermal: Int = 2
 ) {
@@ -64,6 +66,12 @@ data class Policy(
         if (hysteresisFrames < 1) bad("hysteresis_frames", hysteresisFrames, "a positive integer")
         if (backoffMaxFrames < hysteresisFrames) {
             bad("backoff_max_frames", backoffMaxFrames, "an integer ≥ hysteresis_frames")
+        }
+        if (missFrames < 1 || missFrames > 1000000) {
+            bad("miss_frames", missFrames, "a positive integer (at most 1000000)")
+        }
+        if (probeWindowFrames < 1 || probeWindowFrames > 1000000000) {
+            bad("probe_window_frames", probeWindowFrames, "a positive integer (at most 1000000000)")
         }
         number("hysteresis_margin", hysteresisMargin, 0.0, 1.0, hiOpen = true)
         number("fallback_gmacs_per_s", fallbackGmacsPerS, 0.0, 1e9, loOpen = true)
@@ -166,6 +174,8 @@ data class Policy(
                     hysteresisFrames = f.int("hysteresis_frames", base.hysteresisFrames),
                     hysteresisMargin = f.double("hysteresis_margin", base.hysteresisMargin),
                     backoffMaxFrames = f.int("backoff_max_frames", base.backoffMaxFrames),
+                    missFrames = f.int("miss_frames", base.missFrames),
+                    probeWindowFrames = f.int("probe_window_frames", base.probeWindowFrames),
                     fallbackGmacsPerS = f.double("fallback_gmacs_per_s", base.fallbackGmacsPerS),
                     unknownThermal = f.int("unknown_thermal", base.unknownThermal)
                 )
@@ -179,8 +189,8 @@ data class Policy(
         internal val NAMES = listOf("accelerator_units", "backoff_max_frames", "battery_critical",
             "battery_critical_budget", "battery_low", "battery_low_budget", "cpu_load_k", "ema_alpha",
             "energy_slack_critical", "energy_slack_low", "energy_slack_power_save", "fallback_gmacs_per_s",
-            "hysteresis_frames", "hysteresis_margin", "latency_budget_ms", "min_top1", "power_save_budget", "runtime",
-            "slowdown_max", "slowdown_min", "slowdown_relax", "thermal_budget", "thermal_cpu_factor", "threads",
+            "hysteresis_frames", "hysteresis_margin", "latency_budget_ms", "min_top1", "miss_frames", "power_save_budget",
+            "probe_window_frames", "runtime", "slowdown_max", "slowdown_min", "slowdown_relax", "thermal_budget", "thermal_cpu_factor", "threads",
             "throttle_report", "unknown_thermal")
     }
 }

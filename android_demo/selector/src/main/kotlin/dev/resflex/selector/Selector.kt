@@ -30,7 +30,8 @@ class Selector @JvmOverloads constructor(val lut: Lut, val device: String, val p
     private val slow = doubleArrayOf(1.0, 1.0)
     private var current = -1 // candidate position
     private var calm = 0
-    private var miss = false
+    private var wanted = -1 // the step-up point the calm frames wanted
+    private var misses = 0 // consecutive deadline misses of the current point (step 6)
     private var lastMs: Double? = null
     private var requiredFrames = policy.hysteresisFrames
     private var window = 0
@@ -167,7 +168,8 @@ class Selector @JvmOverloads constructor(val lut: Lut, val device: String, val p
         slow[ACCELERATOR] = 1.0
         current = -1
         calm = 0
-        miss = false
+        wanted = -1
+        misses = 0
         lastMs = null
         requiredFrames = policy.hysteresisFrames
         window = 0
@@ -327,7 +329,7 @@ class Selector @JvmOverloads constructor(val lut: Lut, val device: String, val p
                 }
             }
             calm = 0
-        } else if (miss) {
+        } else if (misses >= p.missFrames) {
             chosen = pick(pred, slack, budget, pred[cur] * (1.0 - p.hysteresisMargin))
             action = "deadline_miss_step_down"
             if (chosen < 0) {
@@ -335,6 +337,7 @@ class Selector @JvmOverloads constructor(val lut: Lut, val device: String, val p
                 action = "deadline_miss_hold"
             }
             calm = 0
+            misses = 0
         } else {
             val marginLimit = budget * (1.0 - p.hysteresisMargin)
             val up = pick(pred, slack, marginLimit, INF)
@@ -342,7 +345,8 @@ class Selector @JvmOverloads constructor(val lut: Lut, val device: String, val p
             action = "hold"
             if (up >= 0 && up != cur && prefer(up, cur, pred, slack) == up) {
                 val frameMs = lastMs ?: pred[cur]
-                calm = if (frameMs <= marginLimit) calm + 1 else 0
+                calm = if (frameMs > marginLimit) 0 else if (up == wanted) calm + 1 else 1
+                wanted = up
                 if (calm >= requiredFrames) {
                     chosen = up
                     action = "step_up"
@@ -356,21 +360,21 @@ class Selector @JvmOverloads constructor(val lut: Lut, val device: String, val p
         if (chosen != cur) {
             if (cur >= 0) switches += 1
             calm = 0
+            misses = 0
         }
         current = chosen
-        miss = false
         lastMs = null
         if (window > 0) {
             if (action == "step_down_no_fit" || action == "none_fit_fallback_fastest" ||
-                action == "deadline_miss_step_down") {
+                action == "deadline_miss_step_down" || action == "step_up") {
                 requiredFrames = Math.min(requiredFrames * 2, p.backoffMaxFrames)
                 window = 0
             } else {
                 window -= 1
-                if (window == 0) requiredFrames = p.hysteresisFrames
+                if (window == 0) requiredFrames = Math.max(requiredFrames / 2, p.hysteresisFrames)
             }
         }
-        if (action == "step_up") window = p.hysteresisFrames
+        if (action == "step_up") window = p.probeWindowFrames
 
         // Step 7: reason codes.
         val k = cls[chosen]
@@ -414,7 +418,13 @@ class Selector @JvmOverloads constructor(val lut: Lut, val device: String, val p
         slow[1 - k] = (1.0 - p.slowdownRelax) * slow[1 - k] + p.slowdownRelax * 1.0
         if (current >= 0 && candidates[current] == decision.index) {
             lastMs = measured
-            miss = missed
+            misses = if (!missed) {
+                0
+            } else if (decision.modelMs > decision.budgetMs * (1.0 - p.hysteresisMargin)) {
+                Math.max(misses + 1, p.missFrames) // the sensors explain the miss: step down at once
+            } else {
+                misses + 1 // a point predicted to fit with margin: noise until missFrames in a row
+            }
         }
         return true
     }

@@ -73,6 +73,10 @@ class SelectorTest {
         assertTrue(message { Policy.parse("{\"thermal_budget\": [1, 0.9, 0.95, 0.5]}") }.contains("non-increasing"))
         assertTrue(message { Policy.parse("{\"kind\": \"other\"}") }.contains("kind must be"))
         assertTrue(message { Policy.parse("not json") }.contains("not valid JSON"))
+        assertTrue(message { Policy.parse("{\"miss_frames\": 0}") }.contains("miss_frames = 0"))
+        assertTrue(message { Policy.parse("{\"probe_window_frames\": 1.5}") }.contains("probe_window_frames"))
+        assertEquals(Policy(missFrames = 1, probeWindowFrames = 5),
+            Policy.parse("{\"miss_frames\": 1, \"probe_window_frames\": 5}"))
         val p = Policy.parse("{\"latency_budget_ms\": 20, \"battery_critical\": 0.05, \"battery_low\": 0.1}")
         assertEquals(Policy(latencyBudgetMs = 20.0, batteryCritical = 0.05, batteryLow = 0.1), p)
     }
