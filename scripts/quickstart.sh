@@ -2,17 +2,17 @@
 # Install resflex and run the main job end to end on the built-in synthetic data (no download, no GPU):
 # train a MobileNetV2 at five resolutions → accuracy at nine test resolutions → mobile bundle → host latencies
 # into its lookup table → report (plots) → one selector decision → phone simulation of the selector.
-# --keep-going: the short demo training leaves a weak model whose int8 parity may miss the targets; the bundle
-# records that and the demo still prints it.
+# The demo model reaches ~99.8 % top-1 at 64 px (91.6 % at 32 px), enough for every int8 entry to meet the parity
+# targets (agreement >= 99 %, drop <= 1 pt), so convert runs without --keep-going: a miss fails the script.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python -m pip install --progress-bar off torch==2.13.0 -e ".[convert,report]"
 bash scripts/setup-onnx2tf.sh
 resflex train --data synthetic --arch mobilenet_v2 --width 0.35 --method rsnet --resolutions 64,56,48,40,32 \
-    --epochs 8 --train-samples 4000 --out runs/demo --overwrite
+    --epochs 10 --train-samples 4000 --out runs/demo --overwrite
 resflex eval runs/demo/checkpoint.pt --data synthetic --resolutions 64,60,56,52,48,44,40,36,32 --bn interpolate
 resflex convert runs/demo/checkpoint.pt --out bundles/demo --backends executorch,coreml,tflite,onnx \
-    --precision fp32,int8 --calib-data synthetic --calib-samples 128 --val-samples 300 --overwrite --zip --keep-going
+    --precision fp32,int8 --calib-data synthetic --calib-samples 128 --val-samples 300 --overwrite --zip
 resflex inspect bundles/demo
 resflex profile bundles/demo --device host --runtimes executorch,tflite,onnxruntime --threads 1 --runs 30
 resflex report bundles/demo --out reports/demo --overwrite
