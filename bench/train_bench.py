@@ -62,12 +62,16 @@ def train_all(args) -> dict[str, Path]:
     """Train RS-Net, SAN and one I-Net per resolution with identical settings; returns checkpoint paths."""
     runs = {"RS-Net (MRED)": ("rsnet", args.resolutions), "SAN (scale distill.)": ("san", args.resolutions)}
     runs.update({f"I-Net {r}": ("single", (r,)) for r in args.resolutions})
+    # The input-size recipe of the switchable networks (from their largest resolution) for every run: an I-Net is
+    # the same network (stem stride, crops) trained at one resolution, as in the papers' comparison.
+    recipe = TrainConfig(resolutions=args.resolutions)
     paths = {}
     for name, (method, res) in runs.items():
         out = Path(args.out) / name.split()[0].lower().replace("-", "") / "-".join(map(str, res))
         config = TrainConfig(data=args.data, arch=args.arch, method=method, resolutions=res, width=args.width,
                              epochs=args.epochs if method == "single" else (args.epochs_multi or args.epochs),
-                             flip=args.flip, batch_size=args.batch_size, lr=args.lr,
+                             flip=args.flip, stem_stride=recipe.stem_stride, min_crop=recipe.min_crop,
+                             batch_size=args.batch_size, lr=args.lr,
                              train_samples=args.train_samples, val_samples=args.val_samples, workers=args.workers,
                              out=str(out), overwrite=True, progress=False, device="cpu")
         if not (args.skip_training and config.checkpoint_path.exists()):
