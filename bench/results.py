@@ -80,6 +80,7 @@ def recorded(name: str, enabled: bool = True, argv: list[str] | None = None):
     finally:
         sys.stdout = stdout
     if enabled:
-        command = "python bench/" + name + ".py " + " ".join(shlex.quote(a) for a in argv)
+        script = Path(sys.argv[0]).name if sys.argv[0].endswith(".py") else name + ".py"  # a section per data set
+        command = "python bench/" + script + " " + " ".join(shlex.quote(a) for a in argv)
         write_section(name, tee.buffer_.getvalue(), command.strip())
         print(f"(recorded in {RESULTS.relative_to(Path.cwd()) if RESULTS.is_relative_to(Path.cwd()) else RESULTS})")
