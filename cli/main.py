@@ -24,26 +24,25 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         return super()._format_action(action)
 
 
+def _comma_list(text: str, kind, items: str, example: str, one: str) -> tuple:
+    """'a,b,c' → a tuple of `kind`, with an argparse error naming `example` for anything else."""
+    try:
+        values = tuple(kind(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated {items} like {example}, got {text!r}") from None
+    if not values:
+        raise argparse.ArgumentTypeError(f"expected at least one {one}")
+    return values
+
+
 def parse_resolutions(text: str) -> tuple[int, ...]:
     """'64,56,48' → (64, 56, 48), with an argparse error for anything else."""
-    try:
-        values = tuple(int(v) for v in text.split(",") if v.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers like 224,192,160, got {text!r}") from None
-    if not values:
-        raise argparse.ArgumentTypeError("expected at least one resolution")
-    return values
+    return _comma_list(text, int, "integers", "224,192,160", "resolution")
 
 
 def parse_scales(text: str) -> tuple[float, ...]:
     """'1,0.75,0.5' → (1.0, 0.75, 0.5), with an argparse error for anything else (ranges are checked later)."""
-    try:
-        values = tuple(float(v) for v in text.split(",") if v.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated factors like 1,0.75,0.5, got {text!r}") from None
-    if not values:
-        raise argparse.ArgumentTypeError("expected at least one factor")
-    return values
+    return _comma_list(text, float, "factors", "1,0.75,0.5", "factor")
 
 
 def _int_at_least(lo: int):

@@ -155,7 +155,7 @@ class TrainConfig:
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"{name}: expected a positive integer, got {v!r}")
         if self.lr is None:
-            one_network = method is Method.SINGLE or self.switch_at_epoch == 0  # e.g. --finetune: one configuration
+            one_network = self.switch_at_epoch == 0  # e.g. --finetune: one configuration from the start
             object.__setattr__(self, "lr", BASE_LR if one_network else
                                default_lr(method, len(self.resolutions), self.scales, self.distill))
         if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):

@@ -278,7 +278,8 @@ def test_cli_eval_evaluates_a_given_configuration(tmp_path, capsys):
     assert "stage scale 0.6 in [0.6, 0.75] was not trained" in capsys.readouterr().err
 
 
-def test_scheduled_switching_trains_only_the_target_after_the_switch(tmp_path, monkeypatch):
+def watch_training_forwards(monkeypatch) -> list:
+    """(input size, stage scales) of every training forward of the next model `train` creates, in order."""
     forwards = []
     real_create = train_module.create_model
 
@@ -289,6 +290,11 @@ def test_scheduled_switching_trains_only_the_target_after_the_switch(tmp_path, m
         return model
 
     monkeypatch.setattr(train_module, "create_model", create_and_watch)
+    return forwards
+
+
+def test_scheduled_switching_trains_only_the_target_after_the_switch(tmp_path, monkeypatch):
+    forwards = watch_training_forwards(monkeypatch)
     config = tiny_config(tmp_path, epochs=2, max_steps_per_epoch=2, switch_at_epoch=1, target_config="24:0.5,0.75")
     train(config)
     assert len(forwards) == 2 * 6 + 2 * 1  # epoch 1: 6 sub-networks per iteration; epoch 2: the target alone
@@ -332,16 +338,7 @@ def test_finetune_trains_only_the_target_configuration_from_the_checkpoint(tmp_p
     base = tiny_config(tmp_path, max_steps_per_epoch=2)
     train(base)
     start, _ = load_checkpoint(base.checkpoint_path)
-    forwards = []
-    real_create = train_module.create_model
-
-    def create_and_watch(*args, **kwargs):
-        model = real_create(*args, **kwargs)
-        model.register_forward_pre_hook(lambda m, i: forwards.append((i[0].shape[-1], m.stage_scales))
-                                        if m.training else None)
-        return model
-
-    monkeypatch.setattr(train_module, "create_model", create_and_watch)
+    forwards = watch_training_forwards(monkeypatch)
     settings = train_module.finetune_settings(base.checkpoint_path)
     assert settings == {"arch": "tiny_cnn", "method": "resizable", "resolutions": RES, "width": 0.5,
                         "scales": (1.0, 0.75, 0.5), "meta_hidden": 0, "num_classes": 10, "stem_stride": 1}
