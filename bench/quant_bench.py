@@ -3,6 +3,7 @@ top-1 agreement with the torch model and accuracy drop at every resolution, size
 single-resolution artifact and against the BN floor, per-resolution latency against the folded artifacts.
 
     python bench/quant_bench.py --checkpoint /tmp/q35/checkpoint.pt
+    python bench/quant_bench.py --checkpoint FLOAT/checkpoint.pt QAT/checkpoint.pt   # PTQ vs QAT side by side
     python bench/quant_bench.py --checkpoint C --backends onnx --methods onnx=minmax,percentile --calib-samples 64 256
 
 Each row is one `resflex convert` (`resflex.convert.pipeline.convert`, one backend, the given precision and
@@ -40,7 +41,8 @@ DEFAULT_BACKENDS = ("executorch", "onnx", "tflite")
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--checkpoint", required=True, help="a trained multi-resolution checkpoint")
+    p.add_argument("--checkpoint", required=True, nargs="+",
+                   help="trained multi-resolution checkpoints (same model; e.g. a float one and its `--qat` fine-tune)")
     p.add_argument("--backends", default=",".join(DEFAULT_BACKENDS))
     p.add_argument("--methods", default=None,
                    help="BACKEND=M1,M2;BACKEND=...: calibration methods per backend (default: all it offers)")
@@ -73,13 +75,27 @@ def main(argv=None) -> None:
         return _run(args)
 
 
+def training_label(payload) -> str:
+    """How a checkpoint was trained, for the table: QAT (`resflex train --qat`) or float."""
+    config = (payload.get("train_state") or {}).get("train_config") or {}
+    return "QAT" if config.get("qat") else "float"
+
+
 def _run(args) -> None:
     single_thread()
-    model, payload = load_checkpoint(args.checkpoint)
-    resolutions = sorted(model.config.resolutions, reverse=True)
-    floor_bytes = bn_bytes_per_resolution(model)
-    calib = {r: split_images(model, "synthetic", "train", r, 64, 0, payload["class_names"])[0] for r in resolutions}
     rows = []
+    for i, checkpoint in enumerate(args.checkpoint):
+        model, payload = load_checkpoint(checkpoint)
+        resolutions = sorted(model.config.resolutions, reverse=True)
+        floor_bytes = bn_bytes_per_resolution(model)
+        out = Path(args.out) / (f"{i}_{training_label(payload)}" if len(args.checkpoint) > 1 else "")
+        rows += _rows(args, checkpoint, model, payload, resolutions, floor_bytes, out)
+    print_table(args, rows, resolutions, floor_bytes)
+
+
+def _rows(args, checkpoint, model, payload, resolutions, floor_bytes, out_root: Path) -> list[str]:
+    calib = {r: split_images(model, "synthetic", "train", r, 64, 0, payload["class_names"])[0] for r in resolutions}
+    label, rows = training_label(payload), []
     for name in args.backends.split(","):
         be = load_backend(name)
         jobs = [] if args.no_fp32 or "fp32" not in be.precisions else [("fp32", "-", 0)]
@@ -88,16 +104,16 @@ def _run(args) -> None:
         folded = {}
         for precision, method, samples in jobs:
             t0 = time.perf_counter()
-            out = Path(args.out) / f"{name}_{precision}_{method}_{samples}"
+            out = out_root / f"{name}_{precision}_{method}_{samples}"
             if args.reuse and (out / "manifest.json").exists():
                 manifest = Bundle.open(out).manifest
             else:
                 manifest = convert(ConvertConfig(
-                    checkpoint=args.checkpoint, out=str(out), backends=(name,), precisions=(precision,),
+                    checkpoint=checkpoint, out=str(out), backends=(name,), precisions=(precision,),
                     calib_samples=max(samples, 1), calib_method=None if method == "-" else f"{name}={method}",
                     val_samples=args.val_samples, overwrite=True, progress=False)).manifest
             if not manifest.artifacts:
-                rows.append(f"| {name} | {precision} | {method} | {samples or '-'} | failed: "
+                rows.append(f"| {label} | {name} | {precision} | {method} | {samples or '-'} | failed: "
                             f"{manifest.failures[0].error[:80] if manifest.failures else '?'} |")
                 continue
             (artifact,) = manifest.artifacts
@@ -106,10 +122,11 @@ def _run(args) -> None:
                     runs_here = artifact.runs_on_host and args.runs > 0 and name in args.latency_backends.split(",")
                     folded[precision] = folded_artifacts(model, be, precision, resolutions if runs_here
                                                          else resolutions[:1], calib, Path(tmp) / precision)
-                rows.append(_row(args, be, artifact, folded[precision], resolutions, floor_bytes, out, precision,
-                                 method, samples))
-            print(f"{name} {precision} {method} {samples or ''}: {time.perf_counter() - t0:.0f} s", flush=True)
-    print_table(args, rows, resolutions, floor_bytes)
+                rows.append(f"| {label} " + _row(args, be, artifact, folded[precision], resolutions, floor_bytes,
+                                                 out, precision, method, samples))
+            print(f"{label} {name} {precision} {method} {samples or ''}: {time.perf_counter() - t0:.0f} s",
+                  flush=True)
+    return rows
 
 
 def _row(args, be, artifact, folded, resolutions, floor_bytes, bundle: Path, precision, method, samples) -> str:
@@ -121,9 +138,10 @@ def _row(args, be, artifact, folded, resolutions, floor_bytes, bundle: Path, pre
         drop = [parity[r].top1_torch - parity[r].top1_artifact for r in resolutions]
         per_res = " / ".join(f"{100 * a:.1f}" for a in agree)
         quality = (f"{100 * min(agree):.1f} | {per_res} | {100 * max(drop):+.1f} | "
-                   f"{'/'.join(f'{100 * d:+.1f}' for d in drop)}")
+                   f"{'/'.join(f'{100 * d:+.1f}' for d in drop)} | "
+                   f"{' / '.join(f'{100 * parity[r].top1_artifact:.1f}' for r in resolutions)}")
     else:
-        quality = "- | not run on host | - | -"
+        quality = "- | not run on host | - | - | -"
     latency = "-"
     if artifact.runs_on_host and args.runs > 0 and all(r in folded and folded[r][0] is not None for r in resolutions):
         shared = be.runner(_exported_view(artifact), bundle / Path(artifact.file).parent)
@@ -140,15 +158,15 @@ def _row(args, be, artifact, folded, resolutions, floor_bytes, bundle: Path, pre
 
 def print_table(args, rows, resolutions, floor_bytes) -> None:
     res = "/".join(map(str, resolutions))
-    print(f"\n### int8 calibration: {Path(args.checkpoint).as_posix()}, resolutions {res}, {args.val_samples} "
-          "validation images per resolution\n")
-    print("agreement: top-1 of the artifact (its own runtime) = top-1 of the torch model; drop: torch top-1 − "
+    print(f"\n### int8: {', '.join(Path(c).as_posix() for c in args.checkpoint)}, resolutions {res}, "
+          f"{args.val_samples} validation images per resolution\n")
+    print("training: float (quantized after training) or QAT (`resflex train --qat`); agreement: top-1 of the artifact (its own runtime) = top-1 of the torch model; drop: torch top-1 − "
           "artifact top-1 (points, + = worse); size: the 5-resolution artifact ÷ the BN-folded single-resolution "
           f"artifact; floor: that ratio if each extra resolution added only its BN ({floor_bytes} B); latency: worst "
           "resolution's thread-CPU time ÷ the folded single-resolution artifact's.\n")
-    print(f"| backend | precision | calibration | samples | min agreement % | agreement % ({res}) | max drop pt | "
-          f"drop pt ({res}) | size | floor | latency |")
-    print("|---|---|---|---:|---:|---|---:|---|---:|---:|---:|")
+    print(f"| training | backend | precision | calibration | samples | min agreement % | agreement % ({res}) | "
+          f"max drop pt | drop pt ({res}) | artifact top-1 % ({res}) | size | floor | latency |")
+    print("|---|---|---|---|---:|---:|---|---:|---|---|---:|---:|---:|")
     print("\n".join(rows))
 
 

@@ -1,4 +1,4 @@
-"""Benchmark: switchable networks (RS-Net with MRED, SAN with scale distillation) vs individually trained
+"""Benchmark: switchable networks (RS-Net with MRED, SAN with its default loss) vs individually trained
 I-Nets (same epochs each), plus the cost of one multi-resolution training step.
 
     python bench/train_bench.py                    # built-in synthetic data; prints markdown tables
@@ -60,7 +60,7 @@ def parse_args(argv=None):
 
 def train_all(args) -> dict[str, Path]:
     """Train RS-Net, SAN and one I-Net per resolution with identical settings; returns checkpoint paths."""
-    runs = {"RS-Net (MRED)": ("rsnet", args.resolutions), "SAN (scale distill.)": ("san", args.resolutions)}
+    runs = {"RS-Net (MRED)": ("rsnet", args.resolutions), "SAN": ("san", args.resolutions)}
     runs.update({f"I-Net {r}": ("single", (r,)) for r in args.resolutions})
     # The input-size recipe of the switchable networks (from their largest resolution) for every run: an I-Net is
     # the same network (stem stride, crops) trained at one resolution, as in the papers' comparison.

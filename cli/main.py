@@ -105,7 +105,8 @@ def _add_train(sub) -> None:
                    help="resizable only: the target network, a training resolution and one trained factor per stage")
     p.add_argument("--distill", action=argparse.BooleanOptionalAction, default=None,
                    help="MRED (rsnet), scale distillation (san) or, for resizable, distillation from the full "
-                        "configuration; none = on for rsnet/san, off for resizable (as the paper)")
+                        "configuration; default on for rsnet, off for san (opt-in, as the official code's --kd) and "
+                        "resizable (as the paper)")
     p.add_argument("--sync-bn", action=argparse.BooleanOptionalAction, default=d.sync_bn, help="GPU DDP only")
     p.add_argument("--amp", action=argparse.BooleanOptionalAction, default=d.amp, help="GPU only")
     p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=d.channels_last, help="GPU only")
@@ -129,6 +130,10 @@ def _add_train(sub) -> None:
                    help="resizable only (§3.3): start from this resizable checkpoint and train only --target-config "
                         "for --epochs; the model options (--arch, --method, --resolutions, --width, --scales, "
                         "--num-classes) are taken from CKPT")
+    p.add_argument("--qat", action=argparse.BooleanOptionalAction, default=d.qat,
+                   help="quantization-aware training: shared weights fake-quantized per channel (int8, symmetric), "
+                        "activation ranges per resolution; with --init CKPT it fine-tunes trained float weights "
+                        "(default lr a tenth of the usual). The checkpoint stays float; convert quantizes it")
     p.set_defaults(run=_run_train)
 
 

@@ -26,6 +26,7 @@ from .data import TrainTransform, build_dataset, make_loader
 from .evaluate import evaluate
 from .layers import DEFAULT_STAGE_SCALES, check_resolutions, check_scales, check_stage_scales, parse_enum
 from .losses import create_loss
+from .qat import QAT_METHODS, enable_qat
 from .models import Method, MultiResolutionNet, create_model, list_models
 
 CONFIG_KIND = "resflex.train"
@@ -37,6 +38,7 @@ RESUMABLE_CHANGES = ("out", "resume", "overwrite", "workers", "device", "progres
 
 
 BASE_LR = 0.02  # SGD learning rate of one network's loss at batch 64
+QAT_FINETUNE_LR_FACTOR = 0.1  # --qat from trained float weights (--init) fine-tunes at a tenth of the default lr
 
 
 def default_lr(method, resolutions: int, scales=None, distill: bool = False) -> float:
@@ -80,8 +82,9 @@ class TrainConfig:
     stem_stride: int | None = None
     min_crop: float | None = None  # RandomResizedCrop's smallest area fraction
     flip: bool = True  # random horizontal flips (turn off for data where mirroring changes the class)
-    distill: bool | None = None  # MRED for rsnet, scale distillation for san (default on); resizable: from the
-    # full configuration (default off, as the paper)
+    distill: bool | None = None  # None = on for rsnet (MRED); off for san (scale distillation, opt-in as in the
+    # official code's --kd: it cost 0.3-3 pt per resolution on both benches, README "Training recipe") and for
+    # resizable (distillation from the full configuration, off as in the paper)
     scales: tuple[float, ...] | None = None  # resizable only: trained stage scale factors (default DEFAULT_STAGE_SCALES)
     switch_at_epoch: int | None = None  # resizable only (§3.4 Resizable-Aug): from this epoch on train target_config
     target_config: str | None = None  # "RESOLUTION:S1,S2,..." — one trained factor per stage
@@ -101,6 +104,7 @@ class TrainConfig:
     progress: bool = True
     init: str | None = None  # start from single-resolution weights (torchvision layout or a resflex checkpoint)
     finetune: str | None = None  # resizable only (§3.3): a resizable checkpoint whose target_config is fine-tuned
+    qat: bool = False  # quantization-aware training (resflex.mobile.qat): int8-fake-quantized weights and activations
 
     def __post_init__(self):
         """Every argument is checked here, before `train` touches the run folder."""
@@ -109,7 +113,7 @@ class TrainConfig:
         method = parse_enum(Method, self.method, "method")
         object.__setattr__(self, "resolutions", tuple(check_resolutions(self.resolutions)))
         if self.distill is None:
-            object.__setattr__(self, "distill", method is not Method.RESIZABLE)
+            object.__setattr__(self, "distill", method is Method.RSNET)
         if self.finetune is not None:
             check_finetune_flags(self, method)
         if method is Method.RESIZABLE:
@@ -154,10 +158,13 @@ class TrainConfig:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"{name}: expected a positive integer, got {v!r}")
+        if self.qat and method not in QAT_METHODS:
+            raise ValueError(f"--qat: method {method.value!r} is not supported (supported: "
+                             f"{', '.join(m.value for m in QAT_METHODS)}); its stage resizing has no int8 export yet")
         if self.lr is None:
             one_network = self.switch_at_epoch == 0  # e.g. --finetune: one configuration from the start
-            object.__setattr__(self, "lr", BASE_LR if one_network else
-                               default_lr(method, len(self.resolutions), self.scales, self.distill))
+            lr = BASE_LR if one_network else default_lr(method, len(self.resolutions), self.scales, self.distill)
+            object.__setattr__(self, "lr", lr * (QAT_FINETUNE_LR_FACTOR if self.qat and self.init else 1))
         if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
             raise ValueError(f"lr: expected a positive learning rate, got {self.lr!r}")
         number("width", 0.0, 16.0, lo_open=True)
@@ -455,6 +462,7 @@ def train(config: TrainConfig) -> MultiResolutionNet:
     if config.sync_bn and world > 1:
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     model.to(device)
+    qat = enable_qat(model) if config.qat else None  # fake-quantized weights, per-resolution activation ranges
     criterion.to(device)
     if on_gpu and config.channels_last:
         model.to(memory_format=torch.channels_last)
@@ -576,5 +584,7 @@ def train(config: TrainConfig) -> MultiResolutionNet:
                        + (f"  ({skipped} unreadable images skipped)" if skipped else ""))
         if world > 1:
             dist.barrier()
+    if qat is not None:
+        qat.remove()
     return model
 

@@ -1,0 +1,158 @@
+"""Multi-resolution quantization-aware training (`resflex train --qat`): shared weights fake-quantized once, in the
+scheme the mobile int8 backends run, and activation ranges kept per resolution (RS-Nets §3.4 trains its
+switchable networks with shared low-bit weights and private BN per resolution).
+
+- **Weights**: every conv and linear weight is fake-quantized per output channel, symmetric int8 in [-127, 127] —
+  the XNNPACK (ExecuTorch), TFLite and ONNX Runtime per-channel rule. The *unfolded* shared weight is quantized:
+  the backends fold each resolution's BN scale a_r into the conv, and per-channel symmetric quantization of W · a_r
+  has values sign(a_r) · round(W / s_w) and scales s_w · |a_r| (`resflex.convert.backends.onnx`), so one grid
+  serves every resolution and BN needs no folding simulation here.
+- **Activations**: per-tensor asymmetric int8 in [-128, 127] with a moving-average min/max range per resolution
+  (each resolution is calibrated on its own at conversion) at the points the quantizers put them: the input, every
+  conv-BN(-activation) unit's output, every residual block's output, and the logits.
+
+The result is an ordinary float checkpoint whose weights lie on (or next to) the int8 grid; `resflex convert`
+quantizes it as any other (its calibration re-measures the activation ranges on the calibration images).
+PyTorch's PT2E QAT (`prepare_qat_pt2e`) is not used: it traces one graph per input shape, so the five resolutions'
+graphs would hold five copies of the weights and train them apart, where these networks share one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .layers import MetaConv2d, ScaleAwareBatchNorm2d, StageResize, SwitchableBatchNorm2d
+from .models.base import Method, MultiResolutionNet
+
+WEIGHT_QMAX = 127  # symmetric int8 weights: [-127, 127]
+ACT_QMIN, ACT_QMAX = -128, 127  # asymmetric int8 activations
+RANGE_MOMENTUM = 0.01  # moving-average weight of each batch's min/max (PyTorch's MovingAverageMinMaxObserver)
+QAT_METHODS = (Method.RSNET, Method.SAN, Method.SINGLE)
+BN_TYPES = (nn.BatchNorm2d, SwitchableBatchNorm2d)
+
+
+def fake_quant_weight(w: Tensor) -> Tensor:
+    """Per-output-channel symmetric int8 fake quantization with a straight-through gradient."""
+    scale = w.detach().abs().flatten(1).amax(1).clamp_min(1e-12) / WEIGHT_QMAX
+    zero = torch.zeros(w.shape[0], dtype=torch.int32, device=w.device)
+    return torch.fake_quantize_per_channel_affine(w, scale.float(), zero, 0, -WEIGHT_QMAX, WEIGHT_QMAX)
+
+
+class QATConv2d(nn.Conv2d):
+    def forward(self, x: Tensor) -> Tensor:
+        return self._conv_forward(x, fake_quant_weight(self.weight), self.bias)
+
+
+class QATLinear(nn.Linear):
+    def forward(self, x: Tensor) -> Tensor:
+        return F.linear(x, fake_quant_weight(self.weight), self.bias)
+
+
+class QATMetaConv2d(MetaConv2d):
+    """SAN: the kernel generated for the resolution is what the baked artifact holds, so that one is quantized."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        w = fake_quant_weight(self.weight_at(self.code_resolution()))
+        return F.conv2d(x, w, self.bias, self.stride, self.padding, 1, self.groups)
+
+
+_SWAPS = ((MetaConv2d, QATMetaConv2d), (nn.Conv2d, QATConv2d), (nn.Linear, QATLinear))
+
+
+class ActivationRange(nn.Module):
+    """One quantization point: a moving-average (min, max) per resolution, updated in training, used to
+    fake-quantize; a resolution never observed passes through unquantized."""
+
+    def __init__(self, resolutions):
+        super().__init__()
+        self.resolutions = tuple(resolutions)
+        self.register_buffer("lo", torch.zeros(len(self.resolutions)))
+        self.register_buffer("hi", torch.zeros(len(self.resolutions)))
+        self.register_buffer("seen", torch.zeros(len(self.resolutions), dtype=torch.bool))
+
+    def forward(self, x: Tensor, resolution: int, training: bool) -> Tensor:
+        if resolution not in self.resolutions:
+            return x
+        i = self.resolutions.index(resolution)
+        if training:
+            with torch.no_grad():
+                lo, hi = x.detach().min().float(), x.detach().max().float()
+                if self.seen[i]:
+                    lo, hi = torch.lerp(self.lo[i], lo, RANGE_MOMENTUM), torch.lerp(self.hi[i], hi, RANGE_MOMENTUM)
+                self.lo[i], self.hi[i], self.seen[i] = lo, hi, True
+        if not self.seen[i]:
+            return x
+        lo, hi = self.lo[i].clamp(max=0.0), self.hi[i].clamp(min=0.0)  # the range always holds 0 exactly
+        scale = ((hi - lo) / (ACT_QMAX - ACT_QMIN)).clamp_min(1e-8)
+        zero = (ACT_QMIN - torch.round(lo / scale)).clamp(ACT_QMIN, ACT_QMAX).to(torch.int32)
+        return torch.fake_quantize_per_tensor_affine(x, scale, zero, ACT_QMIN, ACT_QMAX)
+
+
+def check_qat_model(model: MultiResolutionNet) -> None:
+    """ValueError unless `--qat` can train this model (methods rsnet, san, single; no stage resizing)."""
+    method = model.config.method
+    if method not in QAT_METHODS or any(isinstance(m, (StageResize, ScaleAwareBatchNorm2d)) for m in model.modules()):
+        raise ValueError(f"--qat: method {method.value!r} is not supported (supported: "
+                         f"{', '.join(m.value for m in QAT_METHODS)}); its stage resizing has no int8 export yet")
+
+
+def _quant_points(model: nn.Module) -> Iterator[nn.Module]:
+    """The modules whose output the int8 backends quantize: conv-BN(-act) units, residual blocks, classifiers."""
+    for m in model.modules():
+        children = list(m.children())
+        unit = isinstance(m, nn.Sequential) and len(children) >= 2 and \
+            isinstance(children[0], (nn.Conv2d, MetaConv2d)) and isinstance(children[1], BN_TYPES)
+        residual = getattr(m, "use_residual", False) or hasattr(m, "shortcut")  # MobileNetV2 / ResNet blocks
+        if unit or residual or isinstance(m, nn.Linear) and not _in_meta(model, m):
+            yield m
+
+
+def _in_meta(model: nn.Module, linear: nn.Module) -> bool:
+    return any(isinstance(m, MetaConv2d) and any(x is linear for x in m.modules()) for m in model.modules())
+
+
+class QAT:
+    """Quantization-aware training switched on for one model (`enable_qat`); `remove()` switches it off."""
+
+    def __init__(self, model: MultiResolutionNet):
+        check_qat_model(model)
+        self.model = model
+        metas = {id(x) for m in model.modules() if isinstance(m, MetaConv2d) for x in m.meta.modules()}
+        self.swapped = []
+        for m in model.modules():
+            base = next((b for b, _ in _SWAPS if type(m) is b), None)
+            if base is not None and id(m) not in metas:  # a meta-learner's Linear generates a kernel, not quantized
+                m.__class__ = dict(_SWAPS)[base]
+                self.swapped.append((m, base))
+        device = next(model.parameters()).device
+        # Not submodules of the model, so its state dict (the checkpoint) stays an ordinary float one.
+        self.ranges = nn.ModuleList()
+        self.handles = [self._point(model, "input")] + [self._point(m, "output") for m in list(_quant_points(model))]
+        self.ranges.to(device)
+
+    def _point(self, module: nn.Module, position: str):
+        r = ActivationRange(self.model.config.resolutions)
+        self.ranges.append(r)
+        model = self.model
+        if position == "input":
+            return module.register_forward_pre_hook(
+                lambda mod, args: (r(args[0], model.resolution, model.training), *args[1:]))
+        return module.register_forward_hook(lambda mod, args, out: r(out, model.resolution, model.training))
+
+    def remove(self) -> None:
+        for h in self.handles:
+            h.remove()
+        for m, base in self.swapped:
+            m.__class__ = base
+        self.handles, self.swapped = [], []
+
+
+def enable_qat(model: MultiResolutionNet) -> QAT:
+    """Make `model` train quantization-aware, in place (after it is on its device): weights fake-quantized in every
+    forward, activation ranges per resolution, parameter names and state dict unchanged. Raises ValueError for
+    models `--qat` cannot handle."""
+    return QAT(model)
