@@ -3,6 +3,7 @@ BN-folded single-resolution artifact, parity on the real runtimes, and conversio
 
     python bench/convert_bench.py --checkpoint runs/train_bench/rsnet/64-56-48-40-32/checkpoint.pt --random 1.0
     python bench/convert_bench.py --random 0.35 1.0 --backends executorch,onnx     # quicker
+    python bench/convert_bench.py --random 0.35 --backends executorch,tflite --precisions fp32 --sharing size,speed
 
 Each model is converted by `resflex.convert.pipeline.convert` (the command users run) into a 5-resolution bundle
 under `--out` (kept: bench/profile_bench.py profiles it). Then, per backend × precision, the same backend exports
@@ -53,6 +54,7 @@ def parse_args(argv=None):
     p.add_argument("--random-resolutions", type=parse_resolutions, default=(224, 192, 160, 128, 96))
     p.add_argument("--backends", default=",".join(BACKENDS))
     p.add_argument("--precisions", default="fp32,int8")
+    p.add_argument("--sharing", default="size", help="`convert --sharing` modes to measure, comma-separated")
     p.add_argument("--calib-samples", type=int, default=64)
     p.add_argument("--val-samples", type=int, default=500, help="parity images per resolution")
     p.add_argument("--runs", type=int, default=30, help="timed runs per artifact and resolution")
@@ -123,49 +125,59 @@ def parity_summary(artifact) -> str:
 
 
 def bench_model(name: str, checkpoint: Path, args, size_rows: list, latency_rows: list) -> None:
-    bundle = Path(args.out) / name / "bundle"
+    model, payload = load_checkpoint(checkpoint)
+    backends = {b: load_backend(b) for b in args.backends.split(",")}
+    with tempfile.TemporaryDirectory(prefix="folded_") as tmp:
+        folded = {}  # (backend, precision) → the folded single-resolution artifacts, shared by every sharing mode
+        for sharing in args.sharing.split(","):
+            bundle = Path(args.out) / name / ("bundle" if sharing == "size" else f"bundle_{sharing}")
+            _bench_bundle(name, checkpoint, model, payload, bundle, sharing, backends, folded, Path(tmp), args,
+                          size_rows, latency_rows)
+
+
+def _bench_bundle(name, checkpoint, model, payload, bundle: Path, sharing: str, backends, folded, tmp: Path, args,
+                  size_rows: list, latency_rows: list) -> None:
     t0 = time.perf_counter()
     if args.reuse and bundle.exists():
         manifest = Bundle.open(bundle).manifest
     else:
         manifest = convert(ConvertConfig(
             checkpoint=str(checkpoint), out=str(bundle), backends=tuple(args.backends.split(",")),
-            precisions=tuple(args.precisions.split(",")), calib_samples=args.calib_samples,
+            precisions=tuple(args.precisions.split(",")), calib_samples=args.calib_samples, sharing=sharing,
             val_samples=args.val_samples, overwrite=True, progress=False)).manifest
-    print(f"{name}: bundle {bundle} in {time.perf_counter() - t0:.0f} s", flush=True)
-    model, payload = load_checkpoint(checkpoint)
+    print(f"{name}: bundle {bundle} (--sharing {sharing}) in {time.perf_counter() - t0:.0f} s", flush=True)
     resolutions = manifest.resolutions
     calib = {r: split_images(model, "synthetic", "train", r, args.calib_samples, 0, payload["class_names"])[0]
              for r in resolutions}
-    backends = {b: load_backend(b) for b in args.backends.split(",")}
     for artifact in manifest.artifacts:
         if artifact.backend.value not in backends:
             continue
         be, precision = backends[artifact.backend.value], artifact.precision.value
-        with tempfile.TemporaryDirectory(prefix="folded_") as tmp:
-            folded = folded_artifacts(model, be, precision, resolutions if artifact.runs_on_host else resolutions[:1],
-                                      calib, Path(tmp))
-            one = folded[resolutions[0]][2]
-            all_folded = (f"{sum(f[2] for f in folded.values()) / 1e6:.2f}" if len(folded) == len(resolutions)
-                          else "-")
-            floor = (one + (len(resolutions) - 1) * bn_bytes_per_resolution(model)) / one
-            size_rows.append(f"| {name} | {be.name} | {precision} | {one / 1e6:.2f} | {artifact.bytes / 1e6:.2f} | "
-                             f"**{artifact.bytes / one:.2f}×** | {floor:.2f}× | {all_folded} | "
-                             f"{artifact.convert_seconds:.0f} | "
-                             f"{parity_summary(artifact)} |")
-            if not artifact.runs_on_host:
-                continue
-            shared = be.runner(_exported_view(artifact), bundle / Path(artifact.file).parent)
-            pairs = {}
-            for e in artifact.entries:
-                entry = Entry(e.resolution, e.name, e.input_name, e.output_name, tuple(e.input_shape))
-                pairs["bundle", e.resolution] = (shared, entry)
-                pairs["folded", e.resolution] = folded[e.resolution][:2]
-            lat = interleaved_latency(pairs, args.runs, args.warmup)
-            for r in resolutions:
-                (bw, bc), (fw, fc) = lat["bundle", r], lat["folded", r]
-                latency_rows.append(f"| {name} | {be.name} | {precision} | {r} | {fw:.2f} | {bw:.2f} | {bw / fw:.3f}× "
-                                    f"| {fc:.2f} | {bc:.2f} | **{bc / fc:.3f}×** |")
+        key = (be.name, precision)
+        if key not in folded:
+            folded[key] = folded_artifacts(model, be, precision, resolutions if artifact.runs_on_host
+                                           else resolutions[:1], calib, tmp / f"{be.name}_{precision}")
+        mine = folded[key]
+        one = mine[resolutions[0]][2]
+        all_folded = (f"{sum(f[2] for f in mine.values()) / 1e6:.2f}" if len(mine) == len(resolutions)
+                      else "-")
+        floor = (one + (len(resolutions) - 1) * bn_bytes_per_resolution(model)) / one
+        size_rows.append(f"| {name} | {be.name} | {precision} | {sharing} | {one / 1e6:.2f} | "
+                         f"{artifact.bytes / 1e6:.2f} | **{artifact.bytes / one:.2f}×** | {floor:.2f}× | {all_folded} | "
+                         f"{artifact.convert_seconds:.0f} | {parity_summary(artifact)} |")
+        if not artifact.runs_on_host:
+            continue
+        shared = be.runner(_exported_view(artifact), bundle / Path(artifact.file).parent)
+        pairs = {}
+        for e in artifact.entries:
+            entry = Entry(e.resolution, e.name, e.input_name, e.output_name, tuple(e.input_shape))
+            pairs["bundle", e.resolution] = (shared, entry)
+            pairs["folded", e.resolution] = mine[e.resolution][:2]
+        lat = interleaved_latency(pairs, args.runs, args.warmup)
+        for r in resolutions:
+            (bw, bc), (fw, fc) = lat["bundle", r], lat["folded", r]
+            latency_rows.append(f"| {name} | {be.name} | {precision} | {sharing} | {r} | {fw:.2f} | {bw:.2f} | "
+                                f"{bw / fw:.3f}× | {fc:.2f} | {bc:.2f} | **{bc / fc:.3f}×** |")
         print(f"  {be.name} {precision}: done", flush=True)
 
 
@@ -204,14 +216,14 @@ def _run(args) -> None:
 def print_tables(args, size_rows, latency_rows) -> None:
     print("\n### Size: one artifact with 5 resolutions vs the BN-folded single-resolution artifact (MB)\n")
     print("BN floor: the ratio if the only extra bytes were each extra resolution's fp32 BN scale and shift.\n")
-    print("| model | backend | precision | 1 res folded | 5 res shared | ratio | BN floor | 5 folded files | convert s "
-          "| parity (val, every resolution) |")
-    print("|---|---|---|---:|---:|---:|---:|---:|---:|---|")
+    print("| model | backend | precision | sharing | 1 res folded | 5 res bundle | ratio | BN floor | 5 folded files | "
+          "convert s | parity (val, every resolution) |")
+    print("|---|---|---|---|---:|---:|---:|---:|---:|---:|---|")
     print("\n".join(size_rows))
     print(f"\n### Host latency per resolution (ms, median of {args.runs} interleaved runs, 1 thread, batch 1)\n")
-    print("| model | backend | precision | res | folded 1-res wall | bundle wall | ratio wall | folded 1-res CPU | "
-          "bundle CPU | ratio CPU |")
-    print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    print("| model | backend | precision | sharing | res | folded 1-res wall | bundle wall | ratio wall | "
+          "folded 1-res CPU | bundle CPU | ratio CPU |")
+    print("|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|")
     print("\n".join(latency_rows))
 
 

@@ -379,6 +379,11 @@ def _add_convert(sub) -> None:
                    help="int8 activation calibration: one method for every backend, or per backend (default: each "
                         "backend's own): executorch histogram|minmax|moving_average, onnx "
                         "minmax|percentile, tflite minmax, coreml minmax (W8A8 only)")
+    p.add_argument("--sharing", choices=("size", "speed"), default="size",
+                   help="size: every artifact stores its weights once (per-resolution BN as an extra per-channel op "
+                        "in ExecuTorch and TFLite fp32); speed: those fp32 artifacts fold BN per resolution instead "
+                        "(the folded single-resolution speed, about K× the fp32 bytes). int8, ONNX and Core ML are "
+                        "the same in both modes")
     p.add_argument("--val-samples", type=_int_at_least(1), default=500)
     p.add_argument("--seed", type=int, default=0, help="synthetic data seed (use the training run's)")
     p.add_argument("--keep-going", action=argparse.BooleanOptionalAction, default=False,
@@ -405,7 +410,7 @@ def _run_convert(args) -> int:
         precisions=tuple(args.precision.split(",")), resolutions=args.resolutions, configs=args.configs,
         bn_mode=args.bn,
         scale_code=args.scale_code, data=args.calib_data, calib_samples=args.calib_samples,
-        calib_method=args.calib_method,
+        calib_method=args.calib_method, sharing=args.sharing,
         val_samples=args.val_samples, seed=args.seed, keep_going=args.keep_going, zip=args.zip,
         overwrite=args.overwrite, progress=args.progress, verbose=args.verbose)
     result = convert(config)

@@ -86,6 +86,7 @@ class ConvertConfig:
     # int8 activation calibration: None (each backend's default), a method every backend offers ("minmax"), or
     # per backend "executorch=histogram,onnx=percentile" (others keep their default); `calib_methods` lists them
     calib_method: str | None = None
+    sharing: str = "size"  # "size": weights stored once; "speed": BN folded per resolution where that runs faster
     val_samples: int = 500
     seed: int = 0
     keep_going: bool = False
@@ -104,6 +105,7 @@ class ConvertConfig:
         if self.bn_mode is not None:
             parse_enum(BNMode, self.bn_mode, "BN mode")
         parse_enum(ScaleCode, self.scale_code, "scale code")
+        parse_enum(schema.Sharing, self.sharing, "--sharing")
         if self.resolutions is not None:
             check_resolutions(self.resolutions)
 
@@ -164,6 +166,7 @@ def _convert(config: ConvertConfig) -> ConvertResult:
     backends = [load_backend(b) for b in config.backends]  # fail early on a missing runtime/tool
     for be, method in calib_methods(config.calib_method, backends).items():
         be.calib_method = method
+        be.sharing = config.sharing  # read by ExecuTorch and TFLite; ONNX Runtime and Core ML fold BN at load anyway
     class_names = payload["class_names"]
     say = (lambda msg: tqdm.write(msg)) if config.progress else (lambda msg: None)
 
@@ -234,7 +237,8 @@ def _convert(config: ConvertConfig) -> ConvertResult:
                         exported = be.export(baked, precision, calib, stage / be.name)
                         seconds = time.perf_counter() - t0
                     info = _artifact_info(be, exported, stage, baked, val, precision, seconds)
-                    info = dataclasses.replace(info, calibration=_calibration(be, precision, calib_used))
+                    info = dataclasses.replace(info, calibration=_calibration(be, precision, calib_used),
+                                               sharing=schema.Sharing(config.sharing))
             except Exception as e:  # one backend failing must not lose the others
                 failures.append(schema.Failure(be.name, precision, f"{type(e).__name__}: {e}"))
                 say(f"FAILED {be.name} {precision}: {e}\n{traceback.format_exc(limit=3)}")

@@ -28,6 +28,8 @@ with `bn="affine"` (`conv(x) · scale + shift`, conv untouched) and then:
   its own XNNPACK graph (~50 KB for MobileNetV2) — for MobileNetV2, whose convs are small, that makes a
   5-resolution int8 file ≈1.3× a single-resolution one.
 
+`sharing = "speed"` (`resflex convert --sharing speed`) folds BN per resolution into every fp32 conv (the
+BN-folded graph, K× the fp32 bytes; int8 is unchanged: its shared graph already is the folded one);
 `share_weights=False` folds BN per resolution everywhere (fastest graphs, K× the bytes). Measured trade-offs
 (MobileNetV2, 5 resolutions) are printed by `bench/executorch_sharing.py`.
 """
@@ -305,6 +307,7 @@ class ExecuTorchBackend:
     bn_style = "affine"  # conv weights untouched by BN, so every method can reference the same bytes
 
     calib_methods = CALIB_METHODS  # int8 activation observers; the first is the default
+    sharing = "size"  # "speed": fp32 with BN folded per resolution (the int8 graph is the folded one either way)
 
     def __init__(self, share_weights: bool = True, fp32_fold_budget: float = 0.06, calib_method: str | None = None):
         """`share_weights=False` folds BN per resolution everywhere (fastest graphs, K× the bytes).
@@ -327,13 +330,14 @@ class ExecuTorchBackend:
         keys = spatial_keys(baked)  # resolutions (Resizable Networks: × stage-scale configurations), largest first
         resolutions = [Spatial.of(k) for k in keys]
         programs, sign_patterns, fold = {}, [], set()
-        if precision == "fp32" and self.share_weights:
+        fold_fp32 = not self.share_weights or self.sharing == "speed"
+        if precision == "fp32" and not fold_fp32:
             fold = fp32_layers_to_fold(baked[keys[0]].eval(), resolutions[0].resolution, len(resolutions),
                                        self.fp32_fold_budget)
         for key, sp in zip(keys, resolutions):
             module, r = baked[key].eval(), sp.resolution
             if precision == "fp32":
-                graph = _with_depthwise_affine(module, fold) if self.share_weights else _folded(module)[0]
+                graph = _folded(module)[0] if fold_fp32 else _with_depthwise_affine(module, fold)
             else:
                 folded, unfolded = _folded(module)
                 graph = _quantized(folded, r, calib.get(key) if calib is not None else None,
@@ -356,6 +360,8 @@ class ExecuTorchBackend:
                  f"forward = forward_{resolutions[0].tag}")
         if not self.share_weights:
             notes += "; BN folded per resolution (weights not shared)"
+        elif fold_fp32 and precision == "fp32":
+            notes += "; --sharing speed: BN folded per resolution (fp32 weights not shared)"
         elif precision == "fp32":
             total = sum(1 for _ in _affine_pairs(baked[keys[0]]))
             notes += (f"; {total - len(fold)} of {total} convs share their weights (per-resolution BN as a depthwise "

@@ -294,6 +294,7 @@ class OnnxBackend:
     precisions = ("fp32", "int8")
     bn_style = "affine"  # conv weights untouched by BN, so every resolution's graph references the same bytes
     calib_methods = CALIB_METHODS  # int8 activation calibrators; the first is the default
+    sharing = "size"  # no effect: ONNX Runtime folds the Mul/Add into the conv when it creates the session
 
     def __init__(self, calib_method: str | None = None):
         self.calib_method = check_calib_method(self.name, calib_method, self.calib_methods)

@@ -19,13 +19,15 @@ Per precision, every resolution becomes one signature `serving_{r}` (input `imag
 
 Weight sharing with BN folded (`bn_style = "fold"`, the fastest graph):
 - int8: per-channel symmetric quantization is invariant to a per-channel positive scale, so the weights folded with
-  each resolution's BN quantize to the same int8 bytes; only the int32 biases and the per-channel scales (tensor
-  metadata) are per resolution.
+  each resolution's BN quantize to the same int8 bytes — up to float rounding at ties, which the post-pass evens
+  out (`share_int8_weights`); only the int32 biases and the per-channel scales (tensor metadata) are per
+  resolution.
 - fp32/fp16 (`share_weights=True`, the default): in every signature but the largest resolution's, each conv whose
   filter is the reference filter scaled per output channel (W_r = k · W_ref) is rewritten as
   `MUL(conv(x; W_ref, b / k), k)` with the conv's activation moved onto the MUL, so the filter bytes are shared.
   Costs one elementwise MUL per conv at the smaller resolutions; `share_weights=False` keeps the plain folded
-  convs (fastest, but each resolution stores its own filters).
+  convs (fastest, but each resolution stores its own filters); so does `sharing = "speed"` (`resflex convert
+  --sharing speed`).
 """
 
 from __future__ import annotations
@@ -70,6 +72,7 @@ class TFLiteBackend:
     # int8 activation calibration: the TFLite converter's calibrator records each tensor's min and max over the
     # representative dataset and offers no other observer (no histogram / percentile), so min/max is the only choice.
     calib_methods = ("minmax",)
+    sharing = "size"  # "speed": float signatures keep their BN-folded filters (no MUL rewrite); int8 is the same
 
     def __init__(self, share_weights: bool = True, strip_names: bool = True, timeout_s: float | None = 3600.0,
                  calib_method: str | None = None):
@@ -116,7 +119,7 @@ class TFLiteBackend:
                     item["calib"] = f"calib_{tag}.npy"
                 entries.append(item)
             job = {"entries": entries, "precisions": list(precisions), "input": INPUT, "output": OUTPUT,
-                   "share_weights": self.share_weights, "strip_names": self.strip_names,
+                   "share_weights": self.share_weights and self.sharing == "size", "strip_names": self.strip_names,
                    "reference": signature_key(resolutions[0]),
                    "outs": {p: str((out_dir / artifact_name(p)).resolve()) for p in precisions}}
             (work / "job.json").write_text(json.dumps(job))
@@ -176,6 +179,9 @@ class TFLiteJob(ChildJob):
         if report.get("convs_shared") is not None:
             notes += (f"; float weights shared through a per-channel MUL in {report['convs_shared']} convs "
                       f"({report['convs_kept']} kept per resolution)")
+        if report.get("int8_ties_shared"):
+            notes += (f"; {report['int8_ties_shared']} int8 filter(s) one rounding step off the reference's at a few "
+                      "values take its bytes (the unfolded weight quantized once)")
         return Exported(self.backend.name, precision, (artifact_name(precision),), "NHWC",
                         tuple(Entry(Spatial.of(r).resolution, signature_key(r), INPUT, OUTPUT,
                                     (1, Spatial.of(r).resolution, Spatial.of(r).resolution, 3),

@@ -261,6 +261,49 @@ def share_float_weights(model, ref_index):
     return shared, kept
 
 
+INT8_TIE_FRACTION = 1e-3  # int8 filters that differ from the reference in at most this share of values, by one step
+
+
+def share_int8_weights(model, ref_index):
+    """int8: per-channel symmetric quantization of a filter folded with a positive per-channel BN scale gives the
+    reference resolution's int8 values up to float rounding of the folded weights — a value at a rounding tie
+    lands one step away, which is enough to store the whole filter again (seen on a QAT model: a 143 KB filter
+    twice). Where a conv's int8 filter differs from the reference's only so (|Δ| = 1 in at most INT8_TIE_FRACTION
+    of its values), it takes the reference's bytes: quantizing the unfolded weight once, as the ONNX and ExecuTorch
+    backends do (its per-channel scales, bias and BN stay the resolution's own). Returns (convs shared, kept)."""
+    S = schema()
+    O = S.BuiltinOperator
+    codes = [max(oc.builtinCode, oc.deprecatedBuiltinCode) for oc in model.operatorCodes]
+
+    def convs(sg):
+        return [op for op in sg.operators if codes[op.opcodeIndex] in (O.CONV_2D, O.DEPTHWISE_CONV_2D)]
+
+    def int8_filter(sg, op):
+        t = sg.tensors[int(op.inputs[1])]
+        data = model.buffers[t.buffer].data
+        if t.type != 9 or data is None or not len(data):
+            return None
+        return t, np.frombuffer(bytes(data), dtype=np.int8)
+
+    ref = model.subgraphs[ref_index]
+    shared = kept = 0
+    for si, sg in enumerate(model.subgraphs):
+        if si == ref_index or len(convs(sg)) != len(convs(ref)):
+            continue
+        for op, rop in zip(convs(sg), convs(ref)):
+            mine, theirs = int8_filter(sg, op), int8_filter(ref, rop)
+            if mine is None or theirs is None or mine[0].buffer == theirs[0].buffer:
+                continue
+            (t, q), (rt, rq) = mine, theirs
+            diff = np.abs(q.astype(np.int16) - rq) if q.shape == rq.shape and list(t.shape) == list(rt.shape) else None
+            if diff is None or diff.max() > 1 or np.count_nonzero(diff) > INT8_TIE_FRACTION * q.size:
+                kept += 1
+                continue
+            t.buffer = rt.buffer
+            shared += 1
+    return shared, kept
+
+
 def post_process(flat, job, precision):
     S = schema()
     model = S.ModelT.InitFromPackedBuf(bytearray(flat), 0)
@@ -271,6 +314,8 @@ def post_process(flat, job, precision):
         raise RuntimeError(f"converter made signatures {sorted(keys)}; expected {sorted(want)}")
     if job["share_weights"] and precision in ("fp32", "fp16") and len(keys) > 1:
         report["convs_shared"], report["convs_kept"] = share_float_weights(model, keys[job["reference"]])
+    if precision == "int8" and len(keys) > 1:
+        report["int8_ties_shared"], _ = share_int8_weights(model, keys[job["reference"]])
     if job["strip_names"]:  # names of internal tensors cost ~20 KB per signature; signatures keep their own
         io = {(sd.subgraphIndex, int(m.tensorIndex)) for sd in model.signatureDefs for m in sd.inputs + sd.outputs}
         for gi, sg in enumerate(model.subgraphs):

@@ -50,6 +50,13 @@ class Precision(str, enum.Enum):
     DYNAMIC_INT8 = "dynamic_int8"
 
 
+class Sharing(str, enum.Enum):
+    """`resflex convert --sharing`: what an artifact's fp32 graphs trade (int8 is the same in both modes)."""
+
+    SIZE = "size"  # weights stored once; per-resolution BN as an extra per-channel op where the format needs one
+    SPEED = "speed"  # BN folded per resolution where the shared graph runs slower than the folded one
+
+
 class Layout(str, enum.Enum):
     NCHW = "NCHW"
     NHWC = "NHWC"
@@ -170,6 +177,7 @@ class ArtifactInfo:
     notes: str = ""
     convert_seconds: float | None = None  # export (bake, convert, quantize) time on the converting machine
     calibration: Calibration | None = None  # int8 activation calibration (manifests before it: not recorded)
+    sharing: Sharing | None = None  # `convert --sharing` (manifests before it: size)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -164,3 +164,25 @@ def test_versions_for_the_manifest():
     versions = executorch_versions()
     assert set(versions) == {"executorch", "torch", "torchao"}
     assert versions["torch"].split("+")[0] == torch.__version__.split("+")[0]
+
+
+def test_speed_sharing_folds_every_fp32_conv_per_resolution(tmp_path):
+    """`--sharing speed`: every fp32 method is the BN-folded graph (each conv's weight once per method), exact."""
+    torch.set_num_threads(1)
+    model = _model(width=2.0)
+    be = ExecuTorchBackend()
+    be.sharing = "speed"
+    baked = {r: bake(model, r, bn=be.bn_style) for r in RESOLUTIONS}
+    exported = be.export(baked, "fp32", {}, tmp_path)
+    k = len(RESOLUTIONS)
+    convs = [m.weight.numel() * 4 for m in baked[32].modules() if isinstance(m, nn.Conv2d) and m.weight.numel() * 4 >= 1024]
+    large = sorted(n for n in pte_named_data(tmp_path / exported.files[0]).values() if n >= 1024)
+    assert large == sorted(convs * k + [m.weight.numel() * 4 for m in baked[32].modules()
+                                        if isinstance(m, nn.Linear) and m.weight.numel() * 4 >= 1024])
+    runner = be.runner(exported, tmp_path)
+    x = torch.randn(2, 3, 24, 24)
+    with torch.no_grad():
+        ref = baked[24](x).numpy()
+    got = runner.run(next(e for e in exported.entries if e.resolution == 24), x.numpy())
+    assert np.abs(got - ref).max() <= 1e-4 * np.abs(ref).max()
+    assert "--sharing speed" in exported.notes

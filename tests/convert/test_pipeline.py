@@ -46,6 +46,17 @@ def test_added_resolution_needs_a_bn_rule(tiny_checkpoint, tmp_path):
     assert [e.resolution for e in result.manifest.artifacts[0].entries] == [32, 28, 16]
 
 
+def test_sharing_mode_is_recorded_in_the_manifest(tiny_checkpoint, tmp_path):
+    default = convert(ConvertConfig(str(tiny_checkpoint), str(tmp_path / "a"), precisions=("fp32",), **FAST))
+    speed = convert(ConvertConfig(str(tiny_checkpoint), str(tmp_path / "b"), precisions=("fp32",), sharing="speed",
+                                  **FAST))
+    assert [a.sharing.value for a in default.manifest.artifacts] == ["size"]
+    assert [a.sharing.value for a in speed.manifest.artifacts] == ["speed"]
+    assert Bundle.open(tmp_path / "b").manifest.artifacts[0].sharing.value == "speed"  # written and read back
+    with pytest.raises(ValueError, match="--sharing"):
+        ConvertConfig(str(tiny_checkpoint), str(tmp_path / "c"), sharing="fast")
+
+
 def test_tampered_artifact_fails_checksum(tiny_checkpoint, tmp_path):
     convert(ConvertConfig(str(tiny_checkpoint), str(tmp_path / "b"), precisions=("fp32",), **FAST))
     victim = tmp_path / "b" / "onnx" / "model_fp32_24.onnx"

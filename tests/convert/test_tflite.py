@@ -187,3 +187,45 @@ def test_the_worker_is_a_module_that_imports_neither_resflex_nor_tensorflow():
     code = ("import sys, runpy; runpy.run_path(sys.argv[1]); "
             "assert not {'tensorflow', 'onnx2tf', 'torch'} & set(sys.modules)")
     subprocess.run([sys.executable, "-I", "-c", code, str(tflite.WORKER)], check=True)
+
+
+def _int8_conv_model(schema, filters):
+    """A flatbuffer ModelT with one subgraph per filter, each a CONV_2D reading that int8 filter."""
+    model = schema.ModelT()
+    oc = schema.OperatorCodeT()
+    oc.builtinCode = oc.deprecatedBuiltinCode = schema.BuiltinOperator.CONV_2D
+    model.operatorCodes, model.buffers, model.subgraphs = [oc], [schema.BufferT()], []
+    for q in filters:
+        buffer = schema.BufferT()
+        buffer.data = np.frombuffer(np.asarray(q, np.int8).tobytes(), np.uint8).copy()
+        model.buffers.append(buffer)
+        tensors = []
+        for shape, type_, index in (((1, 4, 4, 2), 0, 0), (q.shape, 9, len(model.buffers) - 1), ((1, 4, 4, 8), 0, 0)):
+            t = schema.TensorT()
+            t.shape, t.type, t.buffer = np.array(shape, np.int32), type_, index
+            tensors.append(t)
+        op = schema.OperatorT()
+        op.opcodeIndex, op.inputs, op.outputs = 0, np.array([0, 1], np.int32), np.array([2], np.int32)
+        sg = schema.SubGraphT()
+        sg.tensors, sg.operators = tensors, [op]
+        model.subgraphs.append(sg)
+    return model
+
+
+def test_int8_filters_one_rounding_step_apart_share_the_reference_bytes(monkeypatch):
+    """A folded filter's int8 values may land one step from the reference's at rounding ties: shared; a filter
+    that really differs is kept."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    from resflex.convert.backends import tflite_worker
+
+    monkeypatch.setattr(tflite_worker, "schema", lambda: schema)
+    rng = np.random.default_rng(0)
+    ref = rng.integers(-127, 128, (8, 3, 3, 2 * 1000 // 9)).astype(np.int8)
+    tie = ref.copy()
+    tie.flat[5] += 1 if tie.flat[5] < 127 else -1
+    other = rng.integers(-127, 128, ref.shape).astype(np.int8)
+    model = _int8_conv_model(schema, [ref, tie, other])
+    assert tflite_worker.share_int8_weights(model, 0) == (1, 1)
+    buffers = [sg.tensors[1].buffer for sg in model.subgraphs]
+    assert buffers[1] == buffers[0] and buffers[2] != buffers[0]

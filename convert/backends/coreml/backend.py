@@ -35,6 +35,7 @@ class CoreMLBackend:
     # int8 is weight-only by default (nothing to calibrate); W8A8 takes each activation's min/max over the samples
     # (`mil_reference.activation_stats`, what coremltools measures), the only rule coremltools' pass offers.
     calib_methods = ("minmax",)
+    sharing = "size"  # no effect: the BN scale is folded into the weights' constexpr scale, expanded at load time
 
     def __init__(self, w8a8: bool = False, calib_samples: int = 32, calib_method: str | None = None):
         """w8a8: with precision "int8", also quantize activations to int8, calibrated on the first
