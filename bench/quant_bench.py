@@ -12,8 +12,10 @@ the artifact in its own runtime on `--val-samples` validation images per resolut
 module). Size, floor and latency reuse bench/convert_bench.py: the folded single-resolution artifacts are exported
 once per backend × precision (their int8 calibrated with the backend's default method), latency is the median of
 `--runs` interleaved single-thread runs (thread CPU time), reported as the worst resolution's ratio. An fp32 row per
-backend gives the float reference. Core ML does not run on Linux and its int8 is weight-only (nothing to calibrate):
-left out unless named in --backends (then sizes only).
+backend gives the float reference. Core ML does not run on Linux and its int8 / int4 are weight-only (nothing to
+calibrate): left out unless named in --backends; then its rows' agreement and top-1 come from the package's
+programs evaluated by resflex's MIL reference evaluator (`ReferenceRunner`: float32 torch with the package's fp16
+casts and quantized weights — not the Core ML runtime), marked "MIL ref.".
 """
 
 from __future__ import annotations
@@ -101,6 +103,8 @@ def _rows(args, checkpoint, model, payload, resolutions, floor_bytes, out_root: 
         jobs = [] if args.no_fp32 or "fp32" not in be.precisions else [("fp32", "-", 0)]
         if "int8" in be.precisions:
             jobs += [("int8", m, n) for m in methods_for(args, be) for n in args.calib_samples]
+        if "int4" in be.precisions:  # Core ML: weight-only, nothing to calibrate
+            jobs += [("int4", "-", 0)]
         folded = {}
         for precision, method, samples in jobs:
             t0 = time.perf_counter()
@@ -110,13 +114,17 @@ def _rows(args, checkpoint, model, payload, resolutions, floor_bytes, out_root: 
             else:
                 manifest = convert(ConvertConfig(
                     checkpoint=checkpoint, out=str(out), backends=(name,), precisions=(precision,),
-                    calib_samples=max(samples, 1), calib_method=None if method == "-" else f"{name}={method}",
+                    calib_samples=max(samples, 1), calib_method=None if method == "-" else
+                    f"{name}={method}",
                     val_samples=args.val_samples, overwrite=True, progress=False)).manifest
             if not manifest.artifacts:
                 rows.append(f"| {label} | {name} | {precision} | {method} | {samples or '-'} | failed: "
                             f"{manifest.failures[0].error[:80] if manifest.failures else '?'} |")
                 continue
             (artifact,) = manifest.artifacts
+            if not artifact.parity and name == "coreml":
+                artifact = reference_parity(model, payload, artifact, out, resolutions, args.val_samples)
+                method = "weights (MIL ref.)"
             with tempfile.TemporaryDirectory(prefix="folded_") as tmp:
                 if precision not in folded:  # per backend × precision; independent of the calibration method
                     runs_here = artifact.runs_on_host and args.runs > 0 and name in args.latency_backends.split(",")
@@ -127,6 +135,23 @@ def _rows(args, checkpoint, model, payload, resolutions, floor_bytes, out_root: 
             print(f"{label} {name} {precision} {method} {samples or ''}: {time.perf_counter() - t0:.0f} s",
                   flush=True)
     return rows
+
+
+def reference_parity(model, payload, artifact, bundle: Path, resolutions, samples: int):
+    """A Core ML artifact's parity rows computed with the MIL reference evaluator (Core ML cannot run here)."""
+    import dataclasses
+
+    from resflex.convert.backends.coreml import ReferenceRunner
+    from resflex.convert.bake import bake
+    from resflex.convert.pipeline import _parity
+
+    runner = ReferenceRunner(bundle / artifact.file)
+    rows = []
+    for e in artifact.entries:
+        x, y = split_images(model, "synthetic", "val", e.resolution, samples, 0, payload["class_names"])
+        entry = Entry(e.resolution, e.name, e.input_name, e.output_name, tuple(e.input_shape))
+        rows.append(_parity(runner, entry, bake(model, e.resolution, bn="fold"), x, y, "int8"))
+    return dataclasses.replace(artifact, parity=rows)
 
 
 def _row(args, be, artifact, folded, resolutions, floor_bytes, bundle: Path, precision, method, samples) -> str:

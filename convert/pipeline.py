@@ -42,7 +42,7 @@ BACKENDS = {
     "tflite": "resflex.convert.backends.tflite:TFLiteBackend",
     "onnx": "resflex.convert.backends.onnx:OnnxBackend",
 }
-PRECISIONS = ("fp32", "fp16", "int8")
+PRECISIONS = ("fp32", "fp16", "int8", "int4")  # int4: Core ML only (weight-only, iOS 18)
 # Exports ("backend" or "backend:precision") that run in a child process while this one exports the others, given
 # two cores or more: the exporters are mostly single-threaded Python. (TFLite always converts in its own process.)
 BACKGROUND = ("coreml", "executorch:fp32")
@@ -102,6 +102,10 @@ class ConvertConfig:
         for p in self.precisions:
             if p not in PRECISIONS:
                 raise ValueError(f"unknown precision {p!r}; expected one of: {', '.join(PRECISIONS)}")
+        if "int4" in self.precisions and "coreml" not in self.backends:
+            raise ValueError("precision int4: only the coreml backend stores 4-bit weights (ExecuTorch's XNNPACK, "
+                             "LiteRT and ONNX Runtime run 4-bit weights in linear/matmul layers only, not in "
+                             "convolutions); add coreml to --backends")
         if self.bn_mode is not None:
             parse_enum(BNMode, self.bn_mode, "BN mode")
         parse_enum(ScaleCode, self.scale_code, "scale code")

@@ -38,7 +38,7 @@ except ImportError:  # pragma: no cover - exercised only without the extra
 
 FORMATS = IMAGE_FORMATS
 BACKEND_COLORS = {"executorch": "#1f77b4", "tflite": "#ff7f0e", "onnx": "#2ca02c", "coreml": "#d62728"}
-PRECISION_MARKERS = {"fp32": "o", "fp16": "s", "int8": "^", "dynamic_int8": "D"}
+PRECISION_MARKERS = {"fp32": "o", "fp16": "s", "int8": "^", "dynamic_int8": "D", "int4": "v"}
 LINESTYLES = ("-", "--", ":", "-.")
 STYLE = plot_style(font_size=11, dpi=150, **{"axes.titlesize": 11, "axes.labelsize": 11, "legend.fontsize": 9})
 

@@ -48,6 +48,7 @@ class Precision(str, enum.Enum):
     FP16 = "fp16"
     INT8 = "int8"  # weights int8 (and activations, where the backend's int8 is static/full-integer)
     DYNAMIC_INT8 = "dynamic_int8"
+    INT4 = "int4"  # weights int4 per output channel, weight-only (Core ML iOS 18; no other runtime runs 4-bit convs)
 
 
 class Sharing(str, enum.Enum):

@@ -62,7 +62,7 @@ def exported(tiny, tmp_path_factory):
 
 def test_backend_attributes():
     assert CoreMLBackend.name == "coreml"
-    assert CoreMLBackend.precisions == ("fp16", "int8")
+    assert CoreMLBackend.precisions == ("fp16", "int8", "int4")
     assert CoreMLBackend.bn_style in ("keep", "fold", "affine")
 
 
@@ -101,6 +101,10 @@ def test_weight_dtypes(exported):
         assert fn["weight_dtypes"]["int8"] == 4  # 3 convs + the classifier, per output channel
         assert "constexpr_blockwise_shift_scale" in fn["op_types"]
     assert int8["weight_file_bytes"] < fp16["weight_file_bytes"]
+    int4 = exported["int4"][2]
+    for fn in int4["functions"].values():
+        assert fn["weight_dtypes"]["int4"] == 4 and fn["weight_dtypes"]["int8"] == 0
+    assert int4["weight_file_bytes"] < int8["weight_file_bytes"]
 
 
 @pytest.mark.parametrize("precision", CoreMLBackend.precisions)
@@ -111,18 +115,33 @@ def test_weights_are_stored_once(exported, precision):
     per_function = [sum(fn["weight_dtypes"].values()) for fn in info["functions"].values()]
     assert weights["references"] == sum(per_function)
     assert weights["unique"] == weights["references"] - 2 * 4  # 3 functions, 4 shared tensors
-    if precision == "int8":
-        assert weights["unique_dtypes"]["int8"] == 4
+    if precision in ("int8", "int4"):
+        assert weights["unique_dtypes"][precision] == 4
+
+
+def int4_weights(module):
+    """A copy of an affine-baked module with every conv / linear weight on the int4 grid Core ML stores: per output
+    channel, symmetric, [-7, 7] (the BN stays in the affine, i.e. in the weight scales)."""
+    import copy
+
+    q = copy.deepcopy(module)
+    for m in q.modules():
+        if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)):
+            s = m.weight.abs().flatten(1).amax(1).clamp_min(1e-12).view(-1, *[1] * (m.weight.dim() - 1)) / 7
+            m.weight.data = torch.round(m.weight / s) * s
+    return q
 
 
 @pytest.mark.parametrize("precision", CoreMLBackend.precisions)
 def test_reference_evaluation_matches_torch(exported, tiny, precision):
-    """The MIL program, evaluated in torch, computes what the baked module computes (fp16 / int8 noise)."""
+    """The MIL program, evaluated in torch, computes what the baked module computes (fp16 / int8 noise; int4: the
+    module with its shared weights on the per-channel int4 grid, so each function keeps its own BN)."""
     ex, path, _ = exported[precision]
     runner = ReferenceRunner(path)
     for entry in ex.entries:
         x = torch.randn(4, 3, entry.resolution, entry.resolution)
-        ref = tiny[entry.resolution](x).numpy()
+        module = int4_weights(tiny[entry.resolution]) if precision == "int4" else tiny[entry.resolution]
+        ref = module(x).numpy()
         got = runner.run(entry, x.numpy())
         assert got.shape == ref.shape
         rel = np.abs(got - ref).max() / np.abs(ref).max()

@@ -126,7 +126,8 @@ def test_killed_convert_leaves_nothing_at_out(tiny_checkpoint, tmp_path):
 @pytest.mark.parametrize("argv, message", [
     (["convert", "missing.pt", "--out", "x"], "checkpoint not found: missing.pt"),
     (["convert", "CKPT", "--out", "x", "--backends", "onnx,tensorrt"], "unknown backend 'tensorrt'; expected one of"),
-    (["convert", "CKPT", "--out", "x", "--precision", "int4"], "unknown precision 'int4'"),
+    (["convert", "CKPT", "--out", "x", "--precision", "int2"], "unknown precision 'int2'"),
+    (["convert", "CKPT", "--out", "x", "--backends", "onnx", "--precision", "int4"], "only the coreml backend"),
     (["convert", "CKPT", "--out", "x", "--backends", "onnx", "--resolutions", "30"], "not in the checkpoint"),
     (["convert", "CKPT", "--out", "/proc/forbidden/bundle", "--backends", "onnx"], "/proc/forbidden"),
 ])

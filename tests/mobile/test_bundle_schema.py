@@ -50,7 +50,7 @@ def test_committed_json_schemas_are_current(tmp_path):
 
 
 @pytest.mark.parametrize("edit, message", [
-    (lambda d: d["artifacts"][0].update(precision="int4"), "artifacts[0].precision: expected one of fp32"),
+    (lambda d: d["artifacts"][0].update(precision="int2"), "artifacts[0].precision: expected one of fp32"),
     (lambda d: d["artifacts"][0].update(file="/etc/passwd"), "not a safe relative path"),
     (lambda d: d["artifacts"][0].update(file="../outside.pte"), "not a safe relative path"),
     (lambda d: d["artifacts"][0].update(extra_files=[{"file": "a\\..\\b", "sha256": "0", "bytes": 1}]),

@@ -95,7 +95,7 @@ data class Manifest(
         @JvmField
         val BACKENDS = listOf("executorch", "coreml", "tflite", "onnx")
         @JvmField
-        val PRECISIONS = listOf("fp32", "fp16", "int8", "dynamic_int8")
+        val PRECISIONS = listOf("fp32", "fp16", "int8", "dynamic_int8", "int4")
         @JvmField
         val LAYOUTS = listOf("NCHW", "NHWC")
         /** InputSpec.interpolation values this reader implements (the README algorithm; "bilinear" is its old name). */
