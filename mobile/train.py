@@ -398,6 +398,8 @@ def warmup_cosine(total_steps: int, warmup_steps: int):
 def check_resume(config: TrainConfig, saved: dict, path: Path) -> None:
     """Refuse a resume whose settings disagree with the checkpoint's, naming every mismatch."""
     now = config.to_dict()
+    # a field newer than the checkpoint (e.g. `qat`) was its default when the checkpoint was written
+    saved = {**{f.name: f.default for f in dataclasses.fields(TrainConfig) if f.name not in saved}, **saved}
     diffs = [f"{k}: {now[k]!r} now vs {saved.get(k)!r} in the checkpoint"
              for k in now if k not in RESUMABLE_CHANGES and saved.get(k) != now[k]]
     if diffs:

@@ -63,6 +63,17 @@ def test_resume_continues_exactly(tmp_path, monkeypatch):
     assert [json.loads(m)["epoch"] for m in metrics] == [1, 2]
 
 
+def test_resume_accepts_a_checkpoint_from_before_a_new_field(tmp_path):
+    """A checkpoint written before a TrainConfig field existed (here `qat`) resumes when the field is at its default."""
+    from resflex.mobile.train import check_resume
+
+    config = tiny_config(tmp_path, epochs=1)
+    saved = {k: v for k, v in config.to_dict().items() if k != "qat"}
+    check_resume(config, saved, tmp_path / "checkpoint.pt")
+    with pytest.raises(ValueError, match="qat: True now vs False in the checkpoint"):
+        check_resume(tiny_config(tmp_path, epochs=1, qat=True), saved, tmp_path / "checkpoint.pt")
+
+
 def test_resume_with_a_different_config_names_the_mismatch(tmp_path):
     train(tiny_config(tmp_path, epochs=1))
     with pytest.raises(ValueError, match=r"lr: 0.1 now vs 0.05 in the checkpoint"):
