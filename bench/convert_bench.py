@@ -163,7 +163,8 @@ def _bench_bundle(name, checkpoint, model, payload, bundle: Path, sharing: str, 
                       else "-")
         floor = (one + (len(resolutions) - 1) * bn_bytes_per_resolution(model)) / one
         size_rows.append(f"| {name} | {be.name} | {precision} | {sharing} | {one / 1e6:.2f} | "
-                         f"{artifact.bytes / 1e6:.2f} | **{artifact.bytes / one:.2f}×** | {floor:.2f}× | {all_folded} | "
+                         f"{artifact.bytes / 1e6:.2f} | **{artifact.bytes / one:.2f}×** | {floor:.2f}× | "
+                         f"{all_folded} | "
                          f"{artifact.convert_seconds:.0f} | {parity_summary(artifact)} |")
         if not artifact.runs_on_host:
             continue

@@ -185,7 +185,8 @@ def print_table(args, rows, resolutions, floor_bytes) -> None:
     res = "/".join(map(str, resolutions))
     print(f"\n### int8: {', '.join(Path(c).as_posix() for c in args.checkpoint)}, resolutions {res}, "
           f"{args.val_samples} validation images per resolution\n")
-    print("training: float (quantized after training) or QAT (`resflex train --qat`); agreement: top-1 of the artifact (its own runtime) = top-1 of the torch model; drop: torch top-1 − "
+    print("training: float (quantized after training) or QAT (`resflex train --qat`); agreement: top-1 of the "
+          "artifact (its own runtime) = top-1 of the torch model; drop: torch top-1 − "
           "artifact top-1 (points, + = worse); size: the 5-resolution artifact ÷ the BN-folded single-resolution "
           f"artifact; floor: that ratio if each extra resolution added only its BN ({floor_bytes} B); latency: worst "
           "resolution's thread-CPU time ÷ the folded single-resolution artifact's.\n")

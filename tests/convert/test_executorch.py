@@ -175,10 +175,11 @@ def test_speed_sharing_folds_every_fp32_conv_per_resolution(tmp_path):
     baked = {r: bake(model, r, bn=be.bn_style) for r in RESOLUTIONS}
     exported = be.export(baked, "fp32", {}, tmp_path)
     k = len(RESOLUTIONS)
-    convs = [m.weight.numel() * 4 for m in baked[32].modules() if isinstance(m, nn.Conv2d) and m.weight.numel() * 4 >= 1024]
+    def weight_bytes(kind):
+        return [m.weight.numel() * 4 for m in baked[32].modules() if isinstance(m, kind) and m.weight.numel() >= 256]
+
     large = sorted(n for n in pte_named_data(tmp_path / exported.files[0]).values() if n >= 1024)
-    assert large == sorted(convs * k + [m.weight.numel() * 4 for m in baked[32].modules()
-                                        if isinstance(m, nn.Linear) and m.weight.numel() * 4 >= 1024])
+    assert large == sorted(weight_bytes(nn.Conv2d) * k + weight_bytes(nn.Linear))
     runner = be.runner(exported, tmp_path)
     x = torch.randn(2, 3, 24, 24)
     with torch.no_grad():

@@ -38,8 +38,8 @@ def test_activation_ranges_are_per_resolution():
     assert len(torch.unique(r(torch.linspace(-1, 1, 10_000), 32, False))) <= 256
 
 
-@pytest.mark.parametrize("arch, method, resolutions", [("mobilenet_v2", "rsnet", (32, 24)), ("resnet18", "san", (32, 24)),
-                                                       ("tiny_cnn", "single", (32,))])
+@pytest.mark.parametrize("arch, method, resolutions", [
+    ("mobilenet_v2", "rsnet", (32, 24)), ("resnet18", "san", (32, 24)), ("tiny_cnn", "single", (32,))])
 def test_enable_keeps_the_state_dict_and_remove_restores_the_model(arch, method, resolutions):
     model = create_model(arch, method, resolutions, 0.35, 10)
     before = {k: v.clone() for k, v in model.state_dict().items()}
