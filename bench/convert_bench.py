@@ -52,15 +52,17 @@ def parse_args(argv=None):
     p.add_argument("--checkpoint", nargs="*", default=[], help="trained checkpoints to convert")
     p.add_argument("--random", type=float, nargs="*", default=[], help="widths of untrained MobileNetV2s")
     p.add_argument("--random-resolutions", type=parse_resolutions, default=(224, 192, 160, 128, 96))
+    p.add_argument("--num-classes", type=int, default=10, help="classes of the --random models (1000: ImageNet's)")
     p.add_argument("--backends", default=",".join(BACKENDS))
     p.add_argument("--precisions", default="fp32,int8")
     p.add_argument("--sharing", default="size", help="`convert --sharing` modes to measure, comma-separated")
     p.add_argument("--calib-samples", type=int, default=64)
     p.add_argument("--val-samples", type=int, default=500, help="parity images per resolution")
-    p.add_argument("--runs", type=int, default=30, help="timed runs per artifact and resolution")
+    p.add_argument("--runs", type=int, default=30, help="timed runs per artifact and resolution (0: sizes only)")
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--out", default="bench/out", help="bundles go to OUT/<model>/bundle")
     p.add_argument("--reuse", action="store_true", help="measure bundles already in --out instead of converting")
+    p.add_argument("--section", default="convert_bench", help="the bench/RESULTS.md section to write")
     p.add_argument("--record", action=argparse.BooleanOptionalAction, default=True,
                    help="also write the tables into bench/RESULTS.md")
     args = p.parse_args(argv)
@@ -69,10 +71,27 @@ def parse_args(argv=None):
     return args
 
 
-def random_checkpoint(width: float, resolutions, path: Path, seed: int = 0) -> Path:
+def random_checkpoint(width: float, resolutions, path: Path, seed: int = 0, class_names=None) -> Path:
     """An untrained RS-Net MobileNetV2 whose per-resolution BNs differ (a few γ negative, same sign everywhere)."""
-    model = random_bn(create_model("mobilenet_v2", "rsnet", resolutions, width=width, num_classes=10), seed)
-    return save_checkpoint(path, model, SyntheticImages(num_classes=10).classes)
+    class_names = class_names or SyntheticImages(num_classes=10).classes
+    model = random_bn(create_model("mobilenet_v2", "rsnet", resolutions, width=width,
+                                   num_classes=len(class_names)), seed)
+    return save_checkpoint(path, model, class_names)
+
+
+def noise_image_folder(root: Path, num_classes: int, size: int = 64) -> Path:
+    """An ImageFolder (train/ and val/) of `num_classes` classes, one random-noise image each: calibration and parity
+    data for an untrained model with more classes than the synthetic set has (sizes and latency only)."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split in ("train", "val"):
+        for c in range(num_classes):
+            folder = root / split / f"c{c:04d}"
+            if not folder.is_dir():
+                folder.mkdir(parents=True)
+                Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(folder / "0.png")
+    return root
 
 
 def bn_bytes_per_resolution(model) -> int:
@@ -142,12 +161,12 @@ def _bench_bundle(name, checkpoint, model, payload, bundle: Path, sharing: str, 
         manifest = Bundle.open(bundle).manifest
     else:
         manifest = convert(ConvertConfig(
-            checkpoint=str(checkpoint), out=str(bundle), backends=tuple(args.backends.split(",")),
+            checkpoint=str(checkpoint), out=str(bundle), backends=tuple(args.backends.split(",")), data=args.data,
             precisions=tuple(args.precisions.split(",")), calib_samples=args.calib_samples, sharing=sharing,
             val_samples=args.val_samples, overwrite=True, progress=False)).manifest
     print(f"{name}: bundle {bundle} (--sharing {sharing}) in {time.perf_counter() - t0:.0f} s", flush=True)
     resolutions = manifest.resolutions
-    calib = {r: split_images(model, "synthetic", "train", r, args.calib_samples, 0, payload["class_names"])[0]
+    calib = {r: split_images(model, args.data, "train", r, args.calib_samples, 0, payload["class_names"])[0]
              for r in resolutions}
     for artifact in manifest.artifacts:
         if artifact.backend.value not in backends:
@@ -166,7 +185,7 @@ def _bench_bundle(name, checkpoint, model, payload, bundle: Path, sharing: str, 
                          f"{artifact.bytes / 1e6:.2f} | **{artifact.bytes / one:.2f}×** | {floor:.2f}× | "
                          f"{all_folded} | "
                          f"{artifact.convert_seconds:.0f} | {parity_summary(artifact)} |")
-        if not artifact.runs_on_host:
+        if not artifact.runs_on_host or args.runs == 0:
             continue
         shared = be.runner(_exported_view(artifact), bundle / Path(artifact.file).parent)
         pairs = {}
@@ -195,7 +214,7 @@ def _exported_view(artifact):
 
 def main(argv=None) -> None:
     args = parse_args(argv)
-    with recorded("convert_bench", args.record):
+    with recorded(args.section, args.record):
         return _run(args)
 
 
@@ -206,10 +225,14 @@ def _run(args) -> None:
         config = load_checkpoint(c)[0].config
         models[f"mbv2_w{config.width}_{config.method.value}_trained"] = Path(c)
     for width in args.random:
-        name = f"mbv2_w{width}_random"
-        models[name] = random_checkpoint(width, args.random_resolutions, Path(args.out) / name / "checkpoint.pt")
+        name = f"mbv2_w{width}_random" + (f"_{args.num_classes}cls" if args.num_classes != 10 else "")
+        classes = None if args.num_classes == 10 else [f"c{c:04d}" for c in range(args.num_classes)]
+        models[name] = random_checkpoint(width, args.random_resolutions, Path(args.out) / name / "checkpoint.pt",
+                                         class_names=classes)
     size_rows, latency_rows = [], []
     for name, checkpoint in models.items():
+        args.data = "synthetic" if args.num_classes == 10 or name.endswith("_trained") else \
+            str(noise_image_folder(Path(args.out) / f"noise_{args.num_classes}", args.num_classes))
         bench_model(name, checkpoint, args, size_rows, latency_rows)
         print_tables(args, size_rows, latency_rows)  # after each model, so a later failure loses nothing
 
