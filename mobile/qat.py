@@ -1,6 +1,7 @@
 """Multi-resolution quantization-aware training (`resflex train --qat`): shared weights fake-quantized once, in the
-scheme the mobile int8 backends run, and activation ranges kept per resolution (RS-Nets §3.4 trains its
-switchable networks with shared low-bit weights and private BN per resolution).
+scheme the mobile int8 backends run, and activation ranges kept per resolution. (The RS-Nets paper's quantized
+RS-Nets, official code `quantization/` after LQ-Nets, also share low-bit weights across resolutions with a private
+BN each; their learned 2-bit quantizers are not what a phone runtime executes, int8 in this scheme is.)
 
 - **Weights**: every conv and linear weight is fake-quantized per output channel, symmetric int8 in [-127, 127] —
   the XNNPACK (ExecuTorch), TFLite and ONNX Runtime per-channel rule. The *unfolded* shared weight is quantized:
@@ -100,19 +101,21 @@ def check_qat_model(model: MultiResolutionNet) -> None:
                          f"{', '.join(m.value for m in QAT_METHODS)}); its stage resizing has no int8 export yet")
 
 
+def _meta_learners(model: nn.Module) -> set[int]:
+    """ids of the modules inside SAN meta-learners: their Linear layers generate kernels and are not quantized."""
+    return {id(x) for m in model.modules() if isinstance(m, MetaConv2d) for x in m.meta.modules()}
+
+
 def _quant_points(model: nn.Module) -> Iterator[nn.Module]:
     """The modules whose output the int8 backends quantize: conv-BN(-act) units, residual blocks, classifiers."""
+    meta = _meta_learners(model)
     for m in model.modules():
         children = list(m.children())
         unit = isinstance(m, nn.Sequential) and len(children) >= 2 and \
             isinstance(children[0], (nn.Conv2d, MetaConv2d)) and isinstance(children[1], BN_TYPES)
         residual = getattr(m, "use_residual", False) or hasattr(m, "shortcut")  # MobileNetV2 / ResNet blocks
-        if unit or residual or isinstance(m, nn.Linear) and not _in_meta(model, m):
+        if unit or residual or isinstance(m, nn.Linear) and id(m) not in meta:
             yield m
-
-
-def _in_meta(model: nn.Module, linear: nn.Module) -> bool:
-    return any(isinstance(m, MetaConv2d) and any(x is linear for x in m.modules()) for m in model.modules())
 
 
 class QAT:
@@ -121,11 +124,11 @@ class QAT:
     def __init__(self, model: MultiResolutionNet):
         check_qat_model(model)
         self.model = model
-        metas = {id(x) for m in model.modules() if isinstance(m, MetaConv2d) for x in m.meta.modules()}
+        meta = _meta_learners(model)
         self.swapped = []
         for m in model.modules():
             base = next((b for b, _ in _SWAPS if type(m) is b), None)
-            if base is not None and id(m) not in metas:  # a meta-learner's Linear generates a kernel, not quantized
+            if base is not None and id(m) not in meta:
                 m.__class__ = dict(_SWAPS)[base]
                 self.swapped.append((m, base))
         device = next(model.parameters()).device
