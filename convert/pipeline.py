@@ -170,6 +170,7 @@ def _convert(config: ConvertConfig) -> ConvertResult:
     backends = [load_backend(b) for b in config.backends]  # fail early on a missing runtime/tool
     for be, method in calib_methods(config.calib_method, backends).items():
         be.calib_method = method
+    for be in backends:
         be.sharing = config.sharing  # read by ExecuTorch and TFLite; ONNX Runtime and Core ML fold BN at load anyway
     class_names = payload["class_names"]
     say = (lambda msg: tqdm.write(msg)) if config.progress else (lambda msg: None)

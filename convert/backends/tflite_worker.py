@@ -295,8 +295,11 @@ def share_int8_weights(model, ref_index):
             if mine is None or theirs is None or mine[0].buffer == theirs[0].buffer:
                 continue
             (t, q), (rt, rq) = mine, theirs
-            diff = np.abs(q.astype(np.int16) - rq) if q.shape == rq.shape and list(t.shape) == list(rt.shape) else None
-            if diff is None or diff.max() > 1 or np.count_nonzero(diff) > INT8_TIE_FRACTION * q.size:
+            if list(t.shape) != list(rt.shape) or q.shape != rq.shape:
+                kept += 1
+                continue
+            diff = np.abs(q.astype(np.int16) - rq)
+            if diff.max() > 1 or np.count_nonzero(diff) > INT8_TIE_FRACTION * q.size:
                 kept += 1
                 continue
             t.buffer = rt.buffer
