@@ -18,3 +18,21 @@ def digits_folder(tmp_path_factory):
     from resflex.mobile.data import write_digits
 
     return write_digits(tmp_path_factory.mktemp("data") / "digits", size=32)
+
+
+def randomize_bn(model):
+    """Distinct statistics per resolution, so a wrong BN anywhere shows up in the outputs."""
+    g = torch.Generator().manual_seed(1)
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.2)
+            m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+            m.weight.data.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+            m.bias.data.copy_(torch.randn(m.num_features, generator=g) * 0.1)
+    return model.eval()
+
+
+@pytest.fixture(scope="session")
+def randomized():
+    """The `randomize_bn` helper, as a fixture (test modules cannot import conftest)."""
+    return randomize_bn

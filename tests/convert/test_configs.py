@@ -22,17 +22,10 @@ CHOSEN = [(32, [1.0, 1.0]), (32, [1.0, 0.75]), (24, [0.5, 0.75])]
 
 
 @pytest.fixture(scope="module")
-def resizable(tmp_path_factory):
+def resizable(tmp_path_factory, randomized):
     """(checkpoint path, model) of a tiny resizable network with distinct BN statistics per (resolution, factor)."""
     torch.manual_seed(0)
-    model = create_model("tiny_cnn", "resizable", RES, width=0.5, num_classes=4)
-    g = torch.Generator().manual_seed(1)
-    for m in model.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.2)
-            m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
-            m.weight.data.copy_(torch.rand(m.num_features, generator=g) + 0.5)
-    model.eval()
+    model = randomized(create_model("tiny_cnn", "resizable", RES, width=0.5, num_classes=4))
     return save_checkpoint(tmp_path_factory.mktemp("ckpt") / "checkpoint.pt", model, NAMES), model
 
 

@@ -31,19 +31,10 @@ RES, SCALES = (32, 24), (1.0, 0.75, 0.5)
 NAMES = ["red-horizontal", "green-horizontal", "red-vertical", "green-vertical"]
 
 
-def _randomized(model):
-    g = torch.Generator().manual_seed(3)
-    for m in model.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.2)
-            m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
-    return model.eval()
-
-
 @pytest.fixture(scope="module")
-def resizable_ckpt(tmp_path_factory):
+def resizable_ckpt(tmp_path_factory, randomized):
     torch.manual_seed(0)
-    model = _randomized(create_model("tiny_cnn", "resizable", RES, width=0.5, num_classes=4))
+    model = randomized(create_model("tiny_cnn", "resizable", RES, width=0.5, num_classes=4))
     return save_checkpoint(tmp_path_factory.mktemp("ckpt") / "checkpoint.pt", model, NAMES)
 
 
@@ -186,8 +177,8 @@ def test_interrupted_search_leaves_no_output(resizable_ckpt, tmp_path, monkeypat
 
 
 @pytest.fixture
-def tiny_rsnet_ckpt(tmp_path):
-    model = _randomized(create_model("tiny_cnn", "rsnet", RES, width=0.5, num_classes=4))
+def tiny_rsnet_ckpt(tmp_path, randomized):
+    model = randomized(create_model("tiny_cnn", "rsnet", RES, width=0.5, num_classes=4))
     return save_checkpoint(tmp_path / "rsnet" / "checkpoint.pt", model, NAMES)
 
 
