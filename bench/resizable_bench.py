@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import statistics
 import time
 from pathlib import Path
@@ -40,6 +39,7 @@ from pathlib import Path
 import torch
 
 from results import recorded  # bench/results.py
+from train_bench import interleaved_times, sgd_iteration
 from resflex.cli.main import parse_resolutions, parse_scales
 from resflex.mobile.adapt import MAX_ENUMERATED, AdaptConfig, config_macs, format_config, format_macs, format_report, train_adapt
 from resflex.mobile.checkpoint import load_checkpoint
@@ -47,7 +47,7 @@ from resflex.mobile.evaluate import evaluate
 from resflex.mobile.layers import ScaleAwareBatchNorm2d
 from resflex.mobile.losses import create_loss
 from resflex.mobile.models import create_model
-from resflex.mobile.train import MultiResolutionStep, ResizableStep, TrainConfig, resize_batch, train
+from resflex.mobile.train import MultiResolutionStep, ResizableStep, TrainConfig, train
 
 
 def parse_args(argv=None):
@@ -147,28 +147,15 @@ class Bench:
                                  stem_stride=a.stem_stride).train()
             loss = create_loss(method, len(res), distill)
             step = ResizableStep(model, loss, distill) if method == "resizable" else MultiResolutionStep(model, loss)
-            opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-
-            def run():
-                loss_value, _, _ = step(resize_batch(images, max(res)), target)
-                opt.zero_grad(set_to_none=True)
-                loss_value.backward()
-                opt.step()
-            return run
+            return sgd_iteration(step, model.parameters(), images, target, max(res))
 
         n = len(rs_res)
-        kinds = {f"resizable: {k} configurations at {self.r} px (fair sampling)": make("resizable", (self.r,), False),
-                 f"RS-Net: {n} resolutions {','.join(map(str, rs_res))}, CE only": make("rsnet", rs_res, False),
-                 f"RS-Net: {n} resolutions {','.join(map(str, rs_res))}, MRED": make("rsnet", rs_res, True)}
+        rs = f"RS-Net: {n} resolutions {','.join(map(str, rs_res))}"
+        kinds = {f"resizable: {k} configurations at {self.r} px (fair sampling)": [make("resizable", (self.r,), False)],
+                 f"{rs}, CE only": [make("rsnet", rs_res, False)],
+                 f"{rs}, MRED": [make("rsnet", rs_res, True)]}
         subnets = {name: k if name.startswith("resizable") else n for name in kinds}
-        times = {name: [] for name in kinds}
-        for run in kinds.values():
-            run()  # warm-up
-        for _ in range(a.step_repeats):
-            for name, run in kinds.items():
-                t0 = time.perf_counter()
-                run()
-                times[name].append(time.perf_counter() - t0)
+        times = interleaved_times(kinds, a.step_repeats)
         base = statistics.median(next(iter(times.values())))
         lines = [f"batch {a.batch_size}, {a.step_repeats} repeats, {torch.get_num_threads()} threads", "",
                  "| iteration | sub-networks | median ms | ratio vs resizable |", "|---|---:|---:|---:|"]

@@ -98,6 +98,34 @@ def accuracy_table(args, paths: dict[str, Path]) -> str:
     return format_matrix(rows, args.test_resolutions, trained)
 
 
+def sgd_iteration(step, params, images, target, resolution: int):
+    """One training iteration as a callable, for timing: `step` (a MultiResolutionStep or ResizableStep) on the
+    batch resized to `resolution`, backward, one SGD step over `params`."""
+    opt = torch.optim.SGD(params, lr=0.01, momentum=0.9)
+
+    def run():
+        loss, _, _ = step(resize_batch(images, resolution), target)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    return run
+
+
+def interleaved_times(kinds: dict, repeats: int) -> dict[str, list[float]]:
+    """kinds: {name: [callables run back to back]} → {name: wall seconds per repeat}, after one warm-up of each;
+    the kinds are interleaved, so machine noise hits every kind alike."""
+    times = {k: [] for k in kinds}
+    for run in (f for fs in kinds.values() for f in fs):
+        run()  # warm-up
+    for _ in range(repeats):
+        for k, fns in kinds.items():
+            t0 = time.perf_counter()
+            for fn in fns:
+                fn()
+            times[k].append(time.perf_counter() - t0)
+    return times
+
+
 def time_steps(args) -> str:
     """Median wall time of one optimizer step: multi-resolution (one model, all resolutions) vs the sum of
     single-resolution I-Net steps on the same batch, measured interleaved in one process."""
@@ -109,14 +137,7 @@ def time_steps(args) -> str:
     def make_step(method, res, distill):
         model = create_model(args.arch, method, res, args.width, num_classes=10).train()
         step = MultiResolutionStep(model, create_loss(method, len(res), distill))
-        opt = torch.optim.SGD(step.parameters(), lr=0.01, momentum=0.9)
-
-        def run():
-            loss, _, _ = step(resize_batch(images, max(res)), target)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-        return run
+        return sgd_iteration(step, step.parameters(), images, target, max(res))
 
     kinds = {
         "multi-resolution, CE only (RS-Net w/o MRED)": [make_step("rsnet", args.resolutions, False)],
@@ -124,15 +145,7 @@ def time_steps(args) -> str:
         "multi-resolution, scale distill. (SAN)": [make_step("san", args.resolutions, True)],
         "sum of single-resolution steps (I-Nets)": [make_step("single", (r,), False) for r in args.resolutions],
     }
-    times = {k: [] for k in kinds}
-    for run in (f for fs in kinds.values() for f in fs):
-        run()  # warm-up
-    for _ in range(args.step_repeats):
-        for k, fns in kinds.items():  # interleaved, so machine noise hits every kind alike
-            t0 = time.perf_counter()
-            for fn in fns:
-                fn()
-            times[k].append(time.perf_counter() - t0)
+    times = interleaved_times(kinds, args.step_repeats)
     base = statistics.median(times["sum of single-resolution steps (I-Nets)"])
     lines = ["| step | median ms | min ms | ratio vs sum of I-Net steps |", "|---|---:|---:|---:|"]
     for k, ts in times.items():
