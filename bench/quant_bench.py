@@ -150,7 +150,7 @@ def reference_parity(model, payload, artifact, bundle: Path, resolutions, sample
     for e in artifact.entries:
         x, y = split_images(model, "synthetic", "val", e.resolution, samples, 0, payload["class_names"])
         entry = Entry(e.resolution, e.name, e.input_name, e.output_name, tuple(e.input_shape))
-        rows.append(_parity(runner, entry, bake(model, e.resolution, bn="fold"), x, y, "int8"))
+        rows.append(_parity(runner, entry, bake(model, e.resolution, bn="fold"), x, y, artifact.precision.value))
     return dataclasses.replace(artifact, parity=rows)
 
 

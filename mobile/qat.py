@@ -93,12 +93,19 @@ class ActivationRange(nn.Module):
         return torch.fake_quantize_per_tensor_affine(x, scale, zero, ACT_QMIN, ACT_QMAX)
 
 
-def check_qat_model(model: MultiResolutionNet) -> None:
-    """ValueError unless `--qat` can train this model (methods rsnet, san, single; no stage resizing)."""
-    method = model.config.method
-    if method not in QAT_METHODS or any(isinstance(m, (StageResize, ScaleAwareBatchNorm2d)) for m in model.modules()):
+def check_qat_method(method: Method) -> None:
+    """ValueError unless `--qat` can train networks of `method` (rsnet, san, single)."""
+    if method not in QAT_METHODS:
         raise ValueError(f"--qat: method {method.value!r} is not supported (supported: "
                          f"{', '.join(m.value for m in QAT_METHODS)}); its stage resizing has no int8 export yet")
+
+
+def check_qat_model(model: MultiResolutionNet) -> None:
+    """ValueError unless `--qat` can train this model (a supported method, no stage resizing)."""
+    check_qat_method(model.config.method)
+    if any(isinstance(m, (StageResize, ScaleAwareBatchNorm2d)) for m in model.modules()):
+        raise ValueError("--qat: a model with stage resizing is not supported; its stage resizing has no int8 "
+                         "export yet")
 
 
 def _meta_learners(model: nn.Module) -> set[int]:

@@ -26,7 +26,7 @@ from .data import TrainTransform, build_dataset, make_loader
 from .evaluate import evaluate
 from .layers import DEFAULT_STAGE_SCALES, check_resolutions, check_scales, check_stage_scales, parse_enum
 from .losses import create_loss
-from .qat import QAT_METHODS, enable_qat
+from .qat import check_qat_method, enable_qat
 from .models import Method, MultiResolutionNet, create_model, list_models
 
 CONFIG_KIND = "resflex.train"
@@ -158,9 +158,8 @@ class TrainConfig:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"{name}: expected a positive integer, got {v!r}")
-        if self.qat and method not in QAT_METHODS:
-            raise ValueError(f"--qat: method {method.value!r} is not supported (supported: "
-                             f"{', '.join(m.value for m in QAT_METHODS)}); its stage resizing has no int8 export yet")
+        if self.qat:
+            check_qat_method(method)
         if self.lr is None:
             one_network = self.switch_at_epoch == 0  # e.g. --finetune: one configuration from the start
             lr = BASE_LR if one_network else default_lr(method, len(self.resolutions), self.scales, self.distill)

@@ -148,6 +148,12 @@ def dedupe_buffers(model):
         model.metadataBuffer = np.array([new[int(b)] for b in model.metadataBuffer], dtype=np.int32)
 
 
+def conv_ops(sg, codes):
+    """A subgraph's CONV_2D and DEPTHWISE_CONV_2D operators, in graph order (`codes`: builtin code per opcode index)."""
+    O = schema().BuiltinOperator
+    return [op for op in sg.operators if codes[op.opcodeIndex] in (O.CONV_2D, O.DEPTHWISE_CONV_2D)]
+
+
 def share_float_weights(model, ref_index):
     """In every subgraph but the reference, rewrite each float conv whose filter is the reference filter scaled
     per output channel (W = k * W_ref: BN folded at another resolution) as MUL(conv(x; W_ref, b / k), k), the
@@ -189,19 +195,17 @@ def share_float_weights(model, ref_index):
             return None
         return index, np.frombuffer(bytes(data), dtype=_NP[t.type]).astype(np.float64).reshape(t.shape)
 
-    def convs(sg):
-        return [op for op in sg.operators if codes[op.opcodeIndex] in (O.CONV_2D, O.DEPTHWISE_CONV_2D)]
-
     ref = model.subgraphs[ref_index]
     ref_producers = {int(o): op for op in ref.operators for o in op.outputs}
-    ref_convs = convs(ref)
+    ref_convs = conv_ops(ref, codes)
     shared = kept = 0
     for si, sg in enumerate(model.subgraphs):
         if si == ref_index:
             continue
         # Convs pair up in graph order (other ops may differ: e.g. explicit PADs exist only where SAME padding
         # differs from the ONNX pads at that resolution); each pair is checked below before anything is shared.
-        pairs = dict(zip(map(id, convs(sg)), ref_convs)) if len(convs(sg)) == len(ref_convs) else {}
+        mine = conv_ops(sg, codes)
+        pairs = dict(zip(map(id, mine), ref_convs)) if len(mine) == len(ref_convs) else {}
         if not pairs:
             log(f"signature subgraph {sg.name}: conv count differs from the reference; its weights are not shared")
             continue
@@ -271,12 +275,7 @@ def share_int8_weights(model, ref_index):
     twice). Where a conv's int8 filter differs from the reference's only so (|Δ| = 1 in at most INT8_TIE_FRACTION
     of its values), it takes the reference's bytes: quantizing the unfolded weight once, as the ONNX and ExecuTorch
     backends do (its per-channel scales, bias and BN stay the resolution's own). Returns (convs shared, kept)."""
-    S = schema()
-    O = S.BuiltinOperator
     codes = [max(oc.builtinCode, oc.deprecatedBuiltinCode) for oc in model.operatorCodes]
-
-    def convs(sg):
-        return [op for op in sg.operators if codes[op.opcodeIndex] in (O.CONV_2D, O.DEPTHWISE_CONV_2D)]
 
     def int8_filter(sg, op):
         t = sg.tensors[int(op.inputs[1])]
@@ -286,11 +285,13 @@ def share_int8_weights(model, ref_index):
         return t, np.frombuffer(bytes(data), dtype=np.int8)
 
     ref = model.subgraphs[ref_index]
+    ref_convs = conv_ops(ref, codes)
     shared = kept = 0
     for si, sg in enumerate(model.subgraphs):
-        if si == ref_index or len(convs(sg)) != len(convs(ref)):
+        convs = conv_ops(sg, codes)
+        if si == ref_index or len(convs) != len(ref_convs):
             continue
-        for op, rop in zip(convs(sg), convs(ref)):
+        for op, rop in zip(convs, ref_convs):
             mine, theirs = int8_filter(sg, op), int8_filter(ref, rop)
             if mine is None or theirs is None or mine[0].buffer == theirs[0].buffer:
                 continue
