@@ -143,30 +143,31 @@ def parity_summary(artifact) -> str:
     return text + (" ✓" if all(p.passed for p in artifact.parity) else " ✗")
 
 
-def bench_model(name: str, checkpoint: Path, args, size_rows: list, latency_rows: list) -> None:
+def bench_model(name: str, checkpoint: Path, data: str, args, size_rows: list, latency_rows: list) -> None:
+    """Convert `checkpoint` once per `--sharing` mode (calibration and parity images from `data`) and add its rows."""
     model, payload = load_checkpoint(checkpoint)
     backends = {b: load_backend(b) for b in args.backends.split(",")}
     with tempfile.TemporaryDirectory(prefix="folded_") as tmp:
         folded = {}  # (backend, precision) → the folded single-resolution artifacts, shared by every sharing mode
         for sharing in args.sharing.split(","):
             bundle = Path(args.out) / name / ("bundle" if sharing == "size" else f"bundle_{sharing}")
-            _bench_bundle(name, checkpoint, model, payload, bundle, sharing, backends, folded, Path(tmp), args,
+            _bench_bundle(name, checkpoint, data, model, payload, bundle, sharing, backends, folded, Path(tmp), args,
                           size_rows, latency_rows)
 
 
-def _bench_bundle(name, checkpoint, model, payload, bundle: Path, sharing: str, backends, folded, tmp: Path, args,
-                  size_rows: list, latency_rows: list) -> None:
+def _bench_bundle(name, checkpoint, data: str, model, payload, bundle: Path, sharing: str, backends, folded,
+                  tmp: Path, args, size_rows: list, latency_rows: list) -> None:
     t0 = time.perf_counter()
     if args.reuse and bundle.exists():
         manifest = Bundle.open(bundle).manifest
     else:
         manifest = convert(ConvertConfig(
-            checkpoint=str(checkpoint), out=str(bundle), backends=tuple(args.backends.split(",")), data=args.data,
+            checkpoint=str(checkpoint), out=str(bundle), backends=tuple(args.backends.split(",")), data=data,
             precisions=tuple(args.precisions.split(",")), calib_samples=args.calib_samples, sharing=sharing,
             val_samples=args.val_samples, overwrite=True, progress=False)).manifest
     print(f"{name}: bundle {bundle} (--sharing {sharing}) in {time.perf_counter() - t0:.0f} s", flush=True)
     resolutions = manifest.resolutions
-    calib = {r: split_images(model, args.data, "train", r, args.calib_samples, 0, payload["class_names"])[0]
+    calib = {r: split_images(model, data, "train", r, args.calib_samples, 0, payload["class_names"])[0]
              for r in resolutions}
     for artifact in manifest.artifacts:
         if artifact.backend.value not in backends:
@@ -220,20 +221,21 @@ def main(argv=None) -> None:
 
 def _run(args) -> None:
     single_thread()
-    models = {}
+    models = {}  # name → (checkpoint, calibration / parity data)
     for c in args.checkpoint:
         config = load_checkpoint(c)[0].config
-        models[f"mbv2_w{config.width}_{config.method.value}_trained"] = Path(c)
+        models[f"mbv2_w{config.width}_{config.method.value}_trained"] = (Path(c), "synthetic")
+    random_data, classes = "synthetic", None
+    if args.num_classes != 10:  # more classes than the synthetic set has
+        classes = [f"c{c:04d}" for c in range(args.num_classes)]
+        random_data = str(noise_image_folder(Path(args.out) / f"noise_{args.num_classes}", args.num_classes))
     for width in args.random:
-        name = f"mbv2_w{width}_random" + (f"_{args.num_classes}cls" if args.num_classes != 10 else "")
-        classes = None if args.num_classes == 10 else [f"c{c:04d}" for c in range(args.num_classes)]
-        models[name] = random_checkpoint(width, args.random_resolutions, Path(args.out) / name / "checkpoint.pt",
-                                         class_names=classes)
+        name = f"mbv2_w{width}_random" + (f"_{args.num_classes}cls" if classes else "")
+        models[name] = (random_checkpoint(width, args.random_resolutions, Path(args.out) / name / "checkpoint.pt",
+                                          class_names=classes), random_data)
     size_rows, latency_rows = [], []
-    for name, checkpoint in models.items():
-        args.data = "synthetic" if args.num_classes == 10 or name.endswith("_trained") else \
-            str(noise_image_folder(Path(args.out) / f"noise_{args.num_classes}", args.num_classes))
-        bench_model(name, checkpoint, args, size_rows, latency_rows)
+    for name, (checkpoint, data) in models.items():
+        bench_model(name, checkpoint, data, args, size_rows, latency_rows)
         print_tables(args, size_rows, latency_rows)  # after each model, so a later failure loses nothing
 
 
