@@ -4,6 +4,7 @@ I-Nets (same epochs each), plus the cost of one multi-resolution training step.
     python bench/train_bench.py                    # built-in synthetic data; prints markdown tables
     python bench/train_bench.py --data digits --resolutions 32,28,24,20,16 --test-resolutions 32,30,...,16
     python bench/train_bench.py --data PATH        # any ImageFolder with train/ and val/
+    python bench/train_bench.py --seeds 0,1,2 --models rsnet,single   # the claims over seeds (mean, min–max)
 
 `--data digits` writes scikit-learn's real 8×8 handwritten digits, upscaled to 32 px, as an ImageFolder under
 runs/data/digits (no download). The recipe (stem stride, crop range) is `resflex train`'s default for the sizes.
@@ -12,6 +13,8 @@ Tables:
 1. top-1 (%) per test resolution (the papers' Table 1 layout): every I-Net at every test resolution, the
    RS-Net and SAN with BN `nearest` and `interpolate` at the in-between resolutions.
 2. wall time of one multi-resolution step vs the sum of the single-resolution steps (same batch, medians).
+3. with several --seeds: top-1 at the training resolutions per seed, their mean and range, and the papers' claims
+   on the means (RS-Net ≥ I-Net − 0.5 pt at each training resolution, SAN within 1 pt of RS-Net).
 """
 
 from __future__ import annotations
@@ -50,6 +53,10 @@ def parse_args(argv=None):
     p.add_argument("--val-samples", type=int, default=1000)
     p.add_argument("--workers", type=int, default=0)
     p.add_argument("--step-repeats", type=int, default=15, help="timed repeats per step kind (medians reported)")
+    p.add_argument("--seeds", type=lambda t: tuple(int(x) for x in t.split(",")), default=(0,),
+                   help="training seeds (data order, augmentation, synthetic training images, initial weights); "
+                        "the full matrix is shown for the first, the claims over all")
+    p.add_argument("--models", default="rsnet,san,single", help="which of rsnet, san, single (the I-Nets) to train")
     p.add_argument("--out", default="runs/train_bench")
     p.add_argument("--skip-training", action="store_true", help="reuse checkpoints already in --out")
     p.add_argument("--steps-only", action="store_true", help="only the step-time table")
@@ -58,25 +65,44 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def train_all(args) -> dict[str, Path]:
-    """Train RS-Net, SAN and one I-Net per resolution with identical settings; returns checkpoint paths."""
-    runs = {"RS-Net (MRED)": ("rsnet", args.resolutions), "SAN": ("san", args.resolutions)}
-    runs.update({f"I-Net {r}": ("single", (r,)) for r in args.resolutions})
+MODELS = ("rsnet", "san", "single")
+
+
+def parse_models(text: str) -> tuple[str, ...]:
+    models = tuple(m.strip() for m in text.split(",") if m.strip())
+    unknown = [m for m in models if m not in MODELS]
+    if unknown or not models:
+        raise SystemExit(f"--models: {unknown or text!r} not among {', '.join(MODELS)}")
+    return models
+
+
+def train_all(args, seed: int = 0) -> dict[str, Path]:
+    """Train RS-Net, SAN and one I-Net per resolution (those in --models) with identical settings and one seed;
+    returns checkpoint paths (seed 0 directly under --out, others under --out/seedN)."""
+    models = parse_models(args.models)
+    runs = {}
+    if "rsnet" in models:
+        runs["RS-Net (MRED)"] = ("rsnet", args.resolutions)
+    if "san" in models:
+        runs["SAN"] = ("san", args.resolutions)
+    if "single" in models:
+        runs.update({f"I-Net {r}": ("single", (r,)) for r in args.resolutions})
+    root = Path(args.out) if seed == 0 else Path(args.out) / f"seed{seed}"
     # The input-size recipe of the switchable networks (from their largest resolution) for every run: an I-Net is
     # the same network (stem stride, crops) trained at one resolution, as in the papers' comparison.
     recipe = TrainConfig(resolutions=args.resolutions)
     paths = {}
     for name, (method, res) in runs.items():
-        out = Path(args.out) / name.split()[0].lower().replace("-", "") / "-".join(map(str, res))
+        out = root / name.split()[0].lower().replace("-", "") / "-".join(map(str, res))
         config = TrainConfig(data=args.data, arch=args.arch, method=method, resolutions=res, width=args.width,
                              epochs=args.epochs if method == "single" else (args.epochs_multi or args.epochs),
                              flip=args.flip, stem_stride=recipe.stem_stride, min_crop=recipe.min_crop,
                              batch_size=args.batch_size, lr=args.lr,
                              train_samples=args.train_samples, val_samples=args.val_samples, workers=args.workers,
-                             out=str(out), overwrite=True, progress=False, device="cpu")
+                             seed=seed, out=str(out), overwrite=True, progress=False, device="cpu")
         if not (args.skip_training and config.checkpoint_path.exists()):
             t0 = time.perf_counter()
-            print(f"training {name} at {list(res)} ...", flush=True)
+            print(f"training {name} at {list(res)}, seed {seed} ...", flush=True)
             train(config)
             print(f"  done in {time.perf_counter() - t0:.0f} s", flush=True)
         paths[name] = config.checkpoint_path
@@ -96,6 +122,39 @@ def accuracy_table(args, paths: dict[str, Path]) -> str:
     (Path(args.out) / "accuracy.json").write_text(
         json.dumps({n: {str(r): a for r, a in acc.items()} for n, acc in rows.items()}, indent=2))
     return format_matrix(rows, args.test_resolutions, trained)
+
+
+def seed_table(args, paths_per_seed: dict[int, dict[str, Path]]) -> str:
+    """Top-1 at the training resolutions (nearest BN) per model and seed, the mean and range over seeds, and the
+    papers' claims judged on the means: RS-Net ≥ I-Net − 0.5 pt (RS-Nets Table 2), SAN within 1 pt of RS-Net."""
+    acc: dict[str, dict[int, list[float]]] = {}  # model → resolution → one top-1 per seed
+    for seed, paths in paths_per_seed.items():
+        for name, path in paths.items():
+            model, payload = load_checkpoint(path)
+            res = model.config.resolutions
+            top1 = evaluate(model, args.data, res, "nearest", batch_size=256, workers=args.workers,
+                            length=args.val_samples, class_names=payload["class_names"])
+            key = "I-Nets" if name.startswith("I-Net") else name
+            for r in res:
+                acc.setdefault(key, {}).setdefault(r, []).append(100 * top1[r])
+    res = args.resolutions
+    seeds = ", ".join(map(str, paths_per_seed))
+    lines = [f"| model | {' | '.join(f'{r} px' for r in res)} |", "|---|" + "---|" * len(res)]
+    for key, per_res in acc.items():
+        for i, seed in enumerate(paths_per_seed):
+            lines.append(f"| {key}, seed {seed} | " + " | ".join(f"{per_res[r][i]:.1f}" for r in res) + " |")
+        lines.append(f"| **{key}, mean (min–max) over seeds {seeds}** | " + " | ".join(
+            f"**{statistics.fmean(per_res[r]):.1f}** ({min(per_res[r]):.1f}–{max(per_res[r]):.1f})" for r in res) + " |")
+    mean = {k: {r: statistics.fmean(v[r]) for r in res} for k, v in acc.items()}
+
+    def claim(label, a, b, ok):
+        if a not in mean or b not in mean:
+            return []
+        diffs = [mean[a][r] - mean[b][r] for r in res]
+        return [f"| {label} | " + " | ".join(f"{d:+.1f} {'✓' if ok(d) else '✗'}" for d in diffs) + " |"]
+    lines += claim("RS-Net − I-Net (goal ≥ −0.5 pt)", "RS-Net (MRED)", "I-Nets", lambda d: d >= -0.5)
+    lines += claim("SAN − RS-Net (goal within 1 pt)", "SAN", "RS-Net (MRED)", lambda d: abs(d) <= 1.0)
+    return "\n".join(lines)
 
 
 def sgd_iteration(step, params, images, target, resolution: int):
@@ -156,7 +215,8 @@ def time_steps(args) -> str:
 
 def main(argv=None) -> None:
     args = parse_args(argv)
-    with recorded("train_bench" if args.data == "synthetic" else f"train_bench_{Path(args.data).name}", args.record):
+    name = "train_bench" if args.data == "synthetic" else f"train_bench_{Path(args.data).name}"
+    with recorded(name + ("_seeds" if len(args.seeds) > 1 else ""), args.record):
         return _run(args)
 
 
@@ -171,9 +231,14 @@ def _run(args) -> None:
     print(time_steps(args), "\n", flush=True)
     if args.steps_only:
         return
-    paths = train_all(args)
-    print(f"\n## Top-1 (%) on {args.data} val (at most {args.val_samples} images); * = training resolution\n")
-    print(accuracy_table(args, paths))
+    paths = {seed: train_all(args, seed) for seed in args.seeds}
+    first = args.seeds[0]
+    print(f"\n## Top-1 (%) on {args.data} val (at most {args.val_samples} images), seed {first}; "
+          "* = training resolution\n")
+    print(accuracy_table(args, paths[first]))
+    if len(args.seeds) > 1:
+        print(f"\n## Top-1 (%) at the training resolutions over seeds (nearest BN), and the papers' claims\n")
+        print(seed_table(args, paths))
 
 
 if __name__ == "__main__":

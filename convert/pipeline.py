@@ -137,7 +137,8 @@ def _scales(entry) -> list[float] | None:
     return list(entry.stage_scales) or None
 
 
-def _parity(runner, entry, module, x: torch.Tensor, y: torch.Tensor, precision: str) -> schema.Parity:
+def _parity(runner, entry, module, x: torch.Tensor, y: torch.Tensor, precision: str,
+            evaluator: schema.Evaluator = schema.Evaluator.RUNTIME) -> schema.Parity:
     with torch.no_grad():
         ref = module(x).numpy()
     out = runner.run(entry, x.numpy())  # the runtime runs the batch one image at a time, as exported
@@ -146,7 +147,7 @@ def _parity(runner, entry, module, x: torch.Tensor, y: torch.Tensor, precision: 
     acc_art, acc_ref = float((out.argmax(1) == y.numpy()).mean()), float((ref.argmax(1) == y.numpy()).mean())
     passed = err <= FP32_TOLERANCE if precision == "fp32" else (
         agree >= INT8_MIN_AGREEMENT and acc_ref - acc_art <= INT8_MAX_DROP)
-    return schema.Parity(entry.resolution, len(x), err, agree, acc_art, acc_ref, passed, _scales(entry))
+    return schema.Parity(entry.resolution, len(x), err, agree, acc_art, acc_ref, passed, _scales(entry), evaluator)
 
 
 def convert(config: ConvertConfig) -> ConvertResult:
@@ -256,8 +257,9 @@ def _convert(config: ConvertConfig) -> ConvertResult:
                     f"top-1 {p.top1_artifact:.3f} vs {p.top1_torch:.3f})" for p in bad)))
             points += _operating_points(info, macs, params, config, val)
             worst = min(info.parity, key=lambda p: (p.passed, -p.max_rel_error), default=None)
-            check = ("not run on host" if not info.runs_on_host else
-                     f"parity {'ok' if not bad else 'BELOW TARGET'} at {len(info.parity)} entries"
+            check = ("not run on host" if not info.parity else
+                     ("" if info.runs_on_host else "not run on host, MIL reference evaluator: ")
+                     + f"parity {'ok' if not bad else 'BELOW TARGET'} at {len(info.parity)} entries"
                      + (f" (worst rel. error {worst.max_rel_error:.1e}, agreement {worst.top1_agreement:.3f})"
                         if worst else ""))
             away = " in a separate process" if (be.name, precision) in started else ""
@@ -292,15 +294,21 @@ def _artifact_info(be, exported: Exported, stage: Path, baked, val, precision, s
     files = [folder / f for f in exported.files]
     parity = []
     runner = be.runner(exported, folder) if exported.runs_on_host else None
+    on_host = runner is not None
+    evaluator = schema.Evaluator.RUNTIME
+    if runner is None and hasattr(be, "reference_runner"):  # Core ML off macOS: its MIL reference evaluator
+        runner, evaluator = be.reference_runner(exported, folder), schema.Evaluator.MIL_REFERENCE
     if runner is not None:
-        parity = [_parity(runner, e, baked[e.spatial], *val[e.resolution], precision) for e in exported.entries]
+        reference = getattr(be, "parity_reference", lambda module, _: module)
+        parity = [_parity(runner, e, reference(baked[e.spatial], precision), *val[e.resolution], precision, evaluator)
+                  for e in exported.entries]
     rel = lambda p: p.relative_to(stage).as_posix()  # noqa: E731
     return schema.ArtifactInfo(
         backend=schema.Backend(be.name), precision=schema.Precision(precision), file=rel(main),
         sha256=sha256_of(main), bytes=sum(size_of(f) for f in files), layout=schema.Layout(exported.layout),
         entries=[schema.EntryInfo(e.resolution, e.name, e.input_name, e.output_name, list(e.input_shape), _scales(e))
                  for e in exported.entries],
-        runs_on_host=runner is not None, parity=parity,
+        runs_on_host=on_host, parity=parity,
         extra_files=[schema.FileRef(rel(f), sha256_of(f), size_of(f)) for f in files[1:]],
         notes=exported.notes, convert_seconds=round(seconds, 2))
 

@@ -28,9 +28,11 @@ BatchNorm — the same problem, and the same answer, as the ExecuTorch backend's
   at `x_scale · s_w · |a_r|`.
   Same graph, same speed, identical int8 bytes at every resolution whose BN scales have the same signs (a channel
   whose γ changes sign makes that layer's bytes differ there: correct, not shared; `Exported.notes` counts the
-  convs with negative BN scales). What each resolution keeps of its own: per channel its weight scale, int32 bias
-  and bias scale — 12 bytes, where fp32 keeps 8 (scale and shift): a QDQ graph has no cheaper place for a
-  per-channel factor.
+  convs with negative BN scales). What each resolution keeps of its own: per channel its weight scale and int32
+  bias — 8 bytes, as fp32's scale and shift. The bias scale is not stored: it is `x_scale · w_scale` by
+  definition, so the graph computes it with a Mul that ONNX Runtime's constant folding evaluates at session creation
+  (same float32 values, same QLinearConv fusion, bit-identical outputs); the all-zero zero points are left out
+  (DequantizeLinear's default).
 """
 
 from __future__ import annotations
@@ -235,7 +237,7 @@ def _share_int8_weights(model, unfolded: Mapping[str, tuple[Tensor, Tensor]], bi
     weight, BN scale) to int8 values `sign(a) · round(W / s_w)` and scales `s_w · |a|`; its int32 bias re-quantized
     from the folded fp32 bias in `biases`. Returns how many convs carry a negative BN scale (their bytes are shared
     only with resolutions of the same signs)."""
-    from onnx import TensorProto, numpy_helper
+    from onnx import TensorProto, helper, numpy_helper
     from onnxruntime.quantization.quant_utils import quantize_data
 
     inits = {t.name: t for t in model.graph.initializer}
@@ -251,7 +253,7 @@ def _share_int8_weights(model, unfolded: Mapping[str, tuple[Tensor, Tensor]], bi
     def array(name: str) -> np.ndarray:
         return numpy_helper.to_array(inits[name])
 
-    flipped = 0
+    flipped, unused = 0, set()
     for fqn, (weight, bn_scale) in unfolded.items():
         q_name = f"{fqn}.weight_quantized"
         dq = [n for n in consumers.get(q_name, []) if n.op_type == "DequantizeLinear"]
@@ -280,12 +282,25 @@ def _share_int8_weights(model, unfolded: Mapping[str, tuple[Tensor, Tensor]], bi
         scale = np.maximum(s * np.abs(a), np.finfo(np.float32).tiny).astype(np.float32)
         put(q_name, q * sign.reshape(-1, *([1] * (q.ndim - 1))))
         put(w_scale_name, scale)
+        unused.update(dq[0].input[2:])  # the zero points are all 0, DequantizeLinear's default
+        del dq[0].input[2:]
         if bias_dq is not None:
             bias_scale = (array(x_dq.input[1]).astype(np.float32) * scale).astype(np.float32)
             bias_q = np.clip(np.round(biases[f"{fqn}.bias"].astype(np.float64) / bias_scale),
                              np.iinfo(np.int32).min, np.iinfo(np.int32).max).astype(np.int32)
             put(bias_dq.input[0], bias_q)
-            put(bias_dq.input[1], bias_scale)
+            # the bias scale is x_scale · w_scale by definition: a Mul node instead of 4 stored bytes per channel
+            # (ONNX Runtime's constant folding turns it back into the same float32 values at session creation,
+            # before the QDQ fusion into QLinearConv reads it)
+            unused.update(bias_dq.input[1:])
+            bias_dq.input[1] = f"{bias_dq.input[0]}_scale_x_times_w"
+            del bias_dq.input[2:]
+            mul = helper.make_node("Mul", [x_dq.input[1], w_scale_name], [bias_dq.input[1]])
+            model.graph.node.insert(list(model.graph.node).index(bias_dq), mul)
+    still_used = {i for n in model.graph.node for i in n.input}
+    kept = [t for t in model.graph.initializer if t.name not in unused or t.name in still_used]
+    del model.graph.initializer[:]
+    model.graph.initializer.extend(kept)
     return flipped
 
 

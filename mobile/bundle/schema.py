@@ -141,9 +141,18 @@ class FileRef:
     bytes: int
 
 
+class Evaluator(str, enum.Enum):
+    """What computed an artifact's parity outputs."""
+
+    RUNTIME = "runtime"  # the backend's own runtime on the host (ExecuTorch, LiteRT, ONNX Runtime, Core ML on macOS)
+    MIL_REFERENCE = "mil_reference"  # Core ML off macOS: resflex's evaluator of the saved ML program (torch, fp16
+    #                                  casts and quantized weights honoured; not the Core ML runtime)
+
+
 @dataclasses.dataclass(frozen=True)
 class Parity:
-    """The artifact run in its own runtime vs the baked torch module, on `samples` validation images."""
+    """The artifact's outputs vs the baked torch module (int4: with its weights on the int4 grid, so that parity
+    checks the conversion and top1_artifact shows the 4-bit loss), on `samples` validation images."""
 
     resolution: int
     samples: int
@@ -153,6 +162,7 @@ class Parity:
     top1_torch: float
     passed: bool  # fp32: max_rel_error ≤ 1e-4; quantized: agreement ≥ 0.99 and accuracy drop ≤ 1 point
     stage_scales: list[float] | None = None  # the entry's stage-scale configuration (Resizable Networks)
+    evaluator: Evaluator | None = None  # absent: the runtime (manifests before this field)
 
 
 @dataclasses.dataclass(frozen=True)

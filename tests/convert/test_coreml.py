@@ -119,19 +119,6 @@ def test_weights_are_stored_once(exported, precision):
         assert weights["unique_dtypes"][precision] == 4
 
 
-def int4_weights(module):
-    """A copy of an affine-baked module with every conv / linear weight on the int4 grid Core ML stores: per output
-    channel, symmetric, [-7, 7] (the BN stays in the affine, i.e. in the weight scales)."""
-    import copy
-
-    q = copy.deepcopy(module)
-    for m in q.modules():
-        if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)):
-            s = m.weight.abs().flatten(1).amax(1).clamp_min(1e-12).view(-1, *[1] * (m.weight.dim() - 1)) / 7
-            m.weight.data = torch.round(m.weight / s) * s
-    return q
-
-
 @pytest.mark.parametrize("precision", CoreMLBackend.precisions)
 def test_reference_evaluation_matches_torch(exported, tiny, precision):
     """The MIL program, evaluated in torch, computes what the baked module computes (fp16 / int8 noise; int4: the
@@ -140,10 +127,11 @@ def test_reference_evaluation_matches_torch(exported, tiny, precision):
     runner = ReferenceRunner(path)
     for entry in ex.entries:
         x = torch.randn(4, 3, entry.resolution, entry.resolution)
-        module = int4_weights(tiny[entry.resolution]) if precision == "int4" else tiny[entry.resolution]
+        module = CoreMLBackend.parity_reference(tiny[entry.resolution], precision)
         ref = module(x).numpy()
         got = runner.run(entry, x.numpy())
-        assert got.shape == ref.shape
+        one_at_a_time = runner.run(entry, x.numpy(), batch=1)  # the program's own batch size
+        assert got.shape == ref.shape and np.allclose(got, one_at_a_time, rtol=0, atol=1e-5)
         rel = np.abs(got - ref).max() / np.abs(ref).max()
         assert rel < (2e-3 if precision == "fp16" else 3e-2), (entry.name, rel)
 
@@ -198,3 +186,30 @@ def test_bad_arguments(tiny, tmp_path):
     with pytest.raises(ValueError, match="at least one resolution"):
         CoreMLBackend().export({}, "fp16", {}, tmp_path)
     assert not any(tmp_path.iterdir())
+
+
+def test_convert_fills_the_lut_with_the_reference_evaluator(tmp_path):
+    """Off macOS, convert checks every Core ML function with the MIL reference evaluator: the manifest's parity
+    names that evaluator, the artifact is still 'not run on host', and the LUT gets each point's top-1."""
+    from resflex.convert.pipeline import ConvertConfig, convert
+    from resflex.mobile.bundle.schema import Evaluator
+    from resflex.mobile.checkpoint import save_checkpoint
+
+    names = ["red-horizontal", "green-horizontal", "red-vertical", "green-vertical"]
+    ckpt = save_checkpoint(tmp_path / "ckpt" / "checkpoint.pt", tiny_model(), names)
+    result = convert(ConvertConfig(str(ckpt), str(tmp_path / "b"), backends=("coreml",), precisions=("fp16", "int4"),
+                                   calib_samples=8, val_samples=24, progress=False))
+    by_precision = {a.precision.value: a for a in result.manifest.artifacts}
+    assert set(by_precision) == {"fp16", "int4"}
+    for art in by_precision.values():
+        assert art.runs_on_host is (sys.platform == "darwin")
+        assert [p.resolution for p in art.parity] == list(RESOLUTIONS) and all(p.samples == 24 for p in art.parity)
+        assert all(p.evaluator is (Evaluator.RUNTIME if art.runs_on_host else Evaluator.MIL_REFERENCE)
+                   for p in art.parity)
+        # fp16 against the float module, int4 against the module on the int4 grid: the conversion is faithful
+        assert all(p.passed and p.top1_agreement >= 0.99 for p in art.parity), art.parity
+    points = result.lut.operating_points
+    assert points and all(op.top1 is not None and 0 <= op.top1 <= 1 for op in points)
+    top1 = {(op.precision.value, op.resolution): op.top1 for op in points}
+    parity = {(a.precision.value, p.resolution): p.top1_artifact for a in by_precision.values() for p in a.parity}
+    assert top1 == parity

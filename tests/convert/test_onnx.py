@@ -129,3 +129,46 @@ def test_negative_bn_scales_keep_int8_exact_and_shared(tiny_model, tmp_path):
         x = torch.randn(8, 3, e.resolution, e.resolution, generator=torch.Generator().manual_seed(e.resolution))
         ref = baked[e.resolution](x).numpy()
         assert np.abs(runner.run(e, x.numpy()) - ref).max() / np.abs(ref).max() <= 0.2
+
+
+def test_int8_stores_8_bytes_per_channel_and_still_fuses(tiny_model, tmp_path):
+    """Each resolution keeps only its weight scale and int32 bias per channel: the bias scale is a Mul of the input
+    and weight scales (folded by ONNX Runtime at session creation), the all-zero zero points are left out, and every
+    conv still fuses into QLinearConv with the outputs of quantize_static's own graph."""
+    import onnxruntime as ort
+
+    exported, _, _ = _export(tiny_model, (32, 16), "int8", tmp_path)
+    model = onnx.load(str(tmp_path / exported.entries[0].name), load_external_data=False)
+    producer = {o: n for n in model.graph.node for o in n.output}
+    convs = [n for n in model.graph.node if n.op_type == "Conv"]
+    assert convs
+    for conv in convs:
+        x_dq, w_dq, b_dq = (producer[i] for i in conv.input)
+        assert len(w_dq.input) == len(b_dq.input) == 2  # no zero points
+        mul = producer[b_dq.input[1]]
+        assert mul.op_type == "Mul" and list(mul.input) == [x_dq.input[1], w_dq.input[1]]
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+    options.optimized_model_filepath = str(tmp_path / "optimized.onnx")
+    session = ort.InferenceSession(str(tmp_path / exported.entries[0].name), options,
+                                   providers=["CPUExecutionProvider"])
+    optimized = onnx.load(str(tmp_path / "optimized.onnx"), load_external_data=False)
+    assert sum(n.op_type == "QLinearConv" for n in optimized.graph.node) == len(convs)
+
+    # the same numbers as the old form, which stored each bias scale as a float32 constant
+    from onnx import numpy_helper
+
+    stored = onnx.load(str(tmp_path / exported.entries[0].name))  # external data loaded
+    inits = {t.name: numpy_helper.to_array(t) for t in stored.graph.initializer}
+    muls = [n for n in stored.graph.node if n.op_type == "Mul" and n.output[0] not in inits
+            and all(i in inits for i in n.input)]
+    for mul in muls:
+        a, b = (inits[i].astype(np.float32) for i in mul.input)
+        stored.graph.initializer.append(numpy_helper.from_array((a * b).astype(np.float32), mul.output[0]))
+        stored.graph.node.remove(mul)
+    old_form = ort.InferenceSession(stored.SerializeToString(), providers=["CPUExecutionProvider"])
+    r = exported.entries[0].resolution
+    x = torch.randn(1, 3, r, r, generator=torch.Generator().manual_seed(0)).numpy()
+    assert len(muls) == len(convs)
+    assert np.array_equal(session.run(None, {"image": x})[0], old_form.run(None, {"image": x})[0])

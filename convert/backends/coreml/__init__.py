@@ -28,14 +28,16 @@ program itself in torch (`_MILEvaluator`: the ops CNN classifiers convert to) on
 own passes then insert the quantize / dequantize pairs, as `ct.optimize.coreml.linear_quantize_activations`
 would.
 
-Core ML cannot run on Linux: there the artifact is checked structurally (`inspect_coreml`).
+Core ML cannot run on Linux: there the artifact is checked structurally (`inspect_coreml`) and its parity and
+top-1 come from the saved program evaluated by `ReferenceRunner` (`CoreMLBackend.reference_runner`).
 """
 
 from ...runtimes import CoreMLRuntime as CoreMLRunner
 from .backend import FOLD_PASSES, QUANTIZED_WEIGHT_OPS, CoreMLBackend
 from .common import INPUT_NAME, NOT_ON_HOST, ON_MACOS, OUTPUT_NAME, function_name
 from .inspect import inspect_coreml
-from .mil_reference import ReferenceRunner, activation_stats
+from .mil_reference import ReferenceRunner, activation_stats, on_int4_grid
 
-__all__ = ["CoreMLBackend", "CoreMLRunner", "ReferenceRunner", "inspect_coreml", "activation_stats", "function_name",
+__all__ = ["CoreMLBackend", "CoreMLRunner", "ReferenceRunner", "on_int4_grid", "inspect_coreml", "activation_stats",
+           "function_name",
            "FOLD_PASSES", "QUANTIZED_WEIGHT_OPS", "INPUT_NAME", "OUTPUT_NAME", "ON_MACOS", "NOT_ON_HOST"]

@@ -16,6 +16,7 @@ from ...runtimes import CoreMLRuntime, Spatial, spatial_keys
 from ..base import Entry, Exported, check_calib_method
 from .common import INPUT_NAME, NOT_ON_HOST, ON_MACOS, OUTPUT_NAME, coremltools, function_name, quiet
 from .inspect import check_package
+from .mil_reference import ReferenceRunner, on_int4_grid
 
 # Passes of coremltools' default pipeline that fold a BN / per-channel scale / bias into the conv weights
 # (fuse_elementwise_to_batchnorm would turn the affine mul + add into a batch_norm: 4 vectors, not 2).
@@ -142,3 +143,14 @@ class CoreMLBackend:
         if not ON_MACOS:
             return None
         return CoreMLRuntime(Path(out_dir) / exported.files[0])
+
+    @staticmethod
+    def reference_runner(exported: Exported, out_dir: Path) -> ReferenceRunner:
+        """Where Core ML cannot run: the saved program evaluated by resflex's MIL reference evaluator."""
+        return ReferenceRunner(Path(out_dir) / exported.files[0])
+
+    @staticmethod
+    def parity_reference(module: nn.Module, precision: str) -> nn.Module:
+        """What an artifact of `precision` should compute: the baked module; int4, with its weights on the int4
+        grid (the 4-bit loss shows in top-1, not as a conversion error)."""
+        return on_int4_grid(module) if precision == "int4" else module
