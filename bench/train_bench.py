@@ -37,6 +37,18 @@ from resflex.mobile.data import write_digits
 from resflex.mobile.train import MultiResolutionStep, TrainConfig, resize_batch, train
 
 
+MODELS = ("rsnet", "san", "single")
+
+
+def parse_models(text: str) -> tuple[str, ...]:
+    """'rsnet,single' → ("rsnet", "single"), with an argparse error naming anything else."""
+    models = tuple(m.strip() for m in text.split(",") if m.strip())
+    unknown = [m for m in models if m not in MODELS]
+    if unknown or not models:
+        raise argparse.ArgumentTypeError(f"{', '.join(unknown) or repr(text)} not among {', '.join(MODELS)}")
+    return models
+
+
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", default="synthetic", help="synthetic | digits | an ImageFolder root")
@@ -56,7 +68,7 @@ def parse_args(argv=None):
     p.add_argument("--seeds", type=lambda t: tuple(int(x) for x in t.split(",")), default=(0,),
                    help="training seeds (data order, augmentation, synthetic training images, initial weights); "
                         "the full matrix is shown for the first, the claims over all")
-    p.add_argument("--models", default="rsnet,san,single", help="which of rsnet, san, single (the I-Nets) to train")
+    p.add_argument("--models", type=parse_models, default=MODELS, help="which of rsnet, san, single (the I-Nets) to train")
     p.add_argument("--out", default="runs/train_bench")
     p.add_argument("--skip-training", action="store_true", help="reuse checkpoints already in --out")
     p.add_argument("--steps-only", action="store_true", help="only the step-time table")
@@ -65,22 +77,10 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-MODELS = ("rsnet", "san", "single")
-
-
-def parse_models(text: str) -> tuple[str, ...]:
-    models = tuple(m.strip() for m in text.split(",") if m.strip())
-    unknown = [m for m in models if m not in MODELS]
-    if unknown or not models:
-        raise SystemExit(f"--models: {unknown or text!r} not among {', '.join(MODELS)}")
-    return models
-
-
 def train_all(args, seed: int = 0) -> dict[str, Path]:
     """Train RS-Net, SAN and one I-Net per resolution (those in --models) with identical settings and one seed;
     returns checkpoint paths (seed 0 directly under --out, others under --out/seedN)."""
-    models = parse_models(args.models)
-    runs = {}
+    models, runs = args.models, {}
     if "rsnet" in models:
         runs["RS-Net (MRED)"] = ("rsnet", args.resolutions)
     if "san" in models:
