@@ -68,7 +68,8 @@ def parse_args(argv=None):
     p.add_argument("--seeds", type=lambda t: tuple(int(x) for x in t.split(",")), default=(0,),
                    help="training seeds (data order, augmentation, synthetic training images, initial weights); "
                         "the full matrix is shown for the first, the claims over all")
-    p.add_argument("--models", type=parse_models, default=MODELS, help="which of rsnet, san, single (the I-Nets) to train")
+    p.add_argument("--models", type=parse_models, default=MODELS,
+                   help="which of rsnet, san, single (the I-Nets) to train, comma-separated")
     p.add_argument("--out", default="runs/train_bench")
     p.add_argument("--skip-training", action="store_true", help="reuse checkpoints already in --out")
     p.add_argument("--steps-only", action="store_true", help="only the step-time table")
@@ -144,7 +145,8 @@ def seed_table(args, paths_per_seed: dict[int, dict[str, Path]]) -> str:
         for i, seed in enumerate(paths_per_seed):
             lines.append(f"| {key}, seed {seed} | " + " | ".join(f"{per_res[r][i]:.1f}" for r in res) + " |")
         lines.append(f"| **{key}, mean (min–max) over seeds {seeds}** | " + " | ".join(
-            f"**{statistics.fmean(per_res[r]):.1f}** ({min(per_res[r]):.1f}–{max(per_res[r]):.1f})" for r in res) + " |")
+            f"**{statistics.fmean(per_res[r]):.1f}** ({min(per_res[r]):.1f}–{max(per_res[r]):.1f})" for r in res)
+            + " |")
     mean = {k: {r: statistics.fmean(v[r]) for r in res} for k, v in acc.items()}
 
     def claim(label, a, b, ok):
