@@ -12,7 +12,8 @@ runs/data/digits (no download). The recipe (stem stride, crop range) is `resflex
 Tables:
 1. top-1 (%) per test resolution (the papers' Table 1 layout): every I-Net at every test resolution, the
    RS-Net and SAN with BN `nearest` and `interpolate` at the in-between resolutions.
-2. wall time of one multi-resolution step vs the sum of the single-resolution steps (same batch, medians).
+2. wall time of one multi-resolution step vs the sum of the single-resolution steps (same batch, medians; NHWC as
+   `resflex train` runs by default, and the RS-Net step in NCHW for comparison).
 3. with several --seeds: top-1 at the training resolutions per seed, their mean and range, and the papers' claims
    on the means (RS-Net ≥ I-Net − 0.5 pt at each training resolution, SAN within 1 pt of RS-Net).
 """
@@ -195,14 +196,19 @@ def time_steps(args) -> str:
     images = torch.randn(args.batch_size, 3, top, top)
     target = torch.randint(0, 10, (args.batch_size,))
 
-    def make_step(method, res, distill):
+    def make_step(method, res, distill, channels_last=True):  # resflex train's default memory format: NHWC
         model = create_model(args.arch, method, res, args.width, num_classes=10).train()
+        x = images
+        if channels_last:
+            model, x = model.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
         step = MultiResolutionStep(model, create_loss(method, len(res), distill))
-        return sgd_iteration(step, step.parameters(), images, target, max(res))
+        return sgd_iteration(step, step.parameters(), x, target, max(res))
 
     kinds = {
         "multi-resolution, CE only (RS-Net w/o MRED)": [make_step("rsnet", args.resolutions, False)],
         "multi-resolution, MRED (RS-Net)": [make_step("rsnet", args.resolutions, True)],
+        "multi-resolution, MRED (RS-Net), NCHW (--no-channels-last)": [
+            make_step("rsnet", args.resolutions, True, channels_last=False)],
         "multi-resolution, scale distill. (SAN)": [make_step("san", args.resolutions, True)],
         "sum of single-resolution steps (I-Nets)": [make_step("single", (r,), False) for r in args.resolutions],
     }

@@ -109,7 +109,8 @@ def _add_train(sub) -> None:
                         "resizable (as the paper)")
     p.add_argument("--sync-bn", action=argparse.BooleanOptionalAction, default=d.sync_bn, help="GPU DDP only")
     p.add_argument("--amp", action=argparse.BooleanOptionalAction, default=d.amp, help="GPU only")
-    p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=d.channels_last, help="GPU only")
+    p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=d.channels_last,
+                   help="NHWC weights and batches (faster training steps on CPU and GPU)")
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--num-classes", type=int, default=d.num_classes, help="synthetic data only")
     p.add_argument("--train-samples", type=int, default=d.train_samples, help="synthetic data only")
