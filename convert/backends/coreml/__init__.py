@@ -39,5 +39,5 @@ from .inspect import inspect_coreml
 from .mil_reference import ReferenceRunner, activation_stats, on_int4_grid
 
 __all__ = ["CoreMLBackend", "CoreMLRunner", "ReferenceRunner", "on_int4_grid", "inspect_coreml", "activation_stats",
-           "function_name",
-           "FOLD_PASSES", "QUANTIZED_WEIGHT_OPS", "INPUT_NAME", "OUTPUT_NAME", "ON_MACOS", "NOT_ON_HOST"]
+           "function_name", "FOLD_PASSES", "QUANTIZED_WEIGHT_OPS", "INPUT_NAME", "OUTPUT_NAME", "ON_MACOS",
+           "NOT_ON_HOST"]
