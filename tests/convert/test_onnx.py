@@ -133,8 +133,8 @@ def test_negative_bn_scales_keep_int8_exact_and_shared(tiny_model, tmp_path):
 
 def test_int8_stores_8_bytes_per_channel_and_still_fuses(tiny_model, tmp_path):
     """Each resolution keeps only its weight scale and int32 bias per channel: the bias scale is a Mul of the input
-    and weight scales (folded by ONNX Runtime at session creation), the all-zero zero points are left out, and every
-    conv still fuses into QLinearConv with the outputs of quantize_static's own graph."""
+    and weight scales (folded by ONNX Runtime at session creation), the all-zero zero points are left out, every
+    conv still fuses into QLinearConv, and the outputs equal those of the graph with the bias scales stored."""
     import onnxruntime as ort
 
     exported, _, _ = _export(tiny_model, (32, 16), "int8", tmp_path)
