@@ -12,7 +12,7 @@ resflex train --data synthetic --arch mobilenet_v2 --width 0.35 --method rsnet -
     --epochs 12 --train-samples 4000 --out runs/demo --overwrite
 resflex eval runs/demo/checkpoint.pt --data synthetic --resolutions 64,60,56,52,48,44,40,36,32 --bn interpolate
 resflex convert runs/demo/checkpoint.pt --out bundles/demo --backends executorch,coreml,tflite,onnx \
-    --precision fp32,int8 --calib-data synthetic --calib-samples 128 --val-samples 300 --overwrite --zip
+    --precision fp32,int8 --calib-data synthetic --calib-samples 128 --val-samples 1000 --overwrite --zip
 resflex inspect bundles/demo
 resflex profile bundles/demo --device host --runtimes executorch,tflite,onnxruntime --threads 1 --runs 30
 resflex report bundles/demo --out reports/demo --overwrite
