@@ -145,13 +145,15 @@ def reference_parity(model, payload, artifact, bundle: Path, resolutions, sample
     from resflex.convert.backends.coreml import ReferenceRunner
     from resflex.convert.bake import bake
     from resflex.convert.pipeline import _parity
+    from resflex.mobile.bundle.schema import Evaluator
 
     runner = ReferenceRunner(bundle / artifact.file)
     rows = []
     for e in artifact.entries:
         x, y = split_images(model, "synthetic", "val", e.resolution, samples, 0, payload["class_names"])
         entry = Entry(e.resolution, e.name, e.input_name, e.output_name, tuple(e.input_shape))
-        rows.append(_parity(runner, entry, bake(model, e.resolution, bn="fold"), x, y, artifact.precision.value))
+        rows.append(_parity(runner, entry, bake(model, e.resolution, bn="fold"), x, y, artifact.precision.value,
+                            Evaluator.MIL_REFERENCE))
     return dataclasses.replace(artifact, parity=rows)
 
 

@@ -245,7 +245,7 @@ def _run(args) -> None:
           "* = training resolution\n")
     print(accuracy_table(args, paths[first]))
     if len(args.seeds) > 1:
-        print(f"\n## Top-1 (%) at the training resolutions over seeds (nearest BN), and the papers' claims\n")
+        print("\n## Top-1 (%) at the training resolutions over seeds (nearest BN), and the papers' claims\n")
         print(seed_table(args, paths))
 
 

@@ -138,7 +138,7 @@ def _scales(entry) -> list[float] | None:
 
 
 def _parity(runner, entry, module, x: torch.Tensor, y: torch.Tensor, precision: str,
-            evaluator: schema.Evaluator = schema.Evaluator.RUNTIME) -> schema.Parity:
+            evaluator: schema.Evaluator) -> schema.Parity:
     with torch.no_grad():
         ref = module(x).numpy()
     out = runner.run(entry, x.numpy())  # the runtime runs the batch one image at a time, as exported
