@@ -75,7 +75,10 @@ def _add_train(sub) -> None:
     d = TrainConfig()
     p = sub.add_parser("train", help="train one network at several input resolutions")
     p.add_argument("--data", default=d.data, help="'synthetic' or an ImageFolder root with train/ and val/")
-    p.add_argument("--arch", default=d.arch, help="registered model name (see `resflex models`)")
+    p.add_argument("--arch", default=d.arch, help="registered model name (see `resflex models`), or your own network: "
+                   "FILE.py:FACTORY or package.module:FACTORY, FACTORY(num_classes=N) returning an nn.Module with "
+                   "BatchNorm2d layers (the checkpoint records the spec and the file's sha256; loading refuses a "
+                   "changed file unless RESFLEX_ALLOW_CHANGED_ARCH=1)")
     p.add_argument("--method", default=d.method, help="rsnet | san | single | resizable (Resizable Networks: per-stage "
                    "feature scales with scale-aware BN, combinable with several --resolutions)")
     p.add_argument("--resolutions", type=parse_resolutions, default=d.resolutions, help="training resolutions")
@@ -188,6 +191,10 @@ def _run_import(args) -> int:
           f"{cfg.num_classes} classes, sizes {','.join(map(str, cfg.resolutions))}")
     if "alpha_softmax" in meta:
         print("alpha (softmax): " + " ".join(f"{a:.4f}" for a in meta["alpha_softmax"]))
+    if not (args.classes or args.data):
+        names = result.class_names
+        print(f"classes: numbered {names[0]}…{names[-1]} (no --classes/--data); evaluating on an ImageFolder needs "
+              f"class folders named so")
     print(f"preprocessing: RGB in [0, 1] (no mean/std), resize shorter side to int(S/0.875), centre-crop S\n"
           f"checkpoint: {result.path}")
     return 0

@@ -38,8 +38,8 @@ from torch import Tensor, nn
 from torch.utils.data import Subset
 from tqdm import tqdm
 
-from .checkpoint import CheckpointError, atomic_write, load_checkpoint, load_tensors_only
-from .data import EvalTransform, build_dataset, make_loader
+from .checkpoint import CheckpointError, load_checkpoint, load_tensors_only
+from .data import EvalTransform, build_dataset, check_class_names, make_loader
 from .layers import check_stage_scales
 from .macs import count_macs
 from .models import ModelConfig, MultiResolutionNet
@@ -213,9 +213,8 @@ def outcomes(model: MultiResolutionNet, data: str, split: str, configs: Sequence
         transform = EvalTransform(r, r / model.preprocessing.resize_size(r))
         dataset = build_dataset(data, split, transform, num_classes=model.config.num_classes, seed=seed,
                                 length=samples if data == "synthetic" else None)
-        if class_names is not None and list(dataset.classes) != list(class_names):
-            raise ValueError(f"{data}/{split}: class folders {list(dataset.classes)} differ from the model's classes "
-                             f"{list(class_names)}")
+        if class_names is not None:
+            check_class_names(dataset.classes, class_names, f"{data}/{split}")
         if samples is not None and samples < len(dataset):  # the same seeded sample at every resolution
             dataset = Subset(dataset, torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed))
                              [:samples].sort().values.tolist())
@@ -416,15 +415,12 @@ class AdaptResult:
 
 
 def train_adapt(config: AdaptConfig) -> AdaptResult:
-    """Train a ResizeLearner for the checkpoint (see the module docstring); writes `out/learner.pt` and
-    `out/adapt.json` (the validation report) — each atomically, after everything was measured."""
-    out = Path(config.out)
-    for p in (out, *out.parents):
-        if p.exists() and not p.is_dir():
-            raise FileExistsError(f"--out {out}: {p} is a file, not a folder")
-    if (out / LEARNER_FILE).exists() and not config.overwrite:
-        raise FileExistsError(f"{out / LEARNER_FILE} already exists; pass --overwrite to replace it or choose another "
-                              "--out")
+    """Train a ResizeLearner for the checkpoint (see the module docstring); writes the folder `out` with
+    `learner.pt` and `adapt.json` (the validation report) atomically, after everything was measured. An existing
+    `out` is replaced only with `overwrite` and only if resflex wrote it (`check_replaceable`)."""
+    from .bundle.io import check_replaceable, sha256_of, staging_dir
+
+    out = check_replaceable(Path(config.out), config.overwrite)  # before any work: a folder of adapt's own, or new
     model, payload = load_checkpoint(config.checkpoint)
     configs = resolve_configs(model, config.configs, config.checkpoint)
     configs, macs = candidates_under(configs, config_macs(model, configs), config.max_macs)
@@ -437,8 +433,6 @@ def train_adapt(config: AdaptConfig) -> AdaptResult:
     targets = adapt_targets(o.correct, macs)
     learner = fit_learner(o.features, targets, len(configs), hidden=config.hidden, epochs=config.epochs, lr=config.lr,
                           batch_size=config.batch_size, seed=config.seed, progress=config.progress)
-    from .bundle.io import sha256_of
-
     meta = {"format": FORMAT, "version": VERSION, "model_config": model.config.to_dict(), "class_names": class_names,
             "checkpoint_sha256": sha256_of(Path(config.checkpoint)),
             "configs": [[r, list(s)] for r, s in configs], "macs": macs, "max_macs": config.max_macs,
@@ -448,9 +442,9 @@ def train_adapt(config: AdaptConfig) -> AdaptResult:
     report = evaluate_adapt(model, learner, meta, config.data, val_samples=config.val_samples,
                             batch_size=config.batch_size, workers=config.workers, seed=config.seed,
                             class_names=class_names, progress=config.progress)
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write(out / REPORT_FILE, lambda tmp: Path(tmp).write_text(json.dumps(report.to_dict(), indent=2)))
-    atomic_write(out / LEARNER_FILE, lambda tmp: torch.save({**meta, "state_dict": learner.state_dict()}, tmp))
+    with staging_dir(out, config.overwrite, written_by="resflex adapt") as stage:
+        (stage / REPORT_FILE).write_text(json.dumps(report.to_dict(), indent=2))
+        torch.save({**meta, "state_dict": learner.state_dict()}, stage / LEARNER_FILE)
     share = torch.bincount(targets, minlength=len(configs)).tolist()
     return AdaptResult(learner, meta, report, out, share)
 

@@ -6,13 +6,14 @@ from __future__ import annotations
 import math
 import os
 import pickle
+import re
 import tempfile
 import zipfile
 from pathlib import Path
 
 import torch
 
-from .models import ModelConfig, MultiResolutionNet, Preprocessing, model_from_config
+from .models import ArchSourceError, ModelConfig, MultiResolutionNet, Preprocessing, model_from_config
 
 FORMAT = "resflex-checkpoint"
 VERSION = 1
@@ -70,7 +71,7 @@ def load_tensors_only(path: Path, why: str, read_as: str = "", advice: str = "")
     except pickle.UnpicklingError as e:
         raise CheckpointError(
             f"refusing to load {path}: it holds objects other than tensors and plain data, {why}; nothing in it was "
-            f"executed.{advice} Detail: {_first_line(e)}"
+            f"executed.{advice} Detail: {_unpickling_detail(e)}"
         ) from None
     except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError) as e:
         raise CheckpointError(f"{path} is truncated or corrupt and cannot be read{read_as}: {_first_line(e)}") from None
@@ -103,8 +104,17 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
 
 
 def _first_line(e: BaseException, limit: int = 300) -> str:
-    text = (str(e).splitlines() or [""])[0]
+    text = (re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", str(e)).strip().splitlines() or [""])[0]
     return text if len(text) <= limit else text[:limit] + "…"
+
+
+def _unpickling_detail(e: BaseException) -> str:
+    """What `weights_only` loading refused, in one sentence (torch's own text is several coloured paragraphs)."""
+    found = re.search(r"Unsupported global: GLOBAL ([\w.]{1,200})", str(e))
+    if found:
+        return f"it refers to {found.group(1)}, which only code can rebuild."
+    found = re.search(r"WeightsUnpickler error: (.*)", str(e))
+    return _first_line(ValueError(found.group(1) if found else e))
 
 
 def _finite(v) -> bool:
@@ -178,6 +188,8 @@ def model_from_payload(payload: dict, source: str = "checkpoint") -> MultiResolu
         config = ModelConfig.from_dict(payload["model_config"])
         model = model_from_config(config)
         model.preprocessing = Preprocessing.from_dict(payload["preprocessing"])
+    except ArchSourceError as e:  # your own network's factory file: missing, changed (both sha256), failing
+        raise CheckpointError(f"{source}: {e}") from None
     except (KeyError, TypeError, ValueError, ArithmeticError) as e:
         raise CheckpointError(f"{source}: invalid model_config/preprocessing: {_first_line(e)}") from None
     check_state_dict(model, payload["state_dict"], source)

@@ -288,6 +288,24 @@ def _class_dirs(split_dir: Path) -> list[str]:
     return sorted(p.name for p in split_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
+def check_class_names(found: list[str], expected: list[str], where: str) -> None:
+    """A short ValueError (counts and the first difference, not both lists) when a data set's classes are not the
+    model's, in label order."""
+    found, expected = list(found), list(expected)
+    if found == expected:
+        return
+    i = next((i for i, (a, b) in enumerate(zip(found, expected)) if a != b), min(len(found), len(expected)))
+    first = (f"label {i} is folder {found[i][:60]!r} but class {expected[i][:60]!r}"
+             if i < min(len(found), len(expected)) else f"they agree up to label {i}")
+    hint = ""
+    if all(n.isdigit() for n in expected):
+        hint = (f"; the model's classes are numbered {expected[0]}…{expected[-1]} (as `resflex import` names them "
+                f"without --classes/--data): name the class folders so, zero-padded so that they sort in label "
+                f"order, or re-import with --classes FILE / --data FOLDER giving the names in label order")
+    raise ValueError(f"{where}: {len(found)} class folders do not match the model's {len(expected)} classes "
+                     f"({first}){hint}")
+
+
 def load_image(path: str | Path) -> Tensor:
     """Read an image file as RGB float32 CHW in [0, 1]."""
     with Image.open(path) as im:

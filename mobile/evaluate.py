@@ -7,7 +7,7 @@ from collections.abc import Iterator, Sequence
 
 import torch
 
-from .data import EvalTransform, build_dataset, make_loader
+from .data import EvalTransform, build_dataset, check_class_names, make_loader
 from .layers import BNMode, ScaleCode, parse_enum, recalibrate_bn
 from .models import MultiResolutionNet
 
@@ -20,9 +20,8 @@ def eval_loader(model: MultiResolutionNet, data: str, split: str, resolution: in
     # the ratio that makes EvalTransform resize to exactly the model's `Preprocessing.resize_size` (its rounding)
     transform = EvalTransform(resolution, resolution / model.preprocessing.resize_size(resolution))
     dataset = build_dataset(data, split, transform, num_classes=model.config.num_classes, seed=seed, length=length)
-    if class_names is not None and list(dataset.classes) != list(class_names):
-        raise ValueError(f"{data}/{split}: class folders {list(dataset.classes)} differ from the model's classes "
-                         f"{list(class_names)}")
+    if class_names is not None:
+        check_class_names(dataset.classes, class_names, f"{data}/{split}")
     return make_loader(dataset, batch_size, shuffle=split == "train", workers=workers, seed=seed, distributed=False)
 
 

@@ -33,7 +33,7 @@ import torch
 from torch import Tensor, nn
 
 from .checkpoint import FORMAT as RESFLEX_FORMAT
-from .checkpoint import CheckpointError, load_tensors_only, model_from_payload, save_checkpoint
+from .checkpoint import CheckpointError, check_numbers, load_tensors_only, model_from_payload, save_checkpoint
 from .layers import MetaConv2d, SwitchableBatchNorm2d, check_resolutions, scale_code
 from .models import PAPER_RESOLUTIONS, Method, ModelConfig, MultiResolutionNet, Preprocessing, model_from_config
 from .models.mobilenet_v2 import MobileNetV2
@@ -86,9 +86,26 @@ def _state_dict_of(payload: dict, path: Path) -> dict[str, Tensor]:
     tensors = {k: v for k, v in sd.items() if isinstance(v, Tensor)}
     if not tensors:
         raise CheckpointError(f"{path}: no tensors found (expected a state dict, or a dict with 'state_dict')")
-    if all(k.startswith("module.") for k in tensors):  # DataParallel / DistributedDataParallel
+    while all(k.startswith("module.") for k in tensors):  # DataParallel / DDP, possibly wrapped twice
         tensors = {k[len("module."):]: v for k, v in tensors.items()}
+    _check_tensors(tensors, path)
     return tensors
+
+
+def _check_tensors(sd: dict[str, Tensor], path: Path) -> None:
+    """Refuse, naming the key, before anything is allocated from them: a tensor claiming more elements than its bytes
+    in the file hold (a stride-0 / expanded view), non-finite weights, a negative BN running variance."""
+    for k, t in sd.items():
+        if t.numel() * t.element_size() > t.untyped_storage().nbytes():
+            raise CheckpointError(
+                f"{path}: {k!r} claims shape {tuple(t.shape)} ({t.numel() * t.element_size()} bytes) but the file "
+                f"holds {t.untyped_storage().nbytes()} bytes for it (an expanded view); save real weights")
+    for k, t in sd.items():
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            raise CheckpointError(f"{path}: {k!r} holds NaN or infinite values; expected finite weights")
+        if k.endswith("running_var") and bool((t < 0).any()):
+            raise CheckpointError(f"{path}: {k!r} holds negative values ({float(t.min()):g}); a BN running "
+                                  f"variance must be >= 0")
 
 
 def _few(keys: Sequence[str]) -> str:
@@ -463,8 +480,10 @@ class ImportConfig:
             raise ValueError(f"unknown format {self.format!r}; expected one of: {', '.join(FORMATS)}")
         if self.classes and self.data:
             raise ValueError("--classes and --data both name the classes; pass one")
-        if self.sizes is not None:
+        if self.sizes is not None:  # the bounds every command applies, before the file is read
             check_resolutions(self.sizes)
+            check_numbers({"model_config": {"resolutions": list(self.sizes)},
+                           "preprocessing": OFFICIAL_PREPROCESSING.to_dict()}, "--sizes")
 
     @property
     def checkpoint_path(self) -> Path:
@@ -480,7 +499,8 @@ class ImportResult:
 
 
 def class_names_for(num_classes: int, classes: str | None = None, data: str | None = None) -> list[str]:
-    """Class names from a one-per-line file, an ImageFolder's class folders, or numbered."""
+    """Class names from a one-per-line file, an ImageFolder's class folders, or numbered with zero padding ("000" …
+    "999"), so that an ImageFolder's sorted class folders can follow label order."""
     if classes:
         path = Path(classes)
         if not path.is_file():
@@ -497,7 +517,7 @@ def class_names_for(num_classes: int, classes: str | None = None, data: str | No
         names = _class_dirs(split)
         source = f"--data {split}"
     else:
-        return [str(i) for i in range(num_classes)]
+        return [str(i).zfill(len(str(num_classes - 1))) for i in range(num_classes)]
     if len(names) != num_classes:
         raise ValueError(f"{source} gives {len(names)} class names; the checkpoint's classifier has {num_classes}")
     if len(set(names)) != len(names):
@@ -562,6 +582,7 @@ def read_official(path: str | Path, fmt: str = "auto",
         raise CheckpointError(f"{path}: missing key(s) {head_key!r} (the classifier)")
     config = ModelConfig(arch, Method.SAN if detected == "san" else Method.RSNET, sizes,
                          _width(sd, detected, arch, path), int(sd[head_key].shape[0]), 0)
+    check_numbers({"model_config": config.to_dict(), "preprocessing": OFFICIAL_PREPROCESSING.to_dict()}, str(path))
     model = model_from_config(config)
     model.preprocessing = OFFICIAL_PREPROCESSING
     map_weights(model, sd, official_layout(detected, arch), copies, str(path), code, consumed=consumed)
