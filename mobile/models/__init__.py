@@ -12,6 +12,7 @@ from .base import (
     Preprocessing,
     trained_resolutions,
 )
+from .foreign import ArchSourceError, SwitchableNet, from_config, from_spec, is_arch_spec, switchable
 from .mobilenet_v2 import MobileNetV2
 from .resnet import BasicBlock, Bottleneck, ResNet
 from .tiny import TinyCNN
@@ -49,10 +50,17 @@ def list_models() -> list[str]:
     return sorted(_REGISTRY)
 
 
+def _unknown(arch: str) -> ValueError:
+    return ValueError(f"unknown arch {arch!r}; expected one of: {', '.join(list_models())} "
+                      "(or your own network as FILE.py:FACTORY / package.module:FACTORY)")
+
+
 def model_from_config(config: ModelConfig) -> MultiResolutionNet:
-    if config.arch not in _REGISTRY:
-        raise ValueError(f"unknown arch {config.arch!r}; expected one of: {', '.join(list_models())}")
-    return _REGISTRY[config.arch](config)
+    if config.arch in _REGISTRY:
+        return _REGISTRY[config.arch](config)
+    if is_arch_spec(config.arch) or config.arch.startswith("python:"):
+        return from_config(config)
+    raise _unknown(config.arch)
 
 
 def create_model(
@@ -68,9 +76,13 @@ def create_model(
     """Build a registered model, e.g. `create_model("mobilenet_v2", "rsnet", (224, 192, 160), width=0.35)`.
 
     `scales`: method "resizable" only — the trained stage scale factors (default `DEFAULT_STAGE_SCALES`).
-    `stem_stride`: 2 (the papers' networks) or 1 (the small-input stem for images below ~64 px)."""
+    `stem_stride`: 2 (the papers' networks) or 1 (the small-input stem for images below ~64 px).
+    `arch` may also be your own network, "FILE.py:FACTORY" or "package.module:FACTORY" (`from_spec`; `width`,
+    `meta_hidden` and `stem_stride` do not apply to it)."""
+    if is_arch_spec(arch):  # your own network: `factory(num_classes=...)` made switchable
+        return from_spec(arch, method, trained_resolutions(resolutions, method), num_classes, scales)
     if arch not in _REGISTRY:  # checked first so a typo is reported before anything else
-        raise ValueError(f"unknown arch {arch!r}; expected one of: {', '.join(list_models())}")
+        raise _unknown(arch)
     config = ModelConfig(arch, method, trained_resolutions(resolutions, method), width, num_classes, meta_hidden,
                          tuple(scales or ()), stem_stride)
     return model_from_config(config)
@@ -82,8 +94,12 @@ __all__ = [
     "ModelConfig",
     "MultiResolutionNet",
     "Preprocessing",
+    "ArchSourceError",
+    "SwitchableNet",
     "create_model",
+    "is_arch_spec",
     "list_models",
     "model_from_config",
     "register_model",
+    "switchable",
 ]
