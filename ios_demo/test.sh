@@ -18,5 +18,5 @@ swift test -j "$JOBS" 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 set -e
 echo "ios_demo swift test summary:"
-grep -E "Test Suite '.*' (passed|failed)|Executed [0-9]+ tests|^replayed" "$log" | tail -n 24 || true
+grep -E "Test Suite '.*' (passed|failed)|Executed [0-9]+ tests|^replayed|^hostile bundles" "$log" | tail -n 24 || true
 exit "$status"

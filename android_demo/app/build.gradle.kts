@@ -11,7 +11,8 @@ android {
 
     defaultConfig {
         applicationId = "dev.resflex.demo"
-        minSdk = 24
+        // 26: core/'s bundle reader checks file types with java.nio.file (no symlink followed, no FIFO opened).
+        minSdk = 26
         targetSdk = 35
         versionCode = 1
         versionName = "0.1"

@@ -41,47 +41,53 @@ public struct ResflexBundle {
     public func selector(device: String, base: Policy = Policy()) throws -> OperatingPointSelector {
         var p = base
         let url = root.appendingPathComponent(Policy.file)
-        if policy != nil { p = try Policy.parse(try Data(contentsOf: url), base: base, source: Policy.file) }
+        if policy != nil { p = try Policy.parse(try Document.read(url.path, name: Policy.file), base: base, source: Policy.file) }
         return try OperatingPointSelector(lut: lut, device: device, policy: p)
     }
 }
 
 /// Opens a bundle folder: manifest.json, lut.json, optional selector_policy.json; checks kind and major version;
-/// refuses artifact paths that are absolute, contain `..`, or resolve (through symlinks) outside the bundle; and
-/// verifies the sha256 of every artifact of the requested backends before anything uses it.
+/// refuses a bundle holding a symlink or a special file (FIFO, socket, device) anywhere, documents over 64 MB or
+/// nested too deeply, artifact paths that are absolute or contain `..`; and verifies the sha256 of every artifact of
+/// the requested backends before anything uses it. Every error is a `BundleError`.
 ///
 ///     let bundle = try BundleReader.open(url, backends: ["coreml"])
 public enum BundleReader {
     /// `backends`: verify only the artifacts of these backends (nil: all). Others stay unusable (`url(of:)` throws).
     public static func open(_ root: URL, backends: Set<String>? = nil) throws -> ResflexBundle {
+        do {
+            return try openChecked(root, backends: backends)
+        } catch let e as BundleError {
+            throw e
+        } catch let e as SchemaError {
+            throw BundleError(e.message)
+        } catch let e as PolicyError {
+            throw BundleError(e.message)
+        } catch {
+            throw BundleError("\(root.path): cannot be read: \(error)")
+        }
+    }
+
+    private static func openChecked(_ root: URL, backends: Set<String>?) throws -> ResflexBundle {
         guard let rootReal = realPath(root.path) else { throw BundleError("\(root.path): bundle folder not found") }
         var isDir: ObjCBool = false
         guard FileManager.default.fileExists(atPath: rootReal, isDirectory: &isDir), isDir.boolValue else {
             throw BundleError("\(root.path): not a folder")
         }
-        let manifest = try Manifest.parse(try read(root, Manifest.file), source: Manifest.file)
-        let lut: Lut
-        do {
-            lut = try Lut.parse(try read(root, "lut.json"), source: "lut.json")
-        } catch let e as SchemaError {
-            throw BundleError(e.message)
-        }
+        try checkTree(rootReal)
+        let manifest = try Manifest.parse(try Document.read(rootReal + "/" + Manifest.file, name: Manifest.file),
+                                          source: Manifest.file)
+        let lut = try Lut.parse(try Document.read(rootReal + "/lut.json", name: "lut.json"), source: "lut.json")
         var policy: Policy? = nil
-        let policyURL = root.appendingPathComponent(Policy.file)
-        if FileManager.default.fileExists(atPath: policyURL.path) {
-            do {
-                policy = try Policy.parse(try Data(contentsOf: policyURL), source: Policy.file)
-            } catch let e as SchemaError {
-                throw BundleError(e.message)
-            } catch let e as PolicyError {
-                throw BundleError(e.message)
-            }
+        let policyPath = rootReal + "/" + Policy.file
+        if Document.exists(policyPath) {
+            policy = try Policy.parse(try Document.read(policyPath, name: Policy.file), source: Policy.file)
         }
         // Every path, whatever its backend, must be safe; only the requested backends are hashed.
         for (i, a) in manifest.artifacts.enumerated() {
-            try checkPath(a.file, root: rootReal, field: "\(Manifest.file): artifacts[\(i)].file")
+            try checkSafe(a.file, field: "\(Manifest.file): artifacts[\(i)].file")
             for (j, x) in a.extraFiles.enumerated() {
-                try checkPath(x.file, root: rootReal, field: "\(Manifest.file): artifacts[\(i)].extra_files[\(j)].file")
+                try checkSafe(x.file, field: "\(Manifest.file): artifacts[\(i)].extra_files[\(j)].file")
             }
         }
         for (i, op) in lut.operatingPoints.enumerated() {
@@ -100,34 +106,44 @@ public enum BundleReader {
                              policy: policy, verified: verified)
     }
 
-    private static func read(_ root: URL, _ name: String) throws -> Data {
-        let url = root.appendingPathComponent(name)
-        guard FileManager.default.fileExists(atPath: url.path) else { throw BundleError("\(name): not found in \(root.path)") }
-        do {
-            return try Data(contentsOf: url)
-        } catch {
-            throw BundleError("\(name): cannot be read: \(error)")
+    /// Every entry under the bundle folder, listed in the manifest or not, must be a regular file or a folder: no
+    /// symlink (wherever it points), no FIFO, socket or device. lstat only: nothing is followed or opened.
+    static func checkTree(_ root: String) throws {
+        var folders = [""]
+        while let rel = folders.popLast() {
+            let dir = rel.isEmpty ? root : root + "/" + rel
+            let names: [String]
+            do {
+                names = try FileManager.default.contentsOfDirectory(atPath: dir)
+            } catch {
+                throw BundleError("\(dir): cannot list the folder: \(error)")
+            }
+            for name in names.sorted() {
+                let child = rel.isEmpty ? name : rel + "/" + name
+                if try entryType(root + "/" + child, name: child) == S_IFDIR { folders.append(child) }
+            }
         }
+    }
+
+    /// S_IFDIR or S_IFREG for what is at `path` (not following a symlink); a symlink or special file is refused.
+    static func entryType(_ path: String, name: String) throws -> mode_t {
+        var st = stat()
+        guard lstat(path, &st) == 0 else {
+            throw BundleError("\(name): cannot be read: \(String(cString: strerror(errno)))")
+        }
+        let type = st.st_mode & S_IFMT
+        if type == S_IFLNK { throw BundleError("\(name): is a symlink; a bundle may not contain symlinks") }
+        if type != S_IFDIR && type != S_IFREG {
+            throw BundleError("\(name): is not a regular file or folder (a FIFO, socket or device); a bundle holds " +
+                              "only files and folders")
+        }
+        return type
     }
 
     /// mobile/bundle/schema.py `safe_relpath` (`SchemaRules.pathProblem`): relative, POSIX, canonical (no `.`, `..`
     /// or empty parts), no `~`, no control characters, not empty.
     public static func checkSafe(_ path: String, field: String) throws {
         if let problem = SchemaRules.pathProblem(path) { throw BundleError("\(field): \(problem)") }
-    }
-
-    /// Safe, and (following symlinks) inside the bundle.
-    static func checkPath(_ path: String, root: String, field: String) throws {
-        try checkSafe(path, field: field)
-        let full = root + "/" + path
-        // A dangling or missing path is reported when it is verified; here only where an existing one leads.
-        if let real = realPath(full), !inside(real, root) {
-            throw BundleError("\(field): \"\(path)\" resolves to \(real), outside the bundle (symlink)")
-        }
-    }
-
-    static func inside(_ real: String, _ root: String) -> Bool {
-        return real == root || real.hasPrefix(root.hasSuffix("/") ? root : root + "/")
     }
 
     static func realPath(_ path: String) -> String? {
@@ -138,11 +154,8 @@ public enum BundleReader {
 
     static func verify(_ path: String, sha256 expected: String, root: String, field: String) throws {
         let full = root + "/" + path
-        var isDir: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: full, isDirectory: &isDir) else {
-            throw BundleError("\(field).file: \(path) is missing from the bundle")
-        }
-        let got = try sha256(of: full, bundleRoot: root, field: "\(field).file")
+        guard Document.exists(full) else { throw BundleError("\(field).file: \(path) is missing from the bundle") }
+        let got = try sha256(of: full, field: "\(field).file")
         if got != expected.lowercased() {
             throw BundleError("\(field).sha256: \(path) has sha256 \(got), the manifest says \(expected) "
                 + "(tampered, truncated or replaced file); refusing to use it")
@@ -151,20 +164,16 @@ public enum BundleReader {
 
     /// mobile/bundle/io.py `sha256_of`: a file's bytes; a folder (e.g. .mlpackage): for each file, sorted by relative
     /// path (component by component, by code point, as Python sorts `Path`s), the relative POSIX path, "\0", then the
-    /// contents, all into one hash. Symlinks inside a folder must stay inside the bundle; symlinked folders are not
-    /// descended into (as Python's `rglob`).
-    public static func sha256(of path: String, bundleRoot: String? = nil, field: String = "file") throws -> String {
+    /// contents, all into one hash. A symlink or special file, at `path` or inside it, is refused (never opened).
+    public static func sha256(of path: String, field: String = "file") throws -> String {
         var hasher = Sha256Stream()
-        var isDir: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else {
-            throw BundleError("\(field): \(path) not found")
-        }
-        if !isDir.boolValue {
+        guard Document.exists(path) else { throw BundleError("\(field): \(path) not found") }
+        if try entryType(path, name: "\(field): \(path)") != S_IFDIR {
             try hashFile(path, into: &hasher, field: field)
             return hasher.hexDigest()
         }
         var files: [[String]] = []
-        try walk(path, [], bundleRoot: bundleRoot, field: field, into: &files)
+        try walk(path, [], field: field, into: &files)
         files.sort { a, b in
             a.lexicographicallyPrecedes(b) { $0.unicodeScalars.lexicographicallyPrecedes($1.unicodeScalars) }
         }
@@ -175,8 +184,7 @@ public enum BundleReader {
         return hasher.hexDigest()
     }
 
-    private static func walk(_ base: String, _ rel: [String], bundleRoot: String?, field: String,
-                             into files: inout [[String]]) throws {
+    private static func walk(_ base: String, _ rel: [String], field: String, into files: inout [[String]]) throws {
         let dir = ([base] + rel).joined(separator: "/")
         let names: [String]
         do {
@@ -187,20 +195,9 @@ public enum BundleReader {
         for name in names {
             let child = rel + [name]
             let full = dir + "/" + name
-            let attrs = try? FileManager.default.attributesOfItem(atPath: full)
-            let type = attrs?[.type] as? FileAttributeType
-            if type == .typeSymbolicLink {
-                guard let real = realPath(full) else { continue }  // dangling: not a file (Python skips it)
-                if let root = bundleRoot, !inside(real, root) {
-                    throw BundleError("\(field): \(child.joined(separator: "/")) is a symlink to \(real), outside the bundle")
-                }
-                var targetIsDir: ObjCBool = false
-                if FileManager.default.fileExists(atPath: real, isDirectory: &targetIsDir), !targetIsDir.boolValue {
-                    files.append(child)
-                }
-            } else if type == .typeDirectory {
-                try walk(base, child, bundleRoot: bundleRoot, field: field, into: &files)
-            } else if type == .typeRegular {
+            if try entryType(full, name: "\(field): \(child.joined(separator: "/"))") == S_IFDIR {
+                try walk(base, child, field: field, into: &files)
+            } else {
                 files.append(child)
             }
         }

@@ -94,13 +94,7 @@ public struct Manifest: Equatable {
     }
 
     public static func parse(_ data: Data, source: String = Manifest.file) throws -> Manifest {
-        let doc: JSONValue
-        do {
-            doc = try JSONValue.parse(data)
-        } catch {
-            throw SchemaError("\(source): not valid JSON: \(error)")
-        }
-        return try fromJSON(doc, source: source)
+        return try fromJSON(try JSONValue.parse(data, source: source), source: source)
     }
 
     /// manifest.json files reserved for the bundle's own documents (schema.py RESERVED_FILES).

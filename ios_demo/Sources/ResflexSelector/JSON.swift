@@ -1,10 +1,80 @@
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// A lut.json (or policy) document that does not have the shape the selector needs.
 public struct SchemaError: Error, CustomStringConvertible {
     public let message: String
     public init(_ message: String) { self.message = message }
     public var description: String { return message }
+}
+
+/// The limits every resflex reader (Python, Kotlin, Swift) puts on a JSON document of a bundle, and reading one
+/// without following a symlink or blocking on a FIFO.
+public enum Document {
+    /// mobile/bundle/schema.py MAX_DOCUMENT_BYTES: manifest.json, lut.json, selector_policy.json.
+    public static let maxBytes = 64 << 20
+    /// Nesting of arrays and objects (a real lut.json is under 10 deep).
+    public static let maxDepth = 64
+    static let tooDeepMessage = "JSON nested too deeply (more than \(maxDepth) levels of lists and objects)"
+
+    /// True when the brackets outside strings nest deeper than `maxDepth`.
+    public static func tooDeep(_ data: Data) -> Bool {
+        var depth = 0
+        var inString = false
+        var escaped = false
+        for byte in data {
+            if inString {
+                if escaped { escaped = false } else if byte == 0x5C { escaped = true } else if byte == 0x22 { inString = false }
+            } else if byte == 0x22 {
+                inString = true
+            } else if byte == 0x5B || byte == 0x7B {
+                depth += 1
+                if depth > maxDepth { return true }
+            } else if byte == 0x5D || byte == 0x7D {
+                depth -= 1
+            }
+        }
+        return false
+    }
+
+    /// True when something (a file, folder, symlink — even a dangling one — or special file) is at `path`.
+    public static func exists(_ path: String) -> Bool {
+        var st = stat()
+        return lstat(path, &st) == 0
+    }
+
+    /// The bytes of the document at `path` (`name` in errors): it must be a regular file (not a symlink, FIFO,
+    /// socket, device or folder; checked with lstat before opening) of at most `maxBytes`. A missing file is
+    /// "name: not found in <folder>".
+    public static func read(_ path: String, name: String) throws -> Data {
+        var st = stat()
+        guard lstat(path, &st) == 0 else {
+            if errno == ENOENT {
+                throw SchemaError("\(name): not found in \((path as NSString).deletingLastPathComponent)")
+            }
+            throw SchemaError("\(name): cannot be read: \(String(cString: strerror(errno)))")
+        }
+        let type = st.st_mode & S_IFMT
+        if type == S_IFLNK { throw SchemaError("\(name): is a symlink; a bundle may not contain symlinks") }
+        if type == S_IFDIR { throw SchemaError("\(name): is a folder; expected a JSON file") }
+        if type != S_IFREG {
+            throw SchemaError("\(name): is not a regular file (a FIFO, socket or device); expected a JSON file")
+        }
+        if Int64(st.st_size) > Int64(maxBytes) {
+            throw SchemaError("\(name): \(st.st_size) bytes; a document is at most \(maxBytes) bytes")
+        }
+        guard let handle = FileHandle(forReadingAtPath: path) else {
+            throw SchemaError("\(name): cannot be read")
+        }
+        defer { try? handle.close() }
+        let data = handle.readData(ofLength: maxBytes + 1)  // the file may have grown since lstat
+        if data.count > maxBytes { throw SchemaError("\(name): more than \(maxBytes) bytes; a document is at most that") }
+        return data
+    }
 }
 
 /// Parsed JSON that keeps booleans, integers and doubles apart (JSONSerialization's NSNumber does not).
@@ -36,8 +106,20 @@ public enum JSONValue: Decodable {
         }
     }
 
+    /// Parse JSON; a document nested deeper than `Document.maxDepth` is refused before the (recursive) decoder sees it.
     public static func parse(_ data: Data) throws -> JSONValue {
+        if Document.tooDeep(data) { throw SchemaError(Document.tooDeepMessage) }
         return try JSONDecoder().decode(JSONValue.self, from: data)
+    }
+
+    /// Parse a document; every failure is a SchemaError "`source`: ...".
+    public static func parse(_ data: Data, source: String) throws -> JSONValue {
+        if Document.tooDeep(data) { throw SchemaError("\(source): \(Document.tooDeepMessage)") }
+        do {
+            return try JSONDecoder().decode(JSONValue.self, from: data)
+        } catch {
+            throw SchemaError("\(source): not valid JSON: \(error)")
+        }
     }
 
     public subscript(key: String) -> JSONValue? {

@@ -48,18 +48,11 @@ public struct Lut {
 
     /// Parse the bytes of a lut.json; `source` names it in error messages.
     public static func parse(_ data: Data, source: String = "lut.json") throws -> Lut {
-        let doc: JSONValue
-        do {
-            doc = try JSONValue.parse(data)
-        } catch {
-            throw SchemaError("\(source): not valid JSON: \(error)")
-        }
-        return try fromJSON(doc, source: source)
+        return try fromJSON(try JSONValue.parse(data, source: source), source: source)
     }
 
     public static func read(_ url: URL) throws -> Lut {
-        guard let data = try? Data(contentsOf: url) else { throw SchemaError("\(url.path): file not found") }
-        return try parse(data, source: url.path)
+        return try parse(try Document.read(url.path, name: url.path), source: url.path)
     }
 
     public static func fromJSON(_ doc: JSONValue, source: String = "lut.json") throws -> Lut {

@@ -117,13 +117,7 @@ public struct Policy: Equatable {
 
     /// A policy JSON document (any subset of the fields, over `base`), e.g. a bundle's selector_policy.json.
     public static func parse(_ data: Data, base: Policy = Policy(), source: String = Policy.file) throws -> Policy {
-        let doc: JSONValue
-        do {
-            doc = try JSONValue.parse(data)
-        } catch {
-            throw SchemaError("\(source): not valid JSON: \(error)")
-        }
-        return try fromJSON(doc, base: base, source: source)
+        return try fromJSON(try JSONValue.parse(data, source: source), base: base, source: source)
     }
 
     /// `base` with the fields present in `doc` replaced (JSON names as in Python); unknown fields are refused.

@@ -69,8 +69,8 @@ public final class OperatingPointSelector {
     public static func fromBundle(_ bundle: URL, device: String, base: Policy = Policy()) throws -> OperatingPointSelector {
         let policyURL = bundle.appendingPathComponent(Policy.file)
         var policy = base
-        if FileManager.default.fileExists(atPath: policyURL.path) {
-            let data = try Data(contentsOf: policyURL)
+        if Document.exists(policyURL.path) {
+            let data = try Document.read(policyURL.path, name: policyURL.path)
             policy = try Policy.parse(data, base: base, source: policyURL.path)
         }
         let lut = try Lut.read(bundle.appendingPathComponent("lut.json"))

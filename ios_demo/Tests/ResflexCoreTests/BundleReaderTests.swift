@@ -214,16 +214,14 @@ final class BundleReaderTests: XCTestCase {
         let pte = dir.url.appendingPathComponent("executorch/model.pte")
         try FileManager.default.removeItem(at: pte)
         try FileManager.default.createSymbolicLink(at: pte, withDestinationURL: secret)
-        let e = openError()
-        XCTAssertTrue(e.contains("manifest.json: artifacts[1].file: \"executorch/model.pte\" resolves to"), e)
-        XCTAssertTrue(e.contains("outside the bundle"), e)
+        XCTAssertEqual(openError(), "executorch/model.pte: is a symlink; a bundle may not contain symlinks")
         // A symlinked folder on the way out.
         try FileManager.default.removeItem(at: pte)
         try dir.write("executorch/model.pte", Data((0..<200).map { UInt8($0) }))
         let exDir = dir.url.appendingPathComponent("executorch")
         try FileManager.default.moveItem(at: exDir, to: outside.url.appendingPathComponent("executorch"))
         try FileManager.default.createSymbolicLink(at: exDir, withDestinationURL: outside.url.appendingPathComponent("executorch"))
-        XCTAssertTrue(openError().contains("outside the bundle"), openError())
+        XCTAssertEqual(openError(), "executorch: is a symlink; a bundle may not contain symlinks")
     }
 
     func testSymlinkInsideAFolderArtifactLeavingTheBundle() throws {
@@ -232,12 +230,14 @@ final class BundleReaderTests: XCTestCase {
         try writeManifest(try makeBundle())
         try FileManager.default.createSymbolicLink(
             at: dir.url.appendingPathComponent("coreml/model.mlpackage/Data/leak.bin"), withDestinationURL: secret)
-        let e = openError(["coreml"])
-        XCTAssertTrue(e.contains("artifacts[0].file: Data/leak.bin is a symlink to"), e)
-        XCTAssertTrue(e.contains("outside the bundle"), e)
+        XCTAssertEqual(openError(["coreml"]),
+                       "coreml/model.mlpackage/Data/leak.bin: is a symlink; a bundle may not contain symlinks")
+        // sha256(of:) on its own refuses it too.
+        XCTAssertThrowsError(try BundleReader.sha256(of: dir.url.appendingPathComponent("coreml/model.mlpackage").path))
     }
 
-    func testSymlinkStayingInsideTheBundleIsFine() throws {
+    /// Python, Kotlin and Swift refuse every symlink in a bundle, even one that stays inside (issue 24).
+    func testSymlinkStayingInsideTheBundleIsRefused() throws {
         var m = try makeBundle()
         try dir.write("shared/model.pte", Data((0..<200).map { UInt8($0) }))
         let pte = dir.url.appendingPathComponent("executorch/model.pte")
@@ -245,7 +245,7 @@ final class BundleReaderTests: XCTestCase {
         try FileManager.default.createSymbolicLink(atPath: pte.path, withDestinationPath: "../shared/model.pte")
         artifact(&m, 1, "sha256", Sha256Stream.hex(of: Data((0..<200).map { UInt8($0) })))
         try writeManifest(m)
-        XCTAssertEqual(openError(), "no error")
+        XCTAssertEqual(openError(), "executorch/model.pte: is a symlink; a bundle may not contain symlinks")
     }
 
     /// Set `value` at `path` (object keys and list indices) of a manifest built by `makeBundle`.
@@ -364,5 +364,112 @@ final class BundleReaderTests: XCTestCase {
         XCTAssertTrue(openError().hasPrefix("lut.json: operating_points[1].entry: \"main 160\" does not match"), openError())
         try dir.write("lut.json", BundleReaderTests.lutText)
         XCTAssertEqual(openError(), "no error")
+    }
+
+    // Issue 24: the rules all three readers apply. Before, Swift read a symlinked document outside the bundle,
+    // accepted inside symlinks, FIFOs in an .mlpackage and a 180 MB lut.json, and let SchemaError escape `open`.
+
+    func outcome(_ backends: Set<String>? = nil) -> OpenOutcome { return openWithin(dir.url, backends: backends) }
+
+    static let symlinkRefused = "is a symlink; a bundle may not contain symlinks"
+    static let specialRefused = "is not a regular file or folder (a FIFO, socket or device); a bundle holds only files and folders"
+
+    func testSymlinkedDocumentsLeadingOutsideAreRefused() throws {
+        let outside = try TempDir()
+        try writeManifest(try makeBundle())
+        try dir.write("selector_policy.json", "{\"kind\": \"resflex.selector_policy\", \"latency_budget_ms\": 20}")
+        for name in ["manifest.json", "lut.json", "selector_policy.json"] {
+            let doc = dir.url.appendingPathComponent(name)
+            let moved = outside.url.appendingPathComponent(name)
+            try FileManager.default.moveItem(at: doc, to: moved)
+            try FileManager.default.createSymbolicLink(at: doc, withDestinationURL: moved)
+            XCTAssertEqual(outcome(), .refused("\(name): \(BundleReaderTests.symlinkRefused)"))
+            try FileManager.default.removeItem(at: doc)
+            try FileManager.default.moveItem(at: moved, to: doc)
+        }
+        XCTAssertEqual(outcome(), .ok)
+    }
+
+    func testUnlistedSymlinksAnywhereAreRefused() throws {
+        try writeManifest(try makeBundle())
+        try dir.write("notes/readme.txt", "hello")
+        try FileManager.default.createSymbolicLink(atPath: dir.url.appendingPathComponent("notes/root").path,
+                                                   withDestinationPath: "/")
+        XCTAssertEqual(outcome(), .refused("notes/root: \(BundleReaderTests.symlinkRefused)"))
+        try FileManager.default.removeItem(at: dir.url.appendingPathComponent("notes/root"))
+        try FileManager.default.createSymbolicLink(atPath: dir.url.appendingPathComponent("notes/dangling").path,
+                                                   withDestinationPath: "nowhere")
+        XCTAssertEqual(outcome(["executorch"]), .refused("notes/dangling: \(BundleReaderTests.symlinkRefused)"))
+    }
+
+    func mkfifoAt(_ relative: String) throws {
+        let url = dir.url.appendingPathComponent(relative)
+        try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
+        try? FileManager.default.removeItem(at: url)
+        XCTAssertEqual(mkfifo(url.path, 0o644), 0, "mkfifo \(url.path)")
+    }
+
+    func testFifosAreRefusedWithoutBlocking() throws {
+        let m = try makeBundle()
+        for (fifo, backends) in [("executorch/model.pte", nil), ("lut.json", nil), ("manifest.json", nil),
+                                 ("selector_policy.json", nil), ("coreml/model.mlpackage/Data/pipe", Set(["coreml"])),
+                                 ("unlisted/pipe", Set(["coreml"]))] as [(String, Set<String>?)] {
+            try writeManifest(m)
+            try dir.write("executorch/model.pte", Data((0..<200).map { UInt8($0) }))
+            try dir.write("lut.json", BundleReaderTests.lutText)
+            try? FileManager.default.removeItem(at: dir.url.appendingPathComponent("selector_policy.json"))
+            XCTAssertEqual(outcome(backends), .ok)
+            try mkfifoAt(fifo)
+            XCTAssertEqual(outcome(backends), .refused("\(fifo): \(BundleReaderTests.specialRefused)"), fifo)
+            try FileManager.default.removeItem(at: dir.url.appendingPathComponent(fifo))
+        }
+    }
+
+    func testDocumentsOverTheSizeCapAreRefusedBeforeReading() throws {
+        try writeManifest(try makeBundle())
+        for name in ["lut.json", "manifest.json", "selector_policy.json"] {
+            let url = dir.url.appendingPathComponent(name)
+            let saved = FileManager.default.contents(atPath: url.path)
+            if saved == nil { try dir.write(name, "{}") }
+            let handle = try FileHandle(forWritingTo: url)
+            try handle.truncate(atOffset: 180 << 20)  // sparse: nothing is written, nothing should be read
+            try handle.close()
+            XCTAssertEqual(outcome(), .refused("\(name): \(180 << 20) bytes; a document is at most \(64 << 20) bytes"))
+            if let saved = saved { try saved.write(to: url) } else { try FileManager.default.removeItem(at: url) }
+        }
+        XCTAssertEqual(outcome(), .ok)
+        XCTAssertThrowsError(try Document.read(dir.url.appendingPathComponent("nothing.json").path, name: "x"))
+    }
+
+    func testDeepNestingIsTheReadersOwnError() throws {
+        try writeManifest(try makeBundle())
+        let deep = String(repeating: "[", count: 100_000) + String(repeating: "]", count: 100_000)
+        let nested = "JSON nested too deeply (more than 64 levels of lists and objects)"
+        try dir.write("lut.json", "{\"kind\": \"resflex.lut\", \"x\": \(deep)}")
+        XCTAssertEqual(outcome(), .refused("lut.json: \(nested)"))
+        try dir.write("lut.json", BundleReaderTests.lutText)
+        try dir.write("selector_policy.json", "{\"x\": \(deep)}")
+        XCTAssertEqual(outcome(), .refused("selector_policy.json: \(nested)"))
+        try FileManager.default.removeItem(at: dir.url.appendingPathComponent("selector_policy.json"))
+        try dir.write("manifest.json", deep)
+        XCTAssertEqual(outcome(), .refused("manifest.json: \(nested)"))
+        // The bound counts brackets outside strings only.
+        func nest(_ n: Int) -> Data { return Data((String(repeating: "[", count: n) + String(repeating: "]", count: n)).utf8) }
+        XCTAssertFalse(Document.tooDeep(nest(64)))
+        XCTAssertTrue(Document.tooDeep(nest(65)))
+        XCTAssertFalse(Document.tooDeep(Data(("[\"" + String(repeating: "[{", count: 100) + "\\\"[\"]").utf8)))
+    }
+
+    func testOnlyBundleErrorLeavesOpen() throws {
+        try writeManifest(try makeBundle())
+        try dir.write("manifest.json", "{not json")
+        guard case .refused = outcome() else { return XCTFail("manifest.json: \(outcome())") }
+        var m = try makeBundle()
+        artifact(&m, 0, "layout", "CHWN")
+        try writeManifest(m)
+        guard case .refused = outcome() else { return XCTFail("layout: \(outcome())") }
+        try dir.write("selector_policy.json", "[1, 2]")
+        try writeManifest(try makeBundle())
+        guard case .refused = outcome() else { return XCTFail("policy: \(outcome())") }
     }
 }

@@ -1,5 +1,6 @@
 package dev.resflex.core
 
+import dev.resflex.selector.Document
 import dev.resflex.selector.SchemaRules
 import org.json.JSONArray
 import org.json.JSONException
@@ -105,6 +106,7 @@ data class Manifest(
         /** Parse the text of a manifest.json; `source` names it in errors. */
         @JvmStatic
         fun parse(text: String, source: String = FILE): Manifest {
+            if (Document.tooDeep(text)) throw BundleError(source, null, Document.TOO_DEEP)
             val doc = try {
                 JSONObject(text)
             } catch (e: JSONException) {

@@ -1,12 +1,13 @@
 package dev.resflex.core
 
+import dev.resflex.selector.Document
 import dev.resflex.selector.Lut
 import dev.resflex.selector.OperatingPoint
 import dev.resflex.selector.Policy
+import dev.resflex.selector.SchemaException
 import dev.resflex.selector.SchemaRules
 import java.io.File
 import java.io.FileInputStream
-import java.io.IOException
 import java.security.MessageDigest
 
 /** One operating point of the LUT that this bundle can serve: its artifact, entry and input spec. */
@@ -47,10 +48,10 @@ data class BundlePoint(
 
 /**
  * A resflex bundle (the output of `resflex convert`): manifest.json, lut.json, the optional selector_policy.json
- * and the artifacts. [open] refuses a bundle whose documents have another kind or major schema version, whose
- * paths are not safe relative paths inside the bundle (absolute, `..`, backslashes, symlinks leading out), or
- * whose artifact files are missing or do not match their sha256 — every error a [BundleError] naming the file and
- * the field. Only after that are the artifacts handed to an engine.
+ * and the artifacts. [open] refuses a bundle holding a symlink or a special file (FIFO, socket, device) anywhere,
+ * documents over 64 MB or nested too deeply or with another kind or major schema version, paths that are not safe
+ * relative paths (absolute, `..`, backslashes), or artifact files that are missing or do not match their sha256 —
+ * every error a [BundleError] naming the file and the field. Only after that are the artifacts handed to an engine.
  *
  *     val bundle = ResflexBundle.open(File(filesDir, "bundle"), setOf("executorch", "tflite"))
  *     for (p in bundle.points) println(p.label() + " → " + bundle.file(p.artifact))
@@ -90,9 +91,22 @@ class ResflexBundle private constructor(
         @JvmStatic
         @JvmOverloads
         fun open(dir: File, backends: Collection<String>? = null): ResflexBundle {
+            try {
+                return openChecked(dir, backends)
+            } catch (e: BundleError) {
+                throw e
+            } catch (e: Exception) {
+                throw BundleError(dir.path, null, "cannot be read: $e")
+            } catch (e: StackOverflowError) {
+                throw BundleError(dir.path, null, "cannot be read: nested too deeply")
+            }
+        }
+
+        private fun openChecked(dir: File, backends: Collection<String>?): ResflexBundle {
             if (!dir.isDirectory) throw BundleError(dir.path, null, "not a bundle folder (expected manifest.json, " +
                 "lut.json and the artifacts inside)")
             val root = dir.canonicalFile
+            BundlePaths.checkTree(root)
             val manifest = Manifest.parse(readDoc(root, Manifest.FILE), Manifest.FILE)
             val lut = try {
                 Lut.parse(readDoc(root, LUT_FILE), LUT_FILE)
@@ -102,11 +116,11 @@ class ResflexBundle private constructor(
                 throw BundleError(LUT_FILE, null, message.removePrefix("$LUT_FILE: "))
             }
             var policy: Policy? = null
-            if (File(root, Policy.FILE).exists()) {
+            if (Document.kind(File(root, Policy.FILE)) != null) {
                 policy = try {
                     Policy.parse(readDoc(root, Policy.FILE), Policy.DEFAULT, Policy.FILE)
                 } catch (e: IllegalArgumentException) {
-                    throw BundleError(Policy.FILE, null, e.message ?: e.toString())
+                    throw BundleError(Policy.FILE, null, (e.message ?: e.toString()).removePrefix("${Policy.FILE}: "))
                 }
             }
             for (i in manifest.artifacts.indices) {
@@ -173,24 +187,18 @@ class ResflexBundle private constructor(
             }
         }
 
-        private fun readDoc(root: File, name: String): String {
-            val f = File(root, name)
-            if (!f.exists()) throw BundleError(name, null, "not found in ${root.path}")
-            BundlePaths.checkInside(root, f, name, null)
-            return try {
-                f.readText(Charsets.UTF_8)
-            } catch (e: IOException) {
-                throw BundleError(name, null, "cannot be read: ${e.message}")
-            }
+        private fun readDoc(root: File, name: String): String = try {
+            Document.read(File(root, name), name)
+        } catch (e: SchemaException) {
+            throw BundleError(name, null, (e.message ?: e.toString()).removePrefix("$name: "))
         }
 
         private fun verify(root: File, rel: String, sha256: String, field: String) {
             BundlePaths.checkRelative(rel, Manifest.FILE, "$field.file")
             val f = File(root, rel)
-            if (!f.exists()) throw BundleError(rel, "${Manifest.FILE} $field.file", "missing from the bundle " +
-                "(copy the whole bundle again)")
-            BundlePaths.checkInside(root, f, rel, "${Manifest.FILE} $field.file")
-            val got = Sha256.of(f, root, rel)
+            if (Document.kind(f) == null) throw BundleError(rel, "${Manifest.FILE} $field.file", "missing from the " +
+                "bundle (copy the whole bundle again)")
+            val got = Sha256.of(f, rel)
             if (!got.equals(sha256, ignoreCase = true)) {
                 throw BundleError(rel, "${Manifest.FILE} $field.sha256", "sha256 is $got, the manifest says $sha256: " +
                     "the file was changed or damaged (copy the bundle again)")
@@ -212,36 +220,46 @@ object BundlePaths {
     }
 
     /**
-     * `file` (and whatever a symlink makes of it) must lie inside `root` (canonical paths; java.io only, as
-     * java.nio.file needs Android API 26).
+     * Every entry under `root`, listed in the manifest or not, must be a regular file or a folder: no symlink
+     * (wherever it points), no FIFO, socket or device. Nothing is followed or opened (java.nio.file, Android API 26).
      */
     @JvmStatic
-    fun checkInside(root: File, file: File, name: String, field: String?) {
-        val base = root.canonicalPath
-        val real = file.canonicalPath
-        if (real == base || !real.startsWith(if (base.endsWith(File.separator)) base else base + File.separator)) {
-            throw BundleError(name, field, "leads outside the bundle (to $real): refused")
+    fun checkTree(root: File) {
+        val folders = ArrayList<String>()
+        folders.add("")
+        while (folders.isNotEmpty()) {
+            val rel = folders.removeAt(folders.size - 1)
+            val names = (if (rel.isEmpty()) root else File(root, rel)).list()
+                ?: throw BundleError(if (rel.isEmpty()) root.path else rel, null, "cannot list the folder")
+            names.sort()
+            for (name in names) {
+                val child = if (rel.isEmpty()) name else "$rel/$name"
+                if (kindOf(File(root, child), child) == Document.Kind.FOLDER) folders.add(child)
+            }
         }
     }
 
-    /** True when `file` itself is a symbolic link (its canonical path differs from its canonical parent + name). */
+    /** FILE or FOLDER for what is at `file` (not following a symlink); a symlink or special file is refused. */
     @JvmStatic
-    fun isSymlink(file: File): Boolean {
-        val parent = file.absoluteFile.parentFile ?: return false
-        val direct = File(parent.canonicalFile, file.name)
-        return direct.canonicalPath != direct.absolutePath
+    fun kindOf(file: File, name: String): Document.Kind {
+        val kind = Document.kind(file) ?: throw BundleError(name, null, "vanished while the bundle was read")
+        if (kind == Document.Kind.SYMLINK) throw BundleError(name, null, Document.SYMLINK)
+        if (kind == Document.Kind.SPECIAL) throw BundleError(name, null, SPECIAL)
+        return kind
     }
+
+    const val SPECIAL = "is not a regular file or folder (a FIFO, socket or device); a bundle holds only files and folders"
 }
 
 /** sha256 as `resflex.mobile.bundle.io.sha256_of`: a file's bytes, or a folder's sorted relative paths + contents. */
 object Sha256 {
-    /** Hex sha256 of a file or folder; `root` bounds symlinks inside a folder, `name` is used in errors. */
+    /** Hex sha256 of a file or folder (`name` in errors); a symlink or special file in it is refused, never opened. */
     @JvmStatic
-    fun of(file: File, root: File, name: String): String {
+    fun of(file: File, name: String): String {
         val md = MessageDigest.getInstance("SHA-256")
-        if (file.isDirectory) {
+        if (BundlePaths.kindOf(file, name) == Document.Kind.FOLDER) {
             val files = ArrayList<List<String>>()
-            collect(file, ArrayList(), files, root, name)
+            collect(file, ArrayList(), files, name)
             sort(files)
             for (parts in files) {
                 md.update((parts.joinToString("/") + "\u0000").toByteArray(Charsets.UTF_8))
@@ -277,16 +295,14 @@ object Sha256 {
         }
     }
 
-    /** Files under `dir` as path components; like Python's rglob, symlinked folders are not descended. */
-    private fun collect(dir: File, prefix: List<String>, out: MutableList<List<String>>, root: File, name: String) {
+    /** Files under `dir` as path components. */
+    private fun collect(dir: File, prefix: List<String>, out: MutableList<List<String>>, name: String) {
         val children = dir.listFiles() ?: throw BundleError(name, null, "cannot list ${dir.path}")
         for (c in children) {
             val parts = ArrayList(prefix)
             parts.add(c.name)
             val rel = name + "/" + parts.joinToString("/")
-            BundlePaths.checkInside(root, c, rel, null)
-            if (c.isDirectory && BundlePaths.isSymlink(c)) continue
-            if (c.isDirectory) collect(c, parts, out, root, name) else if (c.isFile) out.add(parts)
+            if (BundlePaths.kindOf(c, rel) == Document.Kind.FOLDER) collect(c, parts, out, name) else out.add(parts)
         }
     }
 

@@ -146,7 +146,7 @@ class BundleTest {
 
     @Test
     fun directoryArtifactHashesLikePython() {
-        assertEquals(mlpackageSha, Sha256.of(File(dir, "coreml/model.mlpackage"), dir, "coreml/model.mlpackage"))
+        assertEquals(mlpackageSha, Sha256.of(File(dir, "coreml/model.mlpackage"), "coreml/model.mlpackage"))
     }
 
     @Test
@@ -221,7 +221,7 @@ class BundleTest {
         target.writeBytes(pteBytes) // same bytes, so only the path check can refuse it
         File(dir, pte).delete()
         Files.createSymbolicLink(File(dir, pte).toPath(), target.toPath())
-        expectError(pte, "outside the bundle") { ResflexBundle.open(dir) }
+        expectError(pte, "is a symlink; a bundle may not contain symlinks") { ResflexBundle.open(dir) }
     }
 
     @Test
@@ -231,16 +231,18 @@ class BundleTest {
         val link = File(dir, "coreml/model.mlpackage/Data/com.apple.CoreML/weights/weight.bin")
         link.delete()
         Files.createSymbolicLink(link.toPath(), target.toPath())
-        expectError("weight.bin", "outside the bundle") { ResflexBundle.open(dir) }
+        expectError("weight.bin", "is a symlink") { ResflexBundle.open(dir) }
+        expectError("weight.bin", "is a symlink") { Sha256.of(File(dir, "coreml/model.mlpackage"), "coreml") }
     }
 
+    /** Python, Kotlin and Swift refuse every symlink in a bundle, even one that stays inside (issue 24). */
     @Test
-    fun symlinkInsideTheBundleIsAccepted() {
+    fun symlinkInsideTheBundleIsRefused() {
         val real = File(dir, "executorch/real.pte")
         real.writeBytes(pteBytes)
         File(dir, pte).delete()
         Files.createSymbolicLink(File(dir, pte).toPath(), File("real.pte").toPath())
-        assertEquals(7, ResflexBundle.open(dir).points.size)
+        expectError(pte, "is a symlink; a bundle may not contain symlinks") { ResflexBundle.open(dir) }
     }
 
     @Test
@@ -404,5 +406,98 @@ class BundleTest {
         // The unchanged bundle still opens.
         writeDocs(manifest(), lut())
         assertEquals(7, ResflexBundle.open(dir).points.size)
+    }
+
+    // Issue 24: the rules all three readers apply. Before, Kotlin hung on a FIFO artifact or lut.json, threw
+    // StackOverflowError on a deeply nested lut.json, and accepted an inside symlink and a 180 MB lut.json.
+
+    private val symlinkRefused = "is a symlink; a bundle may not contain symlinks"
+    private val specialRefused = "is not a regular file or folder (a FIFO, socket or device); a bundle holds only " +
+        "files and folders"
+
+    private fun mkfifo(rel: String) {
+        val f = File(dir, rel)
+        f.parentFile.mkdirs()
+        f.delete()
+        assertEquals("mkfifo $f", 0, ProcessBuilder("mkfifo", f.path).start().waitFor())
+    }
+
+    @Test
+    fun symlinkedDocumentsLeadingOutsideAreRefused() {
+        File(dir, "selector_policy.json").writeText("{\"latency_budget_ms\": 20.0}")
+        for (name in listOf("manifest.json", "lut.json", "selector_policy.json")) {
+            val doc = File(dir, name)
+            val moved = File(outside, name)
+            assertTrue(doc.renameTo(moved))
+            Files.createSymbolicLink(doc.toPath(), moved.toPath())
+            assertEquals(OpenOutcome("reject", "$name: $symlinkRefused"), openWithin(dir))
+            assertTrue(doc.delete() && moved.renameTo(doc))
+        }
+        assertEquals("ok", openWithin(dir).verdict)
+    }
+
+    @Test
+    fun unlistedSymlinksAnywhereAreRefused() {
+        write("notes/readme.txt", "hello".toByteArray())
+        Files.createSymbolicLink(File(dir, "notes/root").toPath(), File("/").toPath())
+        assertEquals(OpenOutcome("reject", "notes/root: $symlinkRefused"), openWithin(dir))
+        File(dir, "notes/root").delete()
+        Files.createSymbolicLink(File(dir, "notes/dangling").toPath(), File("nowhere").toPath())
+        assertEquals(OpenOutcome("reject", "notes/dangling: $symlinkRefused"), openWithin(dir, setOf("executorch")))
+    }
+
+    @Test
+    fun fifosAreRefusedWithoutBlocking() {
+        for (fifo in listOf(pte, "lut.json", "manifest.json", "selector_policy.json",
+                "coreml/model.mlpackage/Data/pipe", "unlisted/pipe")) {
+            tearDown()
+            setUp()
+            assertEquals("ok", openWithin(dir).verdict)
+            mkfifo(fifo)
+            assertEquals(fifo, OpenOutcome("reject", "$fifo: $specialRefused"), openWithin(dir))
+        }
+        tearDown()
+        setUp()
+        mkfifo("coreml/model.mlpackage/Data/pipe")
+        assertEquals(OpenOutcome("reject", "coreml/model.mlpackage/Data/pipe: $specialRefused"),
+            openWithin(dir, setOf("coreml")))
+    }
+
+    @Test
+    fun documentsOverTheSizeCapAreRefusedBeforeReading() {
+        for (name in listOf("lut.json", "manifest.json", "selector_policy.json")) {
+            val f = File(dir, name)
+            val saved = if (f.exists()) f.readBytes() else null
+            java.io.RandomAccessFile(f, "rw").use { it.setLength(180L shl 20) } // sparse: nothing should be read
+            assertEquals(OpenOutcome("reject", "$name: ${180L shl 20} bytes; a document is at most ${64 shl 20} bytes"),
+                openWithin(dir))
+            if (saved != null) f.writeBytes(saved) else f.delete()
+        }
+        assertEquals("ok", openWithin(dir).verdict)
+    }
+
+    @Test
+    fun deepNestingIsTheReadersOwnError() {
+        val deep = "[".repeat(100000) + "]".repeat(100000)
+        val nested = "JSON nested too deeply (more than 64 levels of lists and objects)"
+        File(dir, "lut.json").writeText("{\"kind\": \"resflex.lut\", \"x\": $deep}")
+        assertEquals(OpenOutcome("reject", "lut.json: $nested"), openWithin(dir))
+        writeDocs(manifest(), lut())
+        File(dir, "selector_policy.json").writeText("{\"x\": $deep}")
+        assertEquals(OpenOutcome("reject", "selector_policy.json: $nested"), openWithin(dir))
+        File(dir, "selector_policy.json").delete()
+        File(dir, "manifest.json").writeText(deep)
+        assertEquals(OpenOutcome("reject", "manifest.json: $nested"), openWithin(dir))
+        // The bound counts brackets outside strings only.
+        assertTrue(!dev.resflex.selector.Document.tooDeep("[".repeat(64) + "]".repeat(64)))
+        assertTrue(dev.resflex.selector.Document.tooDeep("[".repeat(65) + "]".repeat(65)))
+        assertTrue(!dev.resflex.selector.Document.tooDeep("[\"" + "[{".repeat(100) + "\\\"[\"]"))
+    }
+
+    @Test
+    fun invalidUtf8IsNotValidJson() {
+        File(dir, "lut.json").writeBytes(byteArrayOf('{'.toByte(), '"'.toByte(), 0xff.toByte(), '"'.toByte(),
+            ':'.toByte(), '1'.toByte(), '}'.toByte()))
+        assertEquals(OpenOutcome("reject", "lut.json: not valid JSON: not UTF-8 text"), openWithin(dir))
     }
 }

@@ -159,6 +159,7 @@ class Lut(val operatingPoints: List<OperatingPoint>, val latencyModels: Map<Stri
         /** Parse the text of a lut.json; `source` names it in error messages. */
         @JvmStatic
         fun parse(text: String, source: String = "lut.json"): Lut {
+            if (Document.tooDeep(text)) throw SchemaException("$source: ${Document.TOO_DEEP}")
             val doc = try {
                 JSONObject(text)
             } catch (e: JSONException) {
@@ -168,10 +169,7 @@ class Lut(val operatingPoints: List<OperatingPoint>, val latencyModels: Map<Stri
         }
 
         @JvmStatic
-        fun read(file: File): Lut {
-            if (!file.isFile) throw SchemaException("$file: file not found")
-            return parse(file.readText(Charsets.UTF_8), file.path)
-        }
+        fun read(file: File): Lut = parse(Document.read(file, file.path), file.path)
 
         @JvmStatic
         fun fromJson(doc: JSONObject, source: String = "lut.json"): Lut {

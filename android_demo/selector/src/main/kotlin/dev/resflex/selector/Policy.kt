@@ -117,6 +117,7 @@ data class Policy(
         /** A policy JSON text (any subset of the fields, over `base`), e.g. a bundle's selector_policy.json. */
         @JvmStatic
         fun parse(text: String, base: Policy = DEFAULT, source: String = FILE): Policy {
+            if (Document.tooDeep(text)) throw SchemaException("$source: ${Document.TOO_DEEP}")
             val doc = try {
                 JSONObject(text)
             } catch (e: JSONException) {

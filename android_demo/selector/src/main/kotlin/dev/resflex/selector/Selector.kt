@@ -452,7 +452,8 @@ class Selector @JvmOverloads constructor(val lut: Lut, val device: String, val p
             }
             val policyFile = File(bundle, Policy.FILE)
             var policy = base
-            if (policyFile.isFile) policy = Policy.parse(policyFile.readText(Charsets.UTF_8), base, policyFile.path)
+            if (Document.kind(policyFile) != null) policy = Policy.parse(Document.read(policyFile, policyFile.path), base,
+                policyFile.path)
             return Selector(Lut.read(File(bundle, "lut.json")), device, policy)
         }
 
