@@ -294,7 +294,7 @@ class _Mapper:
             return
         self.out[key] = value.detach().to(want.dtype).clone()
 
-    def conv(self, unit: Unit, src: ConvSource, code: CodeMap) -> None:
+    def conv(self, unit: Unit, src: ConvSource) -> None:
         layer = self.model.get_submodule(f"{unit.prefix}.0")
         values = [self.take(k) for k in src.keys]
         if any(v is None for v in values):
@@ -318,16 +318,13 @@ class _Mapper:
                      src.keys[0])
             self.put(f"{unit.prefix}.0.{last}.bias", kernel.reshape(-1), src.keys[0])
             return
-        slope, intercept = values  # W = slope·c + intercept, c = a·ε + b  →  W = (a·slope)·ε + (intercept + b·slope)
+        slope, intercept = values  # W = slope·c + intercept; the model feeds c = a·ε + b (ModelConfig.san_code)
         if tuple(slope.shape) != (n, 1) or tuple(intercept.shape) != (n,):
             self.shapes.append(f"{src.keys[0]} {tuple(slope.shape)} / {src.keys[1]} {tuple(intercept.shape)} vs "
                                f"{unit.prefix}.0 kernel {layer.weight_shape} = ({n}, 1) / ({n},)")
             return
         if last != "meta":
             raise ValueError(f"{self.origin}: SAN's linear meta-learners need meta_hidden=0")
-        if code.a != 1.0 or code.b != 0.0:
-            s64 = slope.double()
-            slope, intercept = s64 * code.a, intercept.double() + s64[:, 0] * code.b
         self.put(f"{unit.prefix}.0.meta.weight", slope, src.keys[0])
         self.put(f"{unit.prefix}.0.meta.bias", intercept, src.keys[1])
 
@@ -373,12 +370,12 @@ class _Mapper:
 
 
 def map_weights(model: MultiResolutionNet, source: dict[str, Tensor], layout: Layout, copies: int, origin: str,
-                code: CodeMap = CodeMap(), head_required: bool = True, consumed: Sequence[str] = ()) -> str:
+                head_required: bool = True, consumed: Sequence[str] = ()) -> str:
     """Load `source` (in `layout`) into `model`; returns what happened to the classifier."""
     units, head = model_units(model)
     mapper = _Mapper(model, source, origin)
     for u in units:
-        mapper.conv(u, layout.conv(u), code)
+        mapper.conv(u, layout.conv(u))
         mapper.bn(u, layout.bn(u), copies)
     head_note = mapper.head(layout.head, head, head_required)
     model.load_state_dict(mapper.finish(layout.ignored, consumed))
@@ -581,11 +578,11 @@ def read_official(path: str | Path, fmt: str = "auto",
     if head_key not in sd or sd[head_key].ndim != 2:
         raise CheckpointError(f"{path}: missing key(s) {head_key!r} (the classifier)")
     config = ModelConfig(arch, Method.SAN if detected == "san" else Method.RSNET, sizes,
-                         _width(sd, detected, arch, path), int(sd[head_key].shape[0]), 0)
+                         _width(sd, detected, arch, path), int(sd[head_key].shape[0]), 0, san_code=(code.a, code.b))
     check_numbers({"model_config": config.to_dict(), "preprocessing": OFFICIAL_PREPROCESSING.to_dict()}, str(path))
     model = model_from_config(config)
     model.preprocessing = OFFICIAL_PREPROCESSING
-    map_weights(model, sd, official_layout(detected, arch), copies, str(path), code, consumed=consumed)
+    map_weights(model, sd, official_layout(detected, arch), copies, str(path), consumed=consumed)
     return model.eval(), metadata
 
 
@@ -630,6 +627,8 @@ def init_from_single(model: MultiResolutionNet, path: str | Path) -> str:
                 raise ValueError(f"--init {path} is a multi-resolution resflex checkpoint of another model ("
                                  + "; ".join(diffs) + "): train with the same settings, or start from single weights")
             loaded = source.state_dict()
+            if cfg.san_code != mine.san_code:  # an imported SAN model's own code: refold it into this model's
+                loaded = refold_san_code(model, loaded, cfg.san_code, mine.san_code)
             head_w = loaded[f"{head}.weight"]
             same_head = tuple(head_w.shape) == tuple(model.state_dict()[f"{head}.weight"].shape)
             if not same_head:  # another data set: keep the fresh classifier
@@ -651,6 +650,22 @@ def init_from_single(model: MultiResolutionNet, path: str | Path) -> str:
         layout, kind = _torchvision_layout(model), "torchvision state dict"
     note = map_weights(model, sd, layout, 1, f"--init {path}", head_required=False)
     return f"--init {path} ({kind}): convs and BNs copied into every resolution; classifier {note}"
+
+
+def refold_san_code(model: MultiResolutionNet, state: dict[str, Tensor], source_code: tuple[float, float],
+                    target_code: tuple[float, float]) -> dict[str, Tensor]:
+    """SAN weights made for meta-learners fed a·ε + b = `source_code`, re-expressed (in float64) for `model`'s
+    `target_code`: only the first linear layer of each meta-learner reads the code, so only it changes."""
+    (a, b), (a2, b2) = source_code, target_code
+    state = dict(state)
+    for name, layer in model.named_modules():
+        if isinstance(layer, MetaConv2d):
+            first = f"{name}.meta" if isinstance(layer.meta, nn.Linear) else f"{name}.meta.0"
+            w, bias = state[f"{first}.weight"], state[f"{first}.bias"]
+            w2 = w.double() * (a / a2)  # w·(a·ε + b) + bias = w2·(a2·ε + b2) + bias2
+            state[f"{first}.bias"] = (bias.double() + w.double()[:, 0] * b - w2[:, 0] * b2).to(bias.dtype)
+            state[f"{first}.weight"] = w2.to(w.dtype)
+    return state
 
 
 def _torchvision_layout(model: MultiResolutionNet) -> Layout:

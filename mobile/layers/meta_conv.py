@@ -23,6 +23,7 @@ class MetaConv2d(ResolutionAware):
     `hidden=0` is the paper's linear meta-learner, W(S) = ε·A + B; `hidden` in {8, 16} uses a 2-layer MLP
     (Linear(1, hidden) → ReLU → Linear(hidden, n)). At an unseen test resolution T the active
     `ScaleCode` chooses ideal inference ε(T) or proxy inference ε(S(T)), S(T) the nearest training size.
+    `code` = (a, b) feeds a·ε + b instead (an imported SAN checkpoint's own code, see `ModelConfig.san_code`).
     """
 
     def __init__(
@@ -36,12 +37,14 @@ class MetaConv2d(ResolutionAware):
         groups: int = 1,
         bias: bool = False,
         hidden: int = 0,
+        code: tuple[float, float] = (1.0, 0.0),
     ):
         super().__init__(resolutions)
         if hidden not in (0, 8, 16):
             raise ValueError(f"MetaConv2d hidden: expected 0 (linear), 8 or 16, got {hidden!r}")
         self.in_channels, self.out_channels, self.kernel_size = in_channels, out_channels, kernel_size
         self.stride, self.padding, self.groups = stride, padding, groups
+        self.code = tuple(code)
         self.weight_shape = (out_channels, in_channels // groups, kernel_size, kernel_size)
         n = math.prod(self.weight_shape)
         self.meta = nn.Linear(1, n) if hidden == 0 else nn.Sequential(nn.Linear(1, hidden), nn.ReLU(), nn.Linear(hidden, n))
@@ -65,7 +68,8 @@ class MetaConv2d(ResolutionAware):
     def weight_at(self, resolution: int) -> Tensor:
         """The kernel generated for input size `resolution` (used by forward and by convert's bake)."""
         last = self.meta if isinstance(self.meta, nn.Linear) else self.meta[-1]
-        code = torch.full((1, 1), scale_code(resolution), dtype=last.weight.dtype, device=last.weight.device)
+        a, b = self.code
+        code = torch.full((1, 1), a * scale_code(resolution) + b, dtype=last.weight.dtype, device=last.weight.device)
         return self.meta(code).view(self.weight_shape)
 
     def forward(self, x: Tensor) -> Tensor:

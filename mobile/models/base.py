@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import enum
+import math
 from collections.abc import Iterator, Sequence
 
 import torch
@@ -101,6 +102,10 @@ class ModelConfig:
     # and the sha256 of the factory's file; both empty for registered architectures and left out of `to_dict`.
     stage_modules: tuple[str, ...] = ()
     arch_sha256: str = ""
+    # SAN: the meta-learners read a·ε(S) + b, (a, b) = san_code: (1, 0) for models trained here; an imported
+    # SAN checkpoint's index code 0.7 − 0.1·i at sizes other than the papers' (resflex.mobile.importer), so its
+    # kernels are generated exactly as the official forward generates them. Left out of `to_dict` when (1, 0).
+    san_code: tuple[float, float] = (1.0, 0.0)
 
     def __post_init__(self):
         object.__setattr__(self, "method", parse_enum(Method, self.method, "method"))
@@ -120,6 +125,13 @@ class ModelConfig:
             raise ValueError(f"width: expected a positive multiplier, got {self.width!r}")
         if isinstance(self.num_classes, bool) or not isinstance(self.num_classes, int) or self.num_classes < 2:
             raise ValueError(f"num_classes: expected an integer >= 2, got {self.num_classes!r}")
+        code = tuple(self.san_code)
+        if len(code) != 2 or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+                                     for v in code) or code[0] == 0:
+            raise ValueError(f"san_code: expected two finite numbers (a, b), a != 0, got {str(self.san_code)[:60]}")
+        object.__setattr__(self, "san_code", (float(code[0]), float(code[1])))
+        if self.san_code != (1.0, 0.0) and self.method is not Method.SAN:
+            raise ValueError(f"san_code {list(self.san_code)}: only method 'san' has meta-learners")
         if self.stage_modules and self.method is not Method.RESIZABLE:
             raise ValueError(f"stage_modules {list(self.stage_modules)}: only method 'resizable' has stages")
         if not all(isinstance(n, str) for n in self.stage_modules) or not isinstance(self.arch_sha256, str):
@@ -130,6 +142,9 @@ class ModelConfig:
         d["method"] = self.method.value
         d["resolutions"] = list(self.resolutions)
         d["scales"] = list(self.scales)
+        d["san_code"] = list(self.san_code)
+        if self.san_code == (1.0, 0.0):
+            del d["san_code"]
         d["stage_modules"] = list(self.stage_modules)
         return {k: v for k, v in d.items() if v or k not in ("stage_modules", "arch_sha256")}
 
@@ -139,6 +154,7 @@ class ModelConfig:
         unknown = set(d) - fields
         if unknown:
             raise ValueError(f"model config: unknown field(s) {sorted(unknown)}; expected {sorted(fields)}")
+        d = {**d, "san_code": tuple(d.get("san_code", (1.0, 0.0)))}
         return cls(**{**d, "resolutions": tuple(d.get("resolutions", PAPER_RESOLUTIONS)),
                       "scales": tuple(d.get("scales", ())), "stage_modules": tuple(d.get("stage_modules", ()))})
 
@@ -153,6 +169,7 @@ class Ops:
         self.method = config.method
         self.resolutions = config.resolutions
         self.meta_hidden = config.meta_hidden
+        self.san_code = config.san_code
         self.scales = config.scales
         self.stage: int | None = None  # index of the most recent stage resize; None before the first
 
@@ -166,7 +183,8 @@ class Ops:
 
     def conv(self, cin: int, cout: int, k: int, stride: int = 1, groups: int = 1) -> nn.Module:
         if self.method is Method.SAN:
-            return MetaConv2d(cin, cout, k, self.resolutions, stride, k // 2, groups, hidden=self.meta_hidden)
+            return MetaConv2d(cin, cout, k, self.resolutions, stride, k // 2, groups, hidden=self.meta_hidden,
+                              code=self.san_code)
         return nn.Conv2d(cin, cout, k, stride, k // 2, groups=groups, bias=False)
 
     def bn(self, channels: int) -> nn.Module:

@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 
 from resflex.cli.main import main
-from resflex.mobile.checkpoint import CheckpointError, load_checkpoint
+from resflex.mobile.checkpoint import CheckpointError, load_checkpoint, read_checkpoint
 from resflex.mobile.evaluate import eval_loader
 from resflex.mobile.importer import ImportConfig, import_checkpoint
 
@@ -137,3 +137,29 @@ def test_class_folders_in_text_order_get_a_short_error_saying_what_to_do(tmp_pat
     msg = str(e.value)
     assert "12 class folders do not match the model's 12 classes (label 0 is folder '0' but class '00')" in msg
     assert "zero-padded" in msg and "re-import with --classes FILE / --data FOLDER" in msg and len(msg) < 500
+
+
+@pytest.mark.parametrize("code, message", [
+    ([float("nan"), 0.0], "san_code: expected two finite numbers"), ([0.0, 0.1], "san_code: expected two finite"),
+    ("ab", "san_code: expected two finite"), ([1.0, 2.0, 3.0], "san_code: expected two finite"),
+    ([True, 0.0], "san_code: expected two finite")])
+def test_a_damaged_san_code_in_a_checkpoint_is_refused(tmp_path, code, message):
+    """The imported SAN model's code map (model_config.san_code) is checked like every other config number."""
+    path = _write(tmp_path, repo="san")
+    run = import_checkpoint(ImportConfig(str(path), str(tmp_path / "run"), sizes=(64, 56, 48, 40, 32))).path
+    payload = read_checkpoint(run)
+    assert payload["model_config"]["san_code"] == [4.0, -0.1]
+    payload["model_config"]["san_code"] = code
+    torch.save(payload, tmp_path / "bad.pt")
+    with pytest.raises(CheckpointError, match=message):
+        load_checkpoint(tmp_path / "bad.pt")
+
+
+def test_san_code_is_only_for_san_models(tmp_path):
+    path = _write(tmp_path)
+    payload = read_checkpoint(import_checkpoint(ImportConfig(str(path), str(tmp_path / "run"))).path)
+    assert "san_code" not in payload["model_config"]  # rsnet, and SAN at the papers' sizes: left out
+    payload["model_config"]["san_code"] = [4.0, -0.1]
+    torch.save(payload, tmp_path / "bad.pt")
+    with pytest.raises(CheckpointError, match="san_code \\[4.0, -0.1\\]: only method 'san' has meta-learners"):
+        load_checkpoint(tmp_path / "bad.pt")
