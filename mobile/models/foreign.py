@@ -399,8 +399,10 @@ class _ArchFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
     RESFLEX_ARCH_MODULES. The bytes executed are the bytes hashed; a file changed since is an ImportError."""
 
     def find_spec(self, fullname, path=None, target=None):
+        if not fullname.startswith(ARCH_MODULE_PREFIX):
+            return None
         entry = json.loads(os.environ.get(ARCH_MODULES_ENV) or "{}").get(fullname)
-        if not fullname.startswith(ARCH_MODULE_PREFIX) or entry is None:
+        if entry is None:
             return None
         return importlib.util.spec_from_loader(fullname, self, origin=entry[0])
 
