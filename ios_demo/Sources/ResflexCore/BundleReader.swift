@@ -155,6 +155,21 @@ public enum BundleReader {
     static func verify(_ path: String, sha256 expected: String, root: String, field: String) throws {
         let full = root + "/" + path
         guard Document.exists(full) else { throw BundleError("\(field).file: \(path) is missing from the bundle") }
+        var files = [path]
+        if try entryType(full, name: path) == S_IFDIR {
+            guard path.hasSuffix(".mlpackage") else {
+                throw BundleError("\(field).file: \(path) is a folder; only a .mlpackage artifact may be a folder")
+            }
+            files = (FileManager.default.enumerator(atPath: full)?.allObjects as? [String] ?? []).map { path + "/" + $0 }
+        }
+        // As Python: a listed file shared by hard links with a file elsewhere could change without the bundle changing.
+        for f in files {
+            var st = stat()
+            if lstat(root + "/" + f, &st) == 0, st.st_mode & S_IFMT == S_IFREG, st.st_nlink > 1 {
+                throw BundleError("\(field).file: \(f) has other hard links; a bundle's files may not be shared with "
+                                  + "files elsewhere")
+            }
+        }
         let got = try sha256(of: full, field: "\(field).file")
         if got != expected.lowercased() {
             throw BundleError("\(field).sha256: \(path) has sha256 \(got), the manifest says \(expected) "

@@ -472,4 +472,23 @@ final class BundleReaderTests: XCTestCase {
         try writeManifest(try makeBundle())
         guard case .refused = outcome() else { return XCTFail("policy: \(outcome())") }
     }
+
+    func testOnlyAnMlpackageMayBeAFolderAndHardLinksAreRefused() throws {
+        var m = try makeBundle()
+        try FileManager.default.removeItem(at: dir.url.appendingPathComponent("executorch/model.pte"))
+        try dir.write("executorch/model.pte/program", "pte program")
+        artifact(&m, 1, "sha256", try BundleReader.sha256(of: dir.url.appendingPathComponent("executorch/model.pte").path))
+        try writeManifest(m)
+        XCTAssertEqual(outcome(), .refused("manifest.json: artifacts[1].file: executorch/model.pte is a folder; only a "
+                                           + ".mlpackage artifact may be a folder"))
+        try FileManager.default.removeItem(at: dir.url.appendingPathComponent("executorch/model.pte"))
+        try writeManifest(try makeBundle())
+        try dir.write("executorch/model.pte", Data((0..<200).map { UInt8($0) }))
+        XCTAssertEqual(outcome(), .ok)
+        let outside = try TempDir()
+        try FileManager.default.linkItem(at: dir.url.appendingPathComponent("coreml/model.mlpackage/Manifest.json"),
+                                         to: outside.url.appendingPathComponent("shared.json"))
+        XCTAssertEqual(outcome(), .refused("manifest.json: artifacts[0].file: coreml/model.mlpackage/Manifest.json has "
+                                           + "other hard links; a bundle's files may not be shared with files elsewhere"))
+    }
 }

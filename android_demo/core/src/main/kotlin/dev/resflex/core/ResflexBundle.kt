@@ -8,6 +8,8 @@ import dev.resflex.selector.SchemaException
 import dev.resflex.selector.SchemaRules
 import java.io.File
 import java.io.FileInputStream
+import java.nio.file.Files
+import java.nio.file.LinkOption
 import java.security.MessageDigest
 
 /** One operating point of the LUT that this bundle can serve: its artifact, entry and input spec. */
@@ -196,8 +198,19 @@ class ResflexBundle private constructor(
         private fun verify(root: File, rel: String, sha256: String, field: String) {
             BundlePaths.checkRelative(rel, Manifest.FILE, "$field.file")
             val f = File(root, rel)
-            if (Document.kind(f) == null) throw BundleError(rel, "${Manifest.FILE} $field.file", "missing from the " +
-                "bundle (copy the whole bundle again)")
+            val where = "${Manifest.FILE} $field.file"
+            val kind = Document.kind(f) ?: throw BundleError(rel, where, "missing from the bundle (copy the whole " +
+                "bundle again)")
+            if (kind == Document.Kind.FOLDER && !rel.endsWith(".mlpackage")) {
+                throw BundleError(rel, where, "is a folder; only a .mlpackage artifact may be a folder")
+            }
+            // As Python: a listed file shared by hard links with a file elsewhere could change without the bundle.
+            for (x in f.walkTopDown()) {
+                if (x.isFile && BundlePaths.hardLinks(x) > 1) {
+                    throw BundleError(rel, where, "${x.relativeTo(root).invariantSeparatorsPath} has other hard " +
+                        "links; a bundle's files may not be shared with files elsewhere")
+                }
+            }
             val got = Sha256.of(f, rel)
             if (!got.equals(sha256, ignoreCase = true)) {
                 throw BundleError(rel, "${Manifest.FILE} $field.sha256", "sha256 is $got, the manifest says $sha256: " +
@@ -246,6 +259,16 @@ object BundlePaths {
         if (kind == Document.Kind.SYMLINK) throw BundleError(name, null, Document.SYMLINK)
         if (kind == Document.Kind.SPECIAL) throw BundleError(name, null, SPECIAL)
         return kind
+    }
+
+    /** The number of hard links of `file` (1 where the file system does not say). */
+    @JvmStatic
+    fun hardLinks(file: File): Int = try {
+        Files.getAttribute(file.toPath(), "unix:nlink", LinkOption.NOFOLLOW_LINKS) as? Int ?: 1
+    } catch (e: UnsupportedOperationException) {
+        1
+    } catch (e: IllegalArgumentException) {
+        1
     }
 
     const val SPECIAL = "is not a regular file or folder (a FIFO, socket or device); a bundle holds only files and folders"

@@ -500,4 +500,23 @@ class BundleTest {
             ':'.toByte(), '1'.toByte(), '}'.toByte()))
         assertEquals(OpenOutcome("reject", "lut.json: not valid JSON: not UTF-8 text"), openWithin(dir))
     }
+
+    @Test
+    fun onlyAnMlpackageMayBeAFolderAndHardLinksAreRefused() {
+        File(dir, pte).delete()
+        write("$pte/program", "pte program".toByteArray())
+        val m = manifest()
+        art(m, 0).put("sha256", Sha256.of(File(dir, pte), pte))
+        writeDocs(m, lut())
+        assertEquals(OpenOutcome("reject", "$pte: manifest.json artifacts[0].file: is a folder; only a .mlpackage " +
+            "artifact may be a folder"), openWithin(dir))
+        File(dir, pte).deleteRecursively()
+        write(pte, pteBytes)
+        writeDocs(manifest(), lut())
+        assertEquals("ok", openWithin(dir).verdict)
+        Files.createLink(File(outside, "shared.json").toPath(), File(dir, "coreml/model.mlpackage/Manifest.json").toPath())
+        assertEquals(OpenOutcome("reject", "coreml/model.mlpackage: manifest.json artifacts[3].file: " +
+            "coreml/model.mlpackage/Manifest.json has other hard links; a bundle's files may not be shared with " +
+            "files elsewhere"), openWithin(dir))
+    }
 }
