@@ -31,6 +31,9 @@ trap 'rm -rf "$ports"' EXIT
 python scripts/port_roundtrip.py prepare "$ports" > "$ports/env.sh" 2> "$ports/prepare.log" \
   || { cat "$ports/prepare.log" >&2; exit 1; }
 . "$ports/env.sh"
+# The shared hostile-bundle table (issue 24): both ports open every case and must agree with Python's verdict.
+python tests/adversarial/hostile_bundles.py "$ports/hostile" >/dev/null
+export RESFLEX_HOSTILE_DIR="$ports/hostile"
 bash android_demo/test.sh
 bash ios_demo/test.sh
 python scripts/port_roundtrip.py import "$ports"
