@@ -15,6 +15,7 @@ import shutil
 import stat
 import tempfile
 import time
+import warnings
 import zipfile
 import zlib
 from collections.abc import Iterator
@@ -22,6 +23,7 @@ from pathlib import Path, PurePosixPath
 
 from .schema import (
     LUT,
+    Backend,
     Manifest,
     SchemaError,
     entry_file,
@@ -34,21 +36,53 @@ from .schema import (
 MANIFEST, LUT_FILE, POLICY_FILE = "manifest.json", "lut.json", "selector_policy.json"
 
 
+def _tree_files(folder: Path, skip_hidden: bool = False) -> list[Path]:
+    """The regular files under `folder`, sorted, found with lstat (nothing is followed or opened); a symlink or a
+    special file (FIFO, socket, device) anywhere raises SchemaError naming it. `skip_hidden` leaves top-level hidden
+    entries (temporaries, the output marker) out of the list, after checking their types like everything else."""
+    files, folders = [], [Path(folder)]
+    while folders:
+        with os.scandir(folders.pop()) as entries:
+            for e in entries:
+                path, mode = Path(e.path), e.stat(follow_symlinks=False).st_mode
+                rel = path.relative_to(folder).as_posix()
+                if stat.S_ISLNK(mode):
+                    raise SchemaError(f"{folder}: {rel} is a symlink; a bundle may not contain symlinks")
+                if stat.S_ISDIR(mode):
+                    folders.append(path)
+                elif not stat.S_ISREG(mode):
+                    raise SchemaError(f"{folder}: {rel} is not a regular file or folder (a FIFO, socket or device)")
+                elif not (skip_hidden and rel.split("/")[0].startswith(".")):
+                    files.append(path)
+    return sorted(files)
+
+
+def _open_regular(path: Path):
+    """`open(path, "rb")` that refuses, without blocking, anything but a regular file (a FIFO would block open)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise SchemaError(f"{path}: not a regular file (a FIFO, socket or device)")
+    return os.fdopen(fd, "rb")
+
+
 def sha256_of(path: Path) -> str:
-    """sha256 of a file, or of a directory (e.g. .mlpackage) as its sorted relative paths and contents."""
-    h = hashlib.sha256()
-    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
-    for f in files:
-        if path.is_dir():
+    """sha256 of a file, or of a directory (e.g. .mlpackage) as its sorted relative paths and contents; a symlink or
+    special file inside a directory, or a special file given, raises SchemaError."""
+    h, path = hashlib.sha256(), Path(path)
+    folder = path.is_dir()
+    for f in _tree_files(path) if folder else [path]:
+        if folder:
             h.update(f.relative_to(path).as_posix().encode() + b"\0")
-        with open(f, "rb") as fh:
+        with _open_regular(f) as fh:
             for chunk in iter(lambda: fh.read(1 << 20), b""):
                 h.update(chunk)
     return h.hexdigest()
 
 
 def size_of(path: Path) -> int:
-    return path.stat().st_size if path.is_file() else sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    path = Path(path)
+    return sum(p.lstat().st_size for p in _tree_files(path)) if path.is_dir() else path.stat().st_size
 
 
 MAX_ZIP_BYTES = 4 * 2**30  # extract_zip: total uncompressed size
@@ -180,20 +214,9 @@ def output_folder(out: str | Path, overwrite: bool = False, keep: str | Path | N
         yield stage
 
 def _bundle_files(bundle: Path) -> list[Path]:
-    """Every regular file under `bundle` except top-level hidden files (temporaries); refuses symlinks and special
-    files."""
-    files = []
-    for p in sorted(bundle.rglob("*")):
-        rel = p.relative_to(bundle)
-        if rel.parts[0].startswith("."):
-            continue
-        if p.is_symlink():
-            raise SchemaError(f"{bundle}: {rel.as_posix()} is a symlink; a bundle may not contain symlinks")
-        if p.is_file():
-            files.append(p)
-        elif not p.is_dir():
-            raise SchemaError(f"{bundle}: {rel.as_posix()} is not a regular file or folder")
-    return files
+    """Every regular file under `bundle` except top-level hidden ones (temporaries, the output marker); a symlink or
+    special file anywhere, hidden or not, raises SchemaError."""
+    return _tree_files(bundle, skip_hidden=True)
 
 
 def write_zip(bundle: Path, archive: Path) -> Path:
@@ -345,29 +368,66 @@ def inside(root: Path, relpath: str, where: str) -> Path:
         if not (path.is_file() or path.is_dir()):
             raise SchemaError(f"{where}: {relpath!r} is not a regular file or folder")
         if path.is_dir():
-            for p in path.rglob("*"):
-                if p.is_symlink():
-                    raise SchemaError(f"{where}: {relpath!r} contains a symlink; a bundle may not contain symlinks")
-                if not (p.is_file() or p.is_dir()):
-                    raise SchemaError(f"{where}: {relpath!r} contains {p.relative_to(root)}, which is not a regular "
-                                      "file or folder")
+            _tree_files(path)  # SchemaError on a symlink or special file inside
         if not path.resolve().is_relative_to(root.resolve()):
             raise SchemaError(f"{where}: {relpath!r} resolves outside the bundle")
     return path
+
+
+def onnx_external_locations(path: Path, where: str) -> list[str]:
+    """The external-data `location`s an ONNX graph names (initializers, sparse initializers, node attributes,
+    subgraphs and functions), read without loading any external data. Bytes that do not parse as an ONNX model name
+    none (no runtime can load them either). Without the `onnx` package the check is skipped with a warning."""
+    try:
+        import onnx
+        from google.protobuf.message import DecodeError
+    except ImportError:
+        warnings.warn(f"{path}: the onnx package is not installed; its external-data locations were not checked",
+                      stacklevel=2)
+        return []
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except DecodeError:
+        return []
+    tensors, graphs, nodes = [], [model.graph], [n for f in model.functions for n in f.node]
+    while graphs or nodes:
+        if graphs:
+            g = graphs.pop()
+            tensors += [*g.initializer, *(t for s in g.sparse_initializer for t in (s.values, s.indices))]
+            nodes += g.node
+            continue
+        for attr in nodes.pop().attribute:
+            tensors += [*([attr.t] if attr.HasField("t") else []), *attr.tensors,
+                        *(t for s in ([attr.sparse_tensor] if attr.HasField("sparse_tensor") else [])
+                          for t in (s.values, s.indices)),
+                        *(t for s in attr.sparse_tensors for t in (s.values, s.indices))]
+            graphs += [*([attr.g] if attr.HasField("g") else []), *attr.graphs]
+    locations = []
+    for t in tensors:
+        if t.data_location == onnx.TensorProto.EXTERNAL or len(t.external_data):
+            location = {e.key: e.value for e in t.external_data}.get("location")
+            if location is None:
+                raise SchemaError(f"{where}: tensor {t.name!r} is external but names no location")
+            locations.append(location)
+    return locations
 
 
 class Bundle:
     """An opened bundle: the validated `lut`, the `manifest` (when the folder has one), the raw selector policy
     document (when it has one) and verified access to the files its manifest lists.
 
-    `Bundle.open` is the one reader: convert's inspect, the selector, simulate, profile and report use it. A file is
-    handed out by `file(relpath)` only if the manifest lists it with a sha256, its path stays inside the bundle and
-    its bytes match (checked once per file)."""
+    `Bundle.open` is the one reader: convert's inspect, the selector, simulate, profile and report use it. It refuses
+    a symlink or special file anywhere in the folder. A file is handed out by `file(relpath)` only if the manifest
+    lists it with a sha256, its path stays inside the bundle, it is a folder only as a `.mlpackage`, it has no other
+    hard link, its bytes match and (ONNX) every external-data file its graph names is one of the same artifact's
+    listed files, verified the same way (checked once per file)."""
 
     def __init__(self, root: Path, lut: LUT, manifest: Manifest | None, policy: dict | None):
         self.root, self.lut, self._manifest, self.policy = root, lut, manifest, policy
         self._listed = {} if manifest is None else {
             f: sha for a in manifest.artifacts for f, sha in ((a.file, a.sha256), *((x.file, x.sha256) for x in a.extra_files))}
+        self._artifact = {} if manifest is None else {
+            f: a for a in manifest.artifacts for f in (a.file, *(x.file for x in a.extra_files))}
         self._verified: set[str] = set()
 
     @classmethod
@@ -377,6 +437,7 @@ class Bundle:
         root = Path(path)
         if not root.is_dir():
             raise SchemaError(f"{root}: not a bundle directory (expected {MANIFEST} and {LUT_FILE} inside)")
+        _bundle_files(root)  # no symlink or special file anywhere, listed or not (checked with lstat, nothing opened)
         for name in (MANIFEST, LUT_FILE, POLICY_FILE):
             inside(root, name, str(root))
             if (root / name).exists() and not (root / name).is_file():
@@ -425,12 +486,39 @@ class Bundle:
         if relpath not in self._verified:
             if not path.exists():
                 raise SchemaError(f"{self.root}: artifact file {relpath} listed in {MANIFEST} is missing")
+            if path.is_dir() and not relpath.endswith(".mlpackage"):
+                raise SchemaError(f"{where}: {relpath!r} is a folder; only a .mlpackage artifact may be a folder")
+            for f in _tree_files(path) if path.is_dir() else [path]:
+                if f.lstat().st_nlink > 1:
+                    raise SchemaError(f"{where}: {f.relative_to(self.root).as_posix()!r} has other hard links; a "
+                                      "bundle's files may not be shared with files elsewhere")
             digest = sha256_of(path)
             if digest != self._listed[relpath]:
                 raise SchemaError(f"{self.root}: checksum mismatch for {relpath}: sha256 {digest}, {MANIFEST} says "
                                   f"{self._listed[relpath]} — the file was modified or corrupted")
             self._verified.add(relpath)
+            try:
+                self._check_external_data(relpath, path)
+            except BaseException:
+                self._verified.discard(relpath)
+                raise
         return path
+
+    def _check_external_data(self, relpath: str, path: Path) -> None:
+        """An ONNX graph file may name external data only as files listed for its own artifact (then verified)."""
+        a = self._artifact[relpath]
+        graphs = {a.file, *(entry_file(a, e.name) for e in a.entries)}
+        if a.backend is not Backend.ONNX or not (relpath in graphs or relpath.endswith(".onnx")):
+            return
+        where = f"{self.root / relpath}: ONNX external data"
+        own = {a.file, *(x.file for x in a.extra_files)}
+        folder = PurePosixPath(relpath).parent
+        for location in onnx_external_locations(path, where):
+            target = (folder / safe_relpath(location, where)).as_posix()
+            if target not in own:
+                raise SchemaError(f"{where}: {location!r} is not one of the files {MANIFEST} lists for the artifact "
+                                  f"{a.file!r} (each listed with a sha256): {', '.join(sorted(own))}")
+            self.file(target)
 
     def entry_file(self, artifact: str, entry: str) -> Path | None:
         """The verified file an entry names (ONNX: one file per resolution), or None where the backend's entries are

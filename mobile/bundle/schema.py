@@ -650,6 +650,9 @@ def write_json(doc, path: str | Path) -> Path:
 MAX_DOCUMENT_BYTES = 64 * 2**20  # a lut.json of a very large bundle is < 10 MB
 
 
+MAX_JSON_DEPTH = 64  # nested arrays/objects in any document every reader accepts (real ones nest < 10)
+
+
 def _no_constant(name: str):
     raise SchemaError(f"{name} is not JSON (write null or a finite number)")
 
@@ -671,15 +674,27 @@ def read_json_data(path: str | Path, what: str = "file") -> Any:
     if st.st_size > MAX_DOCUMENT_BYTES:
         raise SchemaError(f"{path}: {st.st_size} bytes; a {what} is at most {MAX_DOCUMENT_BYTES} bytes")
     try:
-        return json.loads(path.read_text(encoding="utf-8"), parse_constant=_no_constant)
+        data = json.loads(path.read_text(encoding="utf-8"), parse_constant=_no_constant)
     except SchemaError as e:
         raise SchemaError(f"{path}: {e}") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise SchemaError(f"{path}: not valid JSON: {e}") from None
     except RecursionError:
-        raise SchemaError(f"{path}: JSON nested too deeply") from None
+        raise SchemaError(f"{path}: JSON nested too deeply (at most {MAX_JSON_DEPTH} levels)") from None
     except OSError as e:
         raise SchemaError(f"{path}: cannot read the {what}: {e.strerror or e}") from None
+    _check_depth(data, str(path))
+    return data
+
+
+def _check_depth(data: Any, where: str) -> None:
+    """SchemaError if arrays/objects nest deeper than MAX_JSON_DEPTH (checked without recursion)."""
+    level, depth = [data] if isinstance(data, (dict, list)) else [], 0
+    while level:
+        depth += 1
+        if depth > MAX_JSON_DEPTH:
+            raise SchemaError(f"{where}: JSON nested too deeply (at most {MAX_JSON_DEPTH} levels)")
+        level = [v for c in level for v in (c.values() if isinstance(c, dict) else c) if isinstance(v, (dict, list))]
 
 
 def read_json(cls: type, path: str | Path):

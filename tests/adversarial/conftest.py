@@ -86,6 +86,7 @@ class Docs:
 
     files = staticmethod(default_files)
     lut = staticmethod(lut_doc)
+    manifest_for = staticmethod(manifest_doc)
     write_bundle = staticmethod(write_bundle)
 
     @staticmethod
