@@ -128,7 +128,8 @@ def _add_train(sub) -> None:
     p.add_argument("--device", default=d.device, help="auto | cpu | cuda | cuda:N")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=d.progress)
     p.add_argument("--init", default=d.init, metavar="WEIGHTS",
-                   help="start from single-resolution weights: a torchvision ResNet/MobileNetV2 state dict or a resflex "
+                   help="start from single-resolution weights: a torchvision ResNet/MobileNetV2 or timm MobileNetV3/"
+                        "EfficientNet-Lite0/MobileNetV4/RegNetX state dict, or a resflex "
                         "checkpoint (convs and classifier copied, every private BN starts as the single BN)")
     p.add_argument("--finetune", default=d.finetune, metavar="CKPT",
                    help="resizable only (§3.3): start from this resizable checkpoint and train only --target-config "
@@ -673,9 +674,14 @@ def _run_simulate(args) -> int:
 
 
 def _run_models(args) -> int:
-    from resflex.mobile.models import list_models
+    from resflex.mobile.macs import registered_costs
 
-    print("\n".join(list_models()))
+    rows = registered_costs()
+    width = max(len(arch) for arch, *_ in rows)
+    print(f"{'arch':<{width}}  {'params':>8}  {'MACs':>8}  input")
+    for arch, params, macs, resolution in rows:
+        print(f"{arch:<{width}}  {params / 1e6:>7.2f}M  {macs / 1e6:>7.0f}M  {resolution} px")
+    print("(width 1.0, 1000 classes, one resolution; an RS-Net adds its private BNs' parameters)")
     return 0
 
 
@@ -695,7 +701,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_macs(sub)
     _add_select(sub)
     _add_simulate(sub)
-    sub.add_parser("models", help="list the registered architectures").set_defaults(run=_run_models)
+    sub.add_parser("models", help="list the registered architectures with their parameters and MACs").set_defaults(
+        run=_run_models)
     return parser
 
 

@@ -34,7 +34,7 @@ from torch import Tensor, nn
 
 from .checkpoint import FORMAT as RESFLEX_FORMAT
 from .checkpoint import CheckpointError, check_numbers, load_tensors_only, model_from_payload, save_checkpoint
-from .layers import MetaConv2d, SwitchableBatchNorm2d, check_resolutions, scale_code
+from .layers import MetaConv2d, ScaleAwareBatchNorm2d, SwitchableBatchNorm2d, check_resolutions, scale_code
 from .models import PAPER_RESOLUTIONS, Method, ModelConfig, MultiResolutionNet, Preprocessing, model_from_config
 from .models.mobilenet_v2 import MobileNetV2
 from .models.resnet import ResNet
@@ -603,21 +603,25 @@ def import_checkpoint(config: ImportConfig) -> ImportResult:
 def init_from_single(model: MultiResolutionNet, path: str | Path) -> str:
     """Start `model` (rsnet, san or single) from single-resolution weights; returns a one-line summary.
 
-    Accepted: a torchvision ResNet / MobileNetV2 state dict (bare or under 'state_dict' / 'model', `module.` stripped),
-    a resflex `single` checkpoint, or a resflex checkpoint with the same model config as `model` (e.g. an import, to
+    Accepted: a torchvision ResNet / MobileNetV2 state dict or a timm state dict of the timm-layout models
+    (MobileNetV3, EfficientNet-Lite0, MobileNetV4-Conv-Small, RegNetX-200MF; see `map_timm_layout`) — bare or under
+    'state_dict' / 'model', `module.` stripped —, a resflex `single` checkpoint, or a resflex checkpoint with the same model config as `model` (e.g. an import, to
     fine-tune it). Convs and classifier are copied (the classifier only if the class count matches; otherwise it keeps
     its fresh initialisation), every private BN starts as the single BN, and a SAN meta-conv gets zero slope and the
     kernel as bias, so every scale generates the pretrained kernel.
     """
     path = Path(path)
     payload = load_weights_file(path, "--init")
-    units, head = model_units(model)
+    timm = getattr(model, "weights_layout", None) == "timm"
+    units, head = ([], model.classifier_path) if timm else model_units(model)
     if payload.get("format") == RESFLEX_FORMAT:
         source = model_from_payload(payload, str(path))
         cfg, mine = source.config, model.config
         if cfg.method is Method.SINGLE:
             if cfg.arch != mine.arch:
                 raise ValueError(f"--init {path}: a resflex {cfg.arch} checkpoint cannot start a {mine.arch}")
+            if timm:  # a single model's keys are the timm layout
+                return _init_timm_layout(model, source.state_dict(), path, "resflex single checkpoint")
             layout, sd, kind = _resflex_single(head), source.state_dict(), "resflex single checkpoint"
         else:
             diffs = [f"{f}: {getattr(cfg, f)!r} in the weights vs {getattr(mine, f)!r}"
@@ -642,6 +646,8 @@ def init_from_single(model: MultiResolutionNet, path: str | Path) -> str:
         if any(".bn_0." in k for k in sd):
             raise ValueError(f"--init {path} is an official RS-Nets/SAN checkpoint; convert it with "
                              f"`resflex import {path} --out RUN`, then pass RUN/checkpoint.pt to --init")
+        if timm:
+            return _init_timm_layout(model, sd, path, "timm state dict")
         expected = _torchvision_layout(model).conv(units[0]).keys[0]  # the stem conv
         if expected not in sd:
             raise CheckpointError(
@@ -649,6 +655,58 @@ def init_from_single(model: MultiResolutionNet, path: str | Path) -> str:
                 f"{_few(sorted(sd))}) nor a resflex checkpoint")
         layout, kind = _torchvision_layout(model), "torchvision state dict"
     note = map_weights(model, sd, layout, 1, f"--init {path}", head_required=False)
+    return f"--init {path} ({kind}): convs and BNs copied into every resolution; classifier {note}"
+
+
+def map_timm_layout(model: MultiResolutionNet, source: dict[str, Tensor], origin: str) -> str:
+    """Load `source`, keyed as the model's own single-resolution (`method="single"`) state dict — timm's layout for
+    the registered MobileNetV3 / EfficientNet-Lite / MobileNetV4 / RegNet — into `model` of any method: every private
+    BN (per resolution, or per resolution and stage factor) starts as the single BN, a SAN meta-conv gets zero slope
+    and the kernel as bias, the classifier is copied if its class count matches. Every source key must be used and
+    every shape must match, else nothing is loaded. Returns what happened to the classifier."""
+    mapper, head = _Mapper(model, source, origin), model.classifier_path
+
+    def bn(base: str, copies: list[str]) -> None:
+        for stat in (*BN_STATS, "num_batches_tracked"):
+            value = mapper.take(f"{base}.{stat}", optional=stat == "num_batches_tracked")
+            for copy in copies:
+                mapper.put(f"{copy}.{stat}", value, f"{base}.{stat}")
+
+    def visit(base: str, module: nn.Module) -> None:
+        if isinstance(module, ScaleAwareBatchNorm2d):
+            return bn(base, [f"{base}.per_scale.{s}.bn.{i}" for s, per in enumerate(module.per_scale)
+                             for i in range(len(per.bn))])
+        if isinstance(module, SwitchableBatchNorm2d):
+            return bn(base, [f"{base}.bn.{i}" for i in range(len(module.bn))])
+        if isinstance(module, MetaConv2d):  # every scale generates the pretrained kernel
+            kernel, last = mapper.take(f"{base}.weight"), "meta" if isinstance(module.meta, nn.Linear) else \
+                f"meta.{len(module.meta) - 1}"
+            if kernel is not None and tuple(kernel.shape) != module.weight_shape:
+                mapper.shapes.append(f"{base}.weight {tuple(kernel.shape)} vs {base} kernel {module.weight_shape}")
+            elif kernel is not None:
+                mapper.put(f"{base}.{last}.weight", torch.zeros_like(mapper.target[f"{base}.{last}.weight"]),
+                           f"{base}.weight")
+                mapper.put(f"{base}.{last}.bias", kernel.reshape(-1), f"{base}.weight")
+            return None
+        if base == head:
+            return None
+        prefix = f"{base}." if base else ""
+        for leaf, _ in [*module.named_parameters(recurse=False), *module.named_buffers(recurse=False)]:
+            if prefix + leaf in mapper.target:
+                mapper.put(prefix + leaf, mapper.take(prefix + leaf, optional=leaf == "num_batches_tracked"),
+                           prefix + leaf)
+        for name, child in module.named_children():
+            visit(prefix + name, child)
+        return None
+
+    visit("", model)
+    note = mapper.head(head, head, required=False)
+    model.load_state_dict(mapper.finish())
+    return note
+
+
+def _init_timm_layout(model: MultiResolutionNet, sd: dict[str, Tensor], path: Path, kind: str) -> str:
+    note = map_timm_layout(model, sd, f"--init {path}")
     return f"--init {path} ({kind}): convs and BNs copied into every resolution; classifier {note}"
 
 

@@ -37,3 +37,19 @@ def macs_by_layer(module: nn.Module, example: torch.Tensor) -> list[tuple[str, i
         if own:
             rows.append((name or root, own))
     return rows
+
+
+@torch.no_grad()
+def registered_costs(num_classes: int = 1000) -> list[tuple[str, int, int, int]]:
+    """(arch, parameters, MACs, resolution) of every registered model at width 1.0 as a single-resolution network at
+    its default resolution (built on the meta device: shapes only, nothing allocated)."""
+    from .models import create_model, list_models, trained_resolutions
+
+    rows = []
+    for arch in list_models():
+        resolution = trained_resolutions(None, "single")[0]
+        with torch.device("meta"):
+            model = create_model(arch, "single", (resolution,), num_classes=num_classes).eval()
+            rows.append((arch, count_params(model), count_macs(model, torch.zeros(1, 3, resolution, resolution)),
+                         resolution))
+    return rows

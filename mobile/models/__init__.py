@@ -12,8 +12,12 @@ from .base import (
     Preprocessing,
     trained_resolutions,
 )
+from .efficientnet_lite import EfficientNetLite
 from .foreign import ArchSourceError, SwitchableNet, from_config, from_spec, is_arch_spec, switchable
 from .mobilenet_v2 import MobileNetV2
+from .mobilenet_v3 import LARGE, SMALL, MobileNetV3
+from .mobilenet_v4 import MobileNetV4
+from .regnet import RegNet
 from .resnet import BasicBlock, Bottleneck, ResNet
 from .tiny import TinyCNN
 
@@ -44,6 +48,36 @@ def resnet50(config: ModelConfig) -> MultiResolutionNet:
 @register_model
 def tiny_cnn(config: ModelConfig) -> MultiResolutionNet:
     return TinyCNN(config)
+
+
+@register_model
+def mobilenet_v3_large(config: ModelConfig) -> MultiResolutionNet:
+    """timm `mobilenetv3_large_100` key layout."""
+    return MobileNetV3(config, LARGE, head_channels=1280)
+
+
+@register_model
+def mobilenet_v3_small(config: ModelConfig) -> MultiResolutionNet:
+    """timm `mobilenetv3_small_100` key layout."""
+    return MobileNetV3(config, SMALL, head_channels=1024)
+
+
+@register_model
+def efficientnet_lite0(config: ModelConfig) -> MultiResolutionNet:
+    """timm `efficientnet_lite0` key layout."""
+    return EfficientNetLite(config)
+
+
+@register_model
+def mobilenet_v4_conv_small(config: ModelConfig) -> MultiResolutionNet:
+    """timm `mobilenetv4_conv_small` key layout."""
+    return MobileNetV4(config)
+
+
+@register_model
+def regnet_x_200mf(config: ModelConfig) -> MultiResolutionNet:
+    """timm `regnetx_002` key layout."""
+    return RegNet(config)
 
 
 def list_models() -> list[str]:

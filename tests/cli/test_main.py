@@ -24,7 +24,9 @@ def test_train_then_eval_prints_the_accuracy_matrix(tmp_path, capsys):
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["train", "--arch", "vgg16"], "expected one of: mobilenet_v2, resnet18, resnet50, tiny_cnn"),
+        (["train", "--arch", "vgg16"], "expected one of: efficientnet_lite0, mobilenet_v2, "
+         "mobilenet_v3_large, mobilenet_v3_small, mobilenet_v4_conv_small, regnet_x_200mf, resnet18, resnet50, "
+         "tiny_cnn"),
         (["train", "--method", "slim"], "expected one of: rsnet, san, single"),
         (["train", "--resolutions", "64,64"], "duplicate"),
         (["train", "--resolutions", "64,0"], "positive integers"),

@@ -70,7 +70,9 @@ def test_optimizer_groups_exclude_bn_and_biases_from_weight_decay():
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        (dict(arch="vgg16"), "unknown arch 'vgg16'; expected one of: mobilenet_v2, resnet18, resnet50, tiny_cnn"),
+        (dict(arch="vgg16"), "unknown arch 'vgg16'; expected one of: efficientnet_lite0, mobilenet_v2, "
+         "mobilenet_v3_large, mobilenet_v3_small, mobilenet_v4_conv_small, regnet_x_200mf, resnet18, resnet50, "
+         "tiny_cnn"),
         (dict(arch="tiny_cnn", method="slimmable"), "expected one of: rsnet, san, single, resizable"),
         (dict(arch="tiny_cnn", resolutions=(32, 32)), "duplicate"),
         (dict(arch="tiny_cnn", resolutions=(32, -1)), "positive integers"),

@@ -21,7 +21,8 @@ from resflex.mobile.models import ModelConfig, create_model, list_models
 from resflex.mobile.train import ResizableStep, TrainConfig, fair_configurations, train
 
 RES = (32, 24)
-STAGES = {"tiny_cnn": 2, "mobilenet_v2": 5, "resnet18": 4, "resnet50": 4}
+STAGES = {"tiny_cnn": 2, "mobilenet_v2": 5, "resnet18": 4, "resnet50": 4, "mobilenet_v3_large": 5,
+          "mobilenet_v3_small": 3, "efficientnet_lite0": 5, "mobilenet_v4_conv_small": 4, "regnet_x_200mf": 2}
 
 
 def randomize_bns(model):
