@@ -10,6 +10,11 @@ conv weights across resolutions:
 - `affine`: an explicit per-channel `x * scale + shift` after an untouched conv, so the conv weights stay
             byte-identical across resolutions and a backend can store them once.
 
+A (Conv2d, BN) pair is found inside an `nn.Sequential` (the conv right before the BN) or, in a network that keeps
+them as attributes (`self.bn1(self.conv1(x))`), by dataflow (`_pair_by_dataflow`): such a pair is rewritten into the
+Sequential layout first, so every backend's graph surgery sees one layout. A BN it cannot prove paired stays a
+BatchNorm2d — correct, but converters fold it per resolution, which costs that conv's bytes once per resolution.
+
 Resizable Networks: `stage_scales` (one trained factor per stage; default the full configuration) picks the
 configuration. Every `ScaleAwareBatchNorm2d` becomes the BN of (resolution, its stage's factor), and every
 `StageResize` becomes a `FixedResize` — one bilinear `F.interpolate` to a fixed size (§3.1's G, with the size
@@ -19,10 +24,12 @@ model, so the conv weights are the same tensors in every configuration (shared l
 
 from __future__ import annotations
 
+import collections
 import copy
 import enum
 
 import torch
+import torch.fx
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
@@ -123,6 +130,91 @@ def _fold_pairs(module: nn.Module, style: BNStyle) -> None:
                 module._modules[bn_name] = ChannelAffine(b)
 
 
+def _graph_calls(module: nn.Module, x: Tensor):
+    """(graph, owner) of one trace of `module`: `owner(node)` names the module whose forward made `node` and says
+    whether the node is that module's conv / batch-norm op. torch.fx first (milliseconds); torch.export (runs the
+    model, follows shape-dependent Python) when fx cannot trace; None when neither can."""
+    try:
+        graph = torch.fx.symbolic_trace(module).graph
+        return graph, lambda node: node.target if node.op == "call_module" else None
+    except Exception:
+        pass
+    try:
+        graph = torch.export.export(module, (x,), strict=False).graph
+    except Exception:
+        return None
+
+    def owner(node):
+        stack = node.meta.get("nn_module_stack") if node.op == "call_function" else None
+        name = getattr(node.target, "__name__", "")
+        return list(stack.values())[-1][0] if stack and ("conv" in name or "batch_norm" in name) else None
+    return graph, owner
+
+
+def _conv_bn_pairs(module: nn.Module, x: Tensor) -> list[tuple[str, str]]:
+    """(conv name, BN name) of each plain Conv2d whose output goes to a plain BatchNorm2d and nowhere else, each
+    called once per forward and reachable under one name only (so a Sequential(conv, BN) in the conv's place and an
+    Identity in the BN's computes the same)."""
+    traced = _graph_calls(module, x)
+    if traced is None:
+        return []
+    graph, owner = traced
+    modules = dict(module.named_modules())
+    names = collections.Counter(id(m) for _, m in module.named_modules(remove_duplicate=False))
+    calls = collections.defaultdict(list)  # module name → its conv / batch-norm nodes
+    for node in graph.nodes:
+        name = owner(node)
+        if name in modules:
+            calls[name].append(node)
+    pairs = []
+    for bn_name, bn_nodes in calls.items():
+        bn = modules[bn_name]
+        if type(bn) is not nn.BatchNorm2d or len(bn_nodes) != 1 or not bn_nodes[0].args:
+            continue
+        source = bn_nodes[0].args[0]
+        conv_name = owner(source) if isinstance(source, torch.fx.Node) else None
+        if conv_name in modules and type(modules[conv_name]) is nn.Conv2d and calls[conv_name] == [source] \
+                and len(source.users) == 1 and names[id(bn)] == 1 and names[id(modules[conv_name])] == 1:
+            pairs.append((conv_name, bn_name))
+    return pairs
+
+
+@torch.no_grad()
+def _pair_by_dataflow(module: nn.Module, resolution: int) -> int:
+    """Rewrite each pair `_conv_bn_pairs` finds into the layout `_fold_pairs` handles (conv → Sequential(conv,
+    BN), BN → Identity), kept only where a forward at `resolution` still gives the same logits (it would not if
+    forward read the conv's attributes, say): all pairs at once, else one by one. Returns how many were kept."""
+    if not any(type(m) is nn.BatchNorm2d for m in module.modules()):
+        return 0
+    x = torch.randn(1, 3, resolution, resolution, generator=torch.Generator().manual_seed(0))
+    pairs = _conv_bn_pairs(module, x)
+    if not pairs:
+        return 0
+    want = module(x)
+
+    def rewrite(chosen) -> bool:
+        undo = []
+        for conv_name, bn_name in chosen:
+            conv, bn = module.get_submodule(conv_name), module.get_submodule(bn_name)
+            for name, new in ((conv_name, nn.Sequential(conv, bn)), (bn_name, nn.Identity())):
+                parent, _, key = name.rpartition(".")
+                holder = module.get_submodule(parent)
+                undo.append((holder, key, holder._modules[key]))
+                holder._modules[key] = new
+        try:
+            if torch.allclose(module(x), want, rtol=1e-4, atol=1e-5):
+                return True
+        except Exception:
+            pass
+        for holder, key, old in reversed(undo):
+            holder._modules[key] = old
+        return False
+
+    if rewrite(pairs):
+        return len(pairs)
+    return sum(rewrite([pair]) for pair in pairs) if len(pairs) > 1 else 0
+
+
 @torch.no_grad()
 def bake(
     model: MultiResolutionNet,
@@ -169,6 +261,8 @@ def bake(
     baked.eval()
     if bn is not BNStyle.KEEP:
         _fold_pairs(baked, bn)
+        if _pair_by_dataflow(baked, resolution):
+            _fold_pairs(baked, bn)
     baked._state = (resolution, bn_mode, scale_code)
     if stages:
         baked._stage_scales = stage_scales

@@ -57,3 +57,112 @@ def test_bake_leaves_the_model_untouched(tiny_model):
     bake(tiny_model, 24, bn="fold")
     assert all(torch.equal(v, tiny_model.state_dict()[k]) for k, v in before.items())
     assert tiny_model.resolution == 32
+
+
+# --------------------------------------------------------------------------- user networks: pairs by dataflow
+
+
+class BasicBlock(torch.nn.Module):
+    """ResNet-like: conv and BN as attributes, a residual add."""
+
+    def __init__(self, c):
+        super().__init__()
+        self.conv1, self.bn1 = torch.nn.Conv2d(c, c, 3, 1, 1, bias=False), torch.nn.BatchNorm2d(c)
+        self.conv2, self.bn2 = torch.nn.Conv2d(c, c, 3, 1, 1, bias=False), torch.nn.BatchNorm2d(c)
+
+    def forward(self, x):
+        return torch.relu(x + self.bn2(self.conv2(torch.relu(self.bn1(self.conv1(x))))))
+
+
+class AttributeNet(torch.nn.Module):
+    """A stem conv / BN pair in separate ModuleLists, a basic block, and `hostile` — one place where pairing would be
+    wrong (the BN there must stay a BatchNorm2d)."""
+
+    def __init__(self, hostile=None, shape_branch=False):
+        super().__init__()
+        self.convs = torch.nn.ModuleList([torch.nn.Conv2d(3, 8, 3, 2, 1)])
+        self.bns = torch.nn.ModuleList([torch.nn.BatchNorm2d(8)])
+        self.block = BasicBlock(8)
+        self.conv, self.bn = torch.nn.Conv2d(8, 8, 1, bias=False), torch.nn.BatchNorm2d(8)
+        self.other = torch.nn.BatchNorm2d(8)
+        if hostile == "aliased":
+            self.alias = self.conv
+        if hostile == "subclass":
+            self.conv = WeightStandardized(8, 8, 1, bias=False)
+        self.hostile, self.shape_branch = hostile, shape_branch
+        self.fc = torch.nn.Linear(8, 3)
+
+    def forward(self, x):
+        x = torch.relu(self.bns[0](self.convs[0](x)))
+        if self.shape_branch and x.shape[-1] > 1000:  # fx cannot trace this; torch.export can
+            x = x * 2
+        x = self.block(x)
+        h = self.hostile
+        if h == "output_used_twice":
+            y = self.conv(x)
+            x = self.bn(y) + y
+        elif h == "conv_called_twice":
+            x = self.bn(self.conv(torch.relu(self.conv(x))))
+        elif h == "aliased":
+            x = self.bn(self.alias(x))
+        elif h == "reads_conv_attribute":
+            x = self.bn(self.conv(x)) * (self.conv.out_channels / 8)
+        elif h == "in_place_between":
+            y = self.conv(x)
+            y.add_(1)
+            x = self.bn(y)
+        elif h == "functional_conv":
+            x = self.bn(torch.nn.functional.conv2d(x, self.conv.weight))
+        elif h == "data_dependent":  # neither fx nor torch.export traces this: nothing may be paired, still correct
+            x = self.bn(self.conv(x)) if float(x.sum()) > -1e9 else x
+        else:
+            x = self.bn(self.conv(x))
+        return self.fc(self.other(x).mean((2, 3)))
+
+
+class WeightStandardized(torch.nn.Conv2d):
+    def forward(self, x):
+        w = self.weight - self.weight.mean((1, 2, 3), keepdim=True)
+        return torch.nn.functional.conv2d(x, w, self.bias)
+
+
+def _user_model(randomized, **kwargs):
+    from resflex.mobile import switchable
+
+    return randomized(switchable(AttributeNet(**kwargs), RESOLUTIONS))
+
+
+def _bns(baked) -> set[str]:
+    return {n for n, m in baked.named_modules() if type(m) is torch.nn.BatchNorm2d}
+
+
+@pytest.mark.parametrize("shape_branch", [False, True], ids=["fx", "export"])
+def test_attribute_pairs_get_the_sequential_layout(shape_branch, randomized):
+    model = _user_model(randomized, shape_branch=shape_branch)
+    for style in ("affine", "fold"):
+        baked = {r: bake(model, r, bn=style) for r in (32, 16, 28)}
+        for r, b in baked.items():
+            x = torch.randn(2, 3, r, r)
+            with model.at_resolution(r), torch.no_grad():
+                assert (b(x) - model(x)).abs().max().item() <= 1e-5
+            # every conv-fed BN is paired (`other` follows no conv and stays a BN)
+            assert _bns(b) == {"net.other"}, style
+            assert isinstance(b.net.block.conv1, torch.nn.Sequential) and isinstance(b.net.bns[0], torch.nn.Identity)
+        convs = lambda b: [m.weight for m in b.modules() if type(m) is torch.nn.Conv2d]  # noqa: E731
+        same = [torch.equal(u, v) for u, v in zip(convs(baked[32]), convs(baked[16]))]
+        assert same and all(same) if style == "affine" else not any(same)
+    assert _bns(bake(model, 32, bn="keep")) == {f"net.{n}" for n in ("bns.0", "block.bn1", "block.bn2", "bn", "other")}
+
+
+@pytest.mark.parametrize("hostile", ["output_used_twice", "conv_called_twice", "aliased", "reads_conv_attribute",
+                                     "in_place_between", "functional_conv", "subclass", "data_dependent"])
+def test_unsafe_pairs_stay_batchnorm_and_stay_correct(hostile, randomized):
+    model = _user_model(randomized, hostile=hostile)
+    for style in ("affine", "fold"):
+        baked = bake(model, 24, bn=style)
+        x = torch.randn(2, 3, 24, 24)
+        with model.at_resolution(24), torch.no_grad():
+            assert (baked(x) - model(x)).abs().max().item() <= 1e-5
+        assert "net.bn" in _bns(baked)
+        if hostile != "data_dependent":  # the safe pairs elsewhere in the network are still found
+            assert "net.block.bn1" not in _bns(baked)
