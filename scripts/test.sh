@@ -10,7 +10,7 @@ apt_install() {  # Debian packages, as root; refreshes the package lists once if
     || { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq "$@" >/dev/null 2>&1; }
 }
 
-python -m pip install --progress-bar off torch==2.13.0 -e ".[convert,report,test]"
+python -m pip install --progress-bar off torch==2.13.0 -e ".[convert,report,test,docs]"
 bash scripts/setup-onnx2tf.sh
 # Swift (the iOS core): the project's machines carry it in /opt/swift (ios_demo/test.sh puts it on PATH).
 # Debian's adb (~10 s) lets the Android profiling test check "no device attached" against the real tool; best effort.
@@ -22,6 +22,10 @@ if ! command -v kotlinc >/dev/null || [ ! -f /usr/share/java/junit4.jar ] || [ !
   apt_install $kotlin_debs || { echo "scripts/test.sh: cannot install $kotlin_debs (needs root and apt-get); install" \
                                      "them to run the Kotlin selector tests" >&2; exit 1; }
 fi
+# The documentation site (docs/, mkdocs.yml): broken links, anchors or API references fail the build (~15 s).
+site="$(mktemp -d)"
+NO_MKDOCS_2_WARNING=1 python -m mkdocs build --strict --quiet --site-dir "$site" || { rm -rf "$site"; exit 1; }
+rm -rf "$site"; echo "mkdocs build --strict: ok"
 python -m pytest -q "$@"
 # The ports: Kotlin (selector + core, JVM) and Swift (selector + core, `swift test`). Their BenchmarkRunners (fake
 # engines) write device_profile.json for the operating points of a real tiny bundle, which Python then imports
