@@ -12,9 +12,27 @@ public struct CoreMLEngineError: Error, CustomStringConvertible {
     public var description: String { return message }
 }
 
+/// Waits for an async Core ML call from the engine's synchronous API. Call it from the app's inference queue (a
+/// plain dispatch queue), never from a Swift concurrency task: blocking a task-pool thread could starve the call.
+private func waitFor<T>(_ operation: @escaping @Sendable () async throws -> T) throws -> T {
+    let outcome = Outcome<T>()
+    let done = DispatchSemaphore(value: 0)
+    Task.detached {
+        do { outcome.result = .success(try await operation()) } catch { outcome.result = .failure(error) }
+        done.signal()
+    }
+    done.wait()
+    return try outcome.result!.get()
+}
+
+/// The result an async call hands back to the thread waiting for it (written once, before the semaphore signals).
+private final class Outcome<T>: @unchecked Sendable {
+    var result: Result<T, Error>? = nil
+}
+
 /// Runs the Core ML operating points of a verified bundle: one multifunction `.mlpackage` per artifact, compiled
-/// once (`MLModel.compileModel(at:)`, cached by the artifact's sha256 under Application Support, so later launches
-/// skip it), and one `MLModel` per (function, compute unit), loaded with `MLModelConfiguration.functionName`
+/// once (`MLModel.compileModel(at:) async`, cached by the artifact's sha256 under Application Support, so later
+/// launches skip it), and one `MLModel` per (function, compute unit), loaded with `MLModelConfiguration.functionName`
 /// (iOS 18 / macOS 15) and `computeUnits` from the LUT's compute unit. Thread-safe; loading is slow (do it off the
 /// main thread, e.g. `FrameLoop.prepare()` on the inference queue).
 @available(iOS 18.0, macOS 15.0, *)
@@ -72,7 +90,7 @@ public final class CoreMLEngine: InferenceEngine {
         if !FileManager.default.fileExists(atPath: destination.path) {
             let temporary: URL
             do {
-                temporary = try MLModel.compileModel(at: source)
+                temporary = try waitFor { try await MLModel.compileModel(at: source) }
             } catch {
                 throw CoreMLEngineError("\(artifact.file): Core ML could not compile it: \(error)")
             }
@@ -85,19 +103,7 @@ public final class CoreMLEngine: InferenceEngine {
 
     /// The function names the compiled model really has (MLModelAsset, iOS 18), for error messages.
     private func functionNames(_ url: URL) -> [String]? {
-        final class Box: @unchecked Sendable {
-            var names: [String]? = nil
-        }
-        let box = Box()
-        let semaphore = DispatchSemaphore(value: 0)
-        Task.detached {
-            if let asset = try? MLModelAsset(url: url) {
-                box.names = try? await asset.functionNames
-            }
-            semaphore.signal()
-        }
-        semaphore.wait()
-        return box.names
+        return try? waitFor { try await MLModelAsset(url: url).functionNames }
     }
 
     private func model(_ point: OperatingPoint) throws -> (MLModel, EntryInfo) {
@@ -142,42 +148,25 @@ public final class CoreMLEngine: InferenceEngine {
             throw CoreMLEngineError("\(entry.name): input has \(input.count) values, shape \(shape) needs \(count)")
         }
         let array = try MLMultiArray(shape: shape.map { NSNumber(value: $0) }, dataType: .float32)
-        array.withUnsafeMutableBufferPointer(ofType: Float.self) { buffer, strides in
-            // A new MLMultiArray is C-contiguous; copy by strides anyway.
-            var contiguous = true
-            var expected = 1
-            for d in stride(from: shape.count - 1, through: 0, by: -1) {
-                if strides[d] != expected { contiguous = false }
-                expected *= shape[d]
-            }
-            if contiguous {
-                for i in 0..<count { buffer[i] = input[i] }
-            } else {
-                for linear in 0..<count {
-                    var rest = linear
-                    var offset = 0
-                    for d in stride(from: shape.count - 1, through: 0, by: -1) {
-                        offset += (rest % shape[d]) * strides[d]
-                        rest /= shape[d]
-                    }
-                    buffer[offset] = input[linear]
-                }
-            }
+        // Core ML does not promise a contiguous layout: write through the strides the buffer comes with.
+        try array.withUnsafeMutableBufferPointer(ofType: Float.self) { buffer, strides in
+            try StridedLayout.scatter(input, into: buffer, shape: shape, strides: strides)
         }
         let features = try MLDictionaryFeatureProvider(dictionary: [entry.inputName: MLFeatureValue(multiArray: array)])
         let output = try m.prediction(from: features)
         guard let result = output.featureValue(for: entry.outputName)?.multiArrayValue else {
             throw CoreMLEngineError("\(point.artifact): function \(entry.name) has no multi-array output \(entry.outputName)")
         }
-        var logits = [Float](repeating: 0, count: result.count)
+        // Outputs may be padded or transposed in storage: read them through their strides, in row-major order.
+        let outShape = result.shape.map { $0.intValue }
+        let outStrides = result.strides.map { $0.intValue }
         if result.dataType == .float32 {
-            result.withUnsafeBufferPointer(ofType: Float.self) { buffer in
-                for i in 0..<min(result.count, buffer.count) { logits[i] = buffer[i] }
+            return try result.withUnsafeBufferPointer(ofType: Float.self) { buffer in
+                try StridedLayout.gather(buffer, shape: outShape, strides: outStrides)
             }
-        } else {
-            for i in 0..<result.count { logits[i] = result[i].floatValue }
         }
-        return logits
+        // float16 / float64 / int32: the linear subscript takes a storage offset (Σ index × stride).
+        return try StridedLayout.offsets(shape: outShape, strides: outStrides).map { result[$0].floatValue }
     }
 }
 #endif
