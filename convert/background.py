@@ -27,9 +27,20 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from resflex.mobile.bundle.io import clean_stale, marked_temp_dir
+
 from .backends.base import Exported
 from .backends.tflite_worker import exit_with_parent
 from .quiet import converting, native_stderr_filtered
+
+
+def worker_folder(name: str) -> Path:
+    """A private working folder for a child job: `.resflex-NAME.PID.*.tmp` (mode 0700) in the system temp folder,
+    marked as this run's. `ChildJob.cancel` removes it; what a run killed with -9 left is removed here by the next
+    run — only marked folders whose process is gone (`clean_stale`)."""
+    parent, prefix = Path(tempfile.gettempdir()), f"resflex-{name}"
+    clean_stale(parent, prefix)
+    return marked_temp_dir(parent, prefix, "resflex convert")
 
 
 def cores_available() -> int:
@@ -88,7 +99,7 @@ class BackgroundExport(ChildJob):
     @classmethod
     def start(cls, backend, baked: Mapping[int, nn.Module], precisions: Sequence[str], calib: Mapping[int, Tensor],
               out_dir: Path, verbose: bool = False, timeout_s: float | None = 3600.0) -> BackgroundExport:
-        work = Path(tempfile.mkdtemp(prefix=f"resflex-{backend.name}-"))
+        work = worker_folder(backend.name)
         try:
             torch.save({"backend": backend, "baked": dict(baked), "precisions": list(precisions),
                         "calib": dict(calib), "out_dir": str(Path(out_dir).resolve()), "verbose": verbose},
@@ -112,7 +123,7 @@ class BackgroundExport(ChildJob):
         out = self.work / "result.pt"
         if not out.exists():
             raise RuntimeError(f"{self.name} export process exited with code {code} and no result")
-        # Full unpickling is safe here only because this run wrote the file itself, into its own mkdtemp folder
+        # Full unpickling is safe here only because this run wrote the file itself, into its own worker folder
         # (mode 0700); never point it at a file from elsewhere.
         done = torch.load(out, weights_only=False)
         self.seconds, self.errors = done["seconds"], done["errors"]
@@ -121,7 +132,7 @@ class BackgroundExport(ChildJob):
 
 def main(job_file: str) -> int:
     exit_with_parent()
-    job = torch.load(job_file, weights_only=False)  # written by the parent into its private mkdtemp folder
+    job = torch.load(job_file, weights_only=False)  # written by the parent into its private worker folder
     result = {"exported": {}, "seconds": {}, "errors": {}}
     with converting(job["verbose"]), native_stderr_filtered():
         backend = job["backend"]

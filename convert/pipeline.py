@@ -200,7 +200,8 @@ def _convert(config: ConvertConfig) -> ConvertResult:
     artifacts, failures, points = [], [], []
     jobs = [(be, p) for be in backends for p in precisions_for(be, config.precisions)]
 
-    with staging_dir(Path(config.out), config.overwrite) as stage, contextlib.ExitStack() as background:
+    with staging_dir(Path(config.out), config.overwrite, "resflex convert") as stage, \
+            contextlib.ExitStack() as background:
         # Exports that run in another process start first and work while this process exports the others: TFLite's
         # (its converter lives in the onnx2tf environment; every precision at once) and, with two or more cores,
         # those in BACKGROUND.

@@ -303,7 +303,7 @@ def search(config: SearchConfig) -> SearchResult:
         + f", {config.samples} {config.data} val images each"
         + (f"; latency from {device} {latency.runtime} {latency.precision.value} {latency.compute_unit} "
            f"{latency.threads} threads" if latency else ""))
-    with output_folder(config.out, config.overwrite, keep=config.bundle) as stage:
+    with output_folder(config.out, config.overwrite, keep=config.bundle, written_by="resflex search") as stage:
         model.eval()
         evaluated, images = _measure(model, configs, config, payload["class_names"], latency, config.progress)
         front = pareto_front(evaluated, cost)

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from .checkpoint import model_from_payload, read_checkpoint, save_checkpoint
+from .checkpoint import atomic_write, model_from_payload, read_checkpoint, save_checkpoint
 from .data import TrainTransform, build_dataset, make_loader
 from .evaluate import evaluate
 from .layers import DEFAULT_STAGE_SCALES, check_resolutions, check_scales, check_stage_scales, parse_enum
@@ -436,6 +436,26 @@ def check_run_folder(config: TrainConfig) -> None:
                                   "folder — choose another --out")
 
 
+def trim_metrics(path: Path, epochs_done: int) -> None:
+    """Keep only the metrics lines of epochs the checkpoint holds (1..`epochs_done`), rewriting the file atomically
+    when anything goes: a run killed between its metrics append and its checkpoint save logged an epoch the resumed
+    run trains again (and a kill mid-append leaves a half line)."""
+    if not path.is_file():
+        return
+    lines = path.read_text(encoding="utf-8", errors="replace").splitlines(keepends=True)
+
+    def done(line: str) -> bool:
+        try:
+            epoch = json.loads(line).get("epoch")
+        except (ValueError, AttributeError):
+            return False
+        return line.endswith("\n") and isinstance(epoch, int) and 1 <= epoch <= epochs_done
+
+    kept = [line for line in lines if done(line)]
+    if kept != lines:
+        atomic_write(path, lambda tmp: Path(tmp).write_text("".join(kept), encoding="utf-8"))
+
+
 def train(config: TrainConfig) -> MultiResolutionNet:
     """Train a multi-resolution model as `config` says; returns it (unwrapped, on the training device)."""
     check_run_folder(config)  # before anything is changed: a bad --out fails here, with the folder intact
@@ -513,6 +533,8 @@ def train(config: TrainConfig) -> MultiResolutionNet:
         ckpt_path.parent.mkdir(parents=True, exist_ok=True)
         if not config.resume:
             config.metrics_path.unlink(missing_ok=True)  # a fresh run (or --overwrite) starts a fresh log
+        else:
+            trim_metrics(config.metrics_path, start_epoch)
 
     resizable = model.config.method is Method.RESIZABLE
     step_module = ResizableStep(model, criterion, config.distill) if resizable else MultiResolutionStep(model, criterion)

@@ -258,10 +258,11 @@ def parse_benchmark_model(text: str) -> list[BenchmarkModelRun]:
 
 
 def device_id(props: dict[str, str], serial: str) -> str:
-    """"android-<model>-<serial>", lower-case, anything but [a-z0-9._-] collapsed to '-'."""
+    """"android-<model>-<serial>", lower-case, anything but [a-z0-9._-] collapsed to '-', at most 128 characters
+    (a valid `check_device_id`)."""
     parts = ["android", props.get("ro.product.model", ""), serial]
     raw = "-".join(p for p in parts if p)
-    return re.sub(r"-{2,}", "-", re.sub(r"[^a-z0-9._-]+", "-", raw.lower())).strip("-.")
+    return re.sub(r"-{2,}", "-", re.sub(r"[^a-z0-9._-]+", "-", raw.lower()))[:128].strip("-.")
 
 
 def device_facts(props: dict[str, str], serial: str) -> dict[str, str]:

@@ -34,6 +34,7 @@ from resflex.mobile.bundle.schema import (
     Manifest,
     SchemaError,
     SwitchCost,
+    check_device_id,
     read_json,
 )
 
@@ -76,8 +77,8 @@ class ProfileConfig:
                              f"{self.warmup}, switch_repeats {self.switch_repeats}")
         if self.device != "host" and not (self.device.startswith("adb:") and self.device[4:]):
             raise ValueError(f"device {self.device!r}: expected 'host' or 'adb:SERIAL' (serial from `adb devices`)")
-        if self.device_id is not None and not self.device_id.strip():
-            raise ValueError("device_id must not be empty")
+        if self.device_id is not None:
+            check_device_id(self.device_id, "--device-id")
 
     @property
     def is_host(self) -> bool:
@@ -241,7 +242,7 @@ def profile(config: ProfileConfig) -> LUT:
             manifest, lut, bundle, config.device[len("adb:"):], executor_runner=config.executor_runner,
             benchmark_model=config.benchmark_model, runtimes=config.runtimes, threads=config.threads,
             runs=config.runs, warmup=config.warmup, adb=config.adb)
-        device_id = config.device_id or device_id
+        device_id = check_device_id(config.device_id or device_id, f"{config.device}: device id")
     if not latencies:
         raise RuntimeError(f"{bundle}: no operating point could be timed on {config.device}:\n" + "\n".join(failures))
     device = dataclasses.replace(device, facts={

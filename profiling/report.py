@@ -9,6 +9,7 @@ accuracy vs latency (the last three per device). A plot whose data are missing i
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,6 +18,7 @@ from resflex.mobile.bundle.io import Bundle
 from resflex.mobile.bundle.schema import (
     COMPUTE_UNITS,
     LUT,
+    MAX_INT,
     RUNTIME_BACKENDS,
     Device,
     Latency,
@@ -93,15 +95,24 @@ def read_reference(path: str | Path) -> list[ReferencePoint]:
         if not isinstance(label, str) or not label.strip():
             raise ValueError(f"{where}.label: expected a non-empty string, got {label!r}")
         if not _is_number(macs) or macs <= 0:
-            raise ValueError(f"{where}.macs: expected a positive number (multiply-accumulates per image), got {macs!r}")
+            raise ValueError(f"{where}.macs: expected a positive number (multiply-accumulates per image, finite, at "
+                             f"most {MAX_INT}), got {_cut(macs)}")
         if not _is_number(top1) or not 0 <= top1 <= 1:
-            raise ValueError(f"{where}.top1: expected a fraction in [0, 1] (like lut.json's top1), got {top1!r}")
+            raise ValueError(f"{where}.top1: expected a fraction in [0, 1] (like lut.json's top1), got {_cut(top1)}")
         points.append(ReferencePoint(label, float(macs), float(top1)))
     return points
 
 
 def _is_number(x) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and x == x and abs(x) != float("inf")
+    """A JSON number a float holds: finite, and an integer at most MAX_INT (as every schema reader requires)."""
+    if isinstance(x, bool) or not isinstance(x, (int, float)):
+        return False
+    return abs(x) <= MAX_INT if isinstance(x, int) else math.isfinite(x)
+
+
+def _cut(value, limit: int = 40) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(text)} characters)"
 
 
 def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
@@ -134,10 +145,11 @@ def write_report(config: ReportConfig) -> list[Path]:
     reference = read_reference(config.reference) if config.reference else []
     devices = _select_devices(table, config.device, Path(config.bundle))
     out = Path(config.out)
-    with matplotlib.rc_context(STYLE), output_folder(out, config.overwrite, keep=config.bundle) as stage:
+    with matplotlib.rc_context(STYLE), \
+            output_folder(out, config.overwrite, keep=config.bundle, written_by="resflex report") as stage:
         sections = _plots(manifest, table, devices, reference, stage, config.formats)
         (stage / "report.md").write_text(_markdown(config, manifest, table, devices, reference, sections))
-        written = sorted(p.name for p in stage.iterdir())
+        written = sorted(p.name for p in stage.iterdir() if not p.name.startswith("."))
     return [out / name for name in written]
 
 

@@ -37,7 +37,6 @@ import logging
 import os
 import shutil
 import subprocess
-import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -45,7 +44,7 @@ from pathlib import Path
 import numpy as np
 from torch import Tensor, nn
 
-from ..background import ChildJob
+from ..background import ChildJob, worker_folder
 from ..onnx2tf_env import find_onnx2tf
 from ..runtimes import LiteRTRuntime, Spatial, spatial_keys
 from .base import Entry, Exported, check_calib_method
@@ -102,7 +101,7 @@ class TFLiteBackend:
                 raise ValueError(f"TFLite int8 needs calibration data at every resolution; none for {missing}")
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
-        work = Path(tempfile.mkdtemp(prefix="resflex-tflite-"))
+        work = worker_folder(self.name)
         try:
             # onnx2tf fetches this sample batch from the internet for 4-D image inputs unless it is in its working
             # directory; it only feeds onnx2tf's own checks, so seeded noise does.

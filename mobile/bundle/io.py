@@ -10,6 +10,7 @@ import contextlib
 import fcntl
 import glob
 import hashlib
+import json
 import os
 import shutil
 import stat
@@ -21,16 +22,17 @@ import zlib
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 
+from .. import __version__
 from .schema import (
     LUT,
     Backend,
     Manifest,
     SchemaError,
+    document_bytes,
     entry_file,
     read_json,
     read_json_data,
     safe_relpath,
-    write_json,
 )
 
 MANIFEST, LUT_FILE, POLICY_FILE = "manifest.json", "lut.json", "selector_policy.json"
@@ -87,10 +89,11 @@ def size_of(path: Path) -> int:
 
 MAX_ZIP_BYTES = 4 * 2**30  # extract_zip: total uncompressed size
 MAX_ZIP_RATIO = 200  # extract_zip: uncompressed ÷ archive bytes (model weights compress < 2×, JSON ~10×)
-# The files that mark a folder as one resflex wrote (a bundle, a report, a simulation): `--overwrite` replaces only
-# such a folder (or an empty one), never e.g. a training run or a folder of the user's own files.
-OUTPUT_MARKERS = ((MANIFEST, LUT_FILE), ("report.md",), ("summary.json",), ("configs.json", "search.csv"))
-_STALE_AFTER_S = 24 * 3600  # a temporary without a pid in its name is stale after a day
+# The marker resflex writes into every folder it creates (bundle, report, simulation, search, adapt), at mkdtemp time:
+# `--overwrite` replaces only a folder carrying it (or an empty one), and the stale-temporary cleaner removes only
+# folders carrying it. File names alone never make a folder resflex's.
+OUTPUT_MARKER = ".resflex-output.json"
+_MAX_MARKER_BYTES = 4096
 
 
 def _pid_alive(pid: int) -> bool:
@@ -103,32 +106,70 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def _write_marker(folder: Path, written_by: str) -> None:
+    """Mark `folder` as resflex's: who wrote it, the version, and the writing process (the owner of a temporary)."""
+    doc = {"written_by": written_by, "version": __version__, "pid": os.getpid()}
+    (folder / OUTPUT_MARKER).write_text(json.dumps(doc) + "\n")
+
+
+def _read_marker(folder: Path) -> dict | None:
+    """The marker of `folder` if it has a valid one: a regular file (not a symlink), small, a JSON object whose
+    `written_by` names resflex and whose `pid` is an integer; None otherwise."""
+    path = Path(folder) / OUTPUT_MARKER
+    try:
+        st = path.lstat()
+        if not stat.S_ISREG(st.st_mode) or st.st_size > _MAX_MARKER_BYTES:
+            return None
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    ok = isinstance(doc, dict) and isinstance(doc.get("written_by"), str) and doc["written_by"].startswith("resflex") \
+        and isinstance(doc.get("pid"), int) and not isinstance(doc["pid"], bool)
+    return doc if ok else None
+
+
+def marked_temp_dir(parent: Path, name: str, written_by: str) -> Path:
+    """A new temporary folder `.NAME.PID.*.tmp` (mode 0700) in `parent`, marked as this process's right away,
+    so `clean_stale(parent, NAME)` removes it once this process is gone."""
+    tmp = Path(tempfile.mkdtemp(prefix=f".{name}.{os.getpid()}.", suffix=".tmp", dir=parent))
+    try:
+        _write_marker(tmp, written_by)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return tmp
+
+
 def clean_stale(folder: Path, name: str) -> list[Path]:
-    """Remove the temporaries `.NAME.PID.*.tmp` (files or folders) in `folder` whose writer process is gone (after a
-    kill -9 or power loss); older ones without a pid go after a day. Returns what was removed."""
+    """Remove the temporaries `.NAME.PID.*.tmp` in `folder` that a killed resflex run left (kill -9, power loss).
+    Only what this user owns and whose writer PID is gone: a file, or a folder carrying resflex's marker (whose pid
+    is gone too). Anything else named like a temporary — a user's folder, a file without a pid — stays. Returns what
+    was removed."""
     removed = []
     for p in Path(folder).glob(f".{glob.escape(name)}.*.tmp"):
-        parts = p.name[len(name) + 2:].split(".")
+        pid = p.name[len(name) + 2:].split(".")[0]
         try:
-            stale = not _pid_alive(int(parts[0])) if parts[0].isdigit() else \
-                time.time() - p.lstat().st_mtime > _STALE_AFTER_S
+            st = p.lstat()
         except OSError:
             continue
-        if stale:
-            if p.is_dir() and not p.is_symlink():
-                shutil.rmtree(p, ignore_errors=True)
-            else:
-                p.unlink(missing_ok=True)
-            removed.append(p)
+        if not pid.isdigit() or st.st_uid != os.getuid() or _pid_alive(int(pid)):
+            continue
+        if stat.S_ISDIR(st.st_mode):
+            marker = _read_marker(p)
+            if marker is None or _pid_alive(marker["pid"]):
+                continue
+            shutil.rmtree(p, ignore_errors=True)
+        elif stat.S_ISREG(st.st_mode):
+            p.unlink(missing_ok=True)
+        else:
+            continue
+        removed.append(p)
     return removed
 
 
 def written_by_resflex(folder: Path) -> bool:
-    """A folder `--overwrite` may replace: it holds the marker files of a bundle, a report or a simulation
-    (`OUTPUT_MARKERS`)."""
-    folder = Path(folder)
-    return any(all((folder / n).is_file() and not (folder / n).is_symlink() for n in names)
-               for names in OUTPUT_MARKERS)
+    """A folder `--overwrite` may replace: it carries resflex's marker (`OUTPUT_MARKER`, a regular file)."""
+    return _read_marker(Path(folder)) is not None
 
 
 def check_out(out: Path, flag: str = "--out") -> Path:
@@ -162,29 +203,37 @@ def check_writable(folder: Path, what: str = "folder") -> None:
     os.unlink(name)
 
 
-@contextlib.contextmanager
-def staging_dir(out: Path, overwrite: bool = False) -> Iterator[Path]:
-    """Yield a temporary directory beside `out` (named `.OUT.PID.*.tmp`); on success it
-    replaces `out` atomically, on failure it goes. An existing `out` is replaced only with `overwrite`, only if it is
-    a folder, and only if it is empty or was written by resflex (`written_by_resflex`). Stale temporaries of `out`
-    left by a killed run are removed first."""
-    out = check_out(Path(out))
+def check_replaceable(out: Path, overwrite: bool = False, flag: str = "--out") -> Path:
+    """Refuse, before any work, an `out` that `staging_dir` would not replace: a file, an existing folder without
+    `overwrite`, or a non-empty folder that does not carry resflex's marker."""
+    out = check_out(Path(out), flag)
     if out.exists():
         if not out.is_dir():
-            raise FileExistsError(f"{out} is a file, not a folder; remove it or choose another --out")
+            raise FileExistsError(f"{out} is a file, not a folder; remove it or choose another {flag}")
         if not overwrite:
-            raise FileExistsError(f"{out} already exists; pass --overwrite to replace it or choose another --out")
+            raise FileExistsError(f"{out} already exists; pass --overwrite to replace it or choose another {flag}")
         if any(out.iterdir()) and not written_by_resflex(out):
-            raise FileExistsError(f"{out} is not a folder resflex wrote (no manifest.json + lut.json, report.md or "
-                                  "summary.json in it); --overwrite replaces only resflex's own outputs: remove it "
-                                  "yourself or choose another --out")
+            raise FileExistsError(f"{out} is not a folder resflex wrote (it has no {OUTPUT_MARKER}, the marker resflex "
+                                  "writes into every folder it creates); --overwrite replaces only resflex's own "
+                                  "outputs. An output of a resflex version before the marker is refused too: remove "
+                                  f"it yourself or choose another {flag}")
+    return out
+
+
+@contextlib.contextmanager
+def staging_dir(out: Path, overwrite: bool = False, written_by: str = "resflex") -> Iterator[Path]:
+    """Yield a temporary directory beside `out` (named `.OUT.PID.*.tmp`, carrying resflex's marker from the start);
+    on success it replaces `out` atomically, on failure it goes. An existing `out` is replaced only as
+    `check_replaceable` allows. Stale temporaries of `out` left by a killed run are removed first."""
+    out = check_replaceable(out, overwrite)
     out.parent.mkdir(parents=True, exist_ok=True)
     check_writable(out.parent)
     clean_stale(out.parent, out.name)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.{os.getpid()}.", suffix=".tmp", dir=out.parent))
+    tmp = marked_temp_dir(out.parent, out.name, written_by)
     try:
         yield tmp
         if out.exists():
+            # an empty folder to rename onto; once `out` is in it, it carries `out`'s marker
             old = Path(tempfile.mkdtemp(prefix=f".{out.name}.{os.getpid()}.old.", suffix=".tmp", dir=out.parent))
             os.replace(out, old)
             os.replace(tmp, out)
@@ -196,9 +245,9 @@ def staging_dir(out: Path, overwrite: bool = False) -> Iterator[Path]:
         raise
 
 
-
 @contextlib.contextmanager
-def output_folder(out: str | Path, overwrite: bool = False, keep: str | Path | None = None) -> Iterator[Path]:
+def output_folder(out: str | Path, overwrite: bool = False, keep: str | Path | None = None,
+                  written_by: str = "resflex") -> Iterator[Path]:
     """`staging_dir(out)` for a folder of results (`resflex report`, `resflex simulate`) after two checks: `out` must
     not be (or contain) the folder `keep` (the bundle the results are about), and an existing non-empty `out` is
     replaced only with `overwrite`."""
@@ -210,7 +259,7 @@ def output_folder(out: str | Path, overwrite: bool = False, keep: str | Path | N
     if out.exists() and not overwrite and not (out.is_dir() and not any(out.iterdir())):
         raise FileExistsError(f"{out} already exists and is not empty; pass --overwrite to replace it or choose "
                               "another --out")
-    with staging_dir(out, overwrite=True) as stage:
+    with staging_dir(out, overwrite=True, written_by=written_by) as stage:
         yield stage
 
 def _bundle_files(bundle: Path) -> list[Path]:
@@ -260,6 +309,9 @@ def extract_zip(archive: Path, dest: Path, max_bytes: int = MAX_ZIP_BYTES, max_r
                                   "files and folders")
             if name in seen:
                 raise SchemaError(f"{archive}: member {name!r} appears twice")
+            if name == OUTPUT_MARKER:
+                raise SchemaError(f"{archive}: member {name!r} is the marker resflex writes itself; a bundle archive "
+                                  "does not hold it")
             seen.add(name)
             total += info.file_size
         if total > max_bytes:
@@ -269,7 +321,7 @@ def extract_zip(archive: Path, dest: Path, max_bytes: int = MAX_ZIP_BYTES, max_r
                               " refusing a likely zip bomb")
         dest.parent.mkdir(parents=True, exist_ok=True)
         clean_stale(dest.parent, dest.name)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.{os.getpid()}.", suffix=".tmp", dir=dest.parent))
+        tmp = marked_temp_dir(dest.parent, dest.name, "resflex extract")
         try:
             for info in infos:
                 target = tmp / info.filename
@@ -322,13 +374,14 @@ def lut_lock(bundle: str | Path, timeout_s: float = 600.0) -> Iterator[None]:
 
 
 def _write_lut_locked(path: Path, table: LUT) -> None:
+    data = document_bytes(table, str(path))  # a LUT every reader would refuse is never written
     clean_stale(path.parent, LUT_FILE)  # under the lock every temporary of lut.json is a dead writer's
     fd, name = tempfile.mkstemp(prefix=f".{LUT_FILE}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
     tmp = Path(name)
     try:
-        write_json(table, tmp)
-        with open(tmp, "rb") as f:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     finally:

@@ -324,6 +324,20 @@ class LUT:
 
 
 DEVICE_ID = re.compile(r"^[a-z0-9][a-z0-9._-]{0,127}$")
+# What one device profile may add to a lut.json (`resflex profile --import`): a phone writes ~20 facts and one
+# measurement per operating point × runtime × threads; lut.json as a whole stays under MAX_DOCUMENT_BYTES.
+MAX_PROFILE_FACTS = 256
+MAX_FACT_CHARS = 1024  # each fact's name and value
+MAX_PROFILE_MEASUREMENTS = 20_000
+
+
+def check_device_id(value: str, where: str = "device_id") -> str:
+    """The one rule for a device id (the key of a device in lut.json) on every path: `profile --device-id`, the id
+    an adb profile derives, `profile --import`."""
+    if not isinstance(value, str) or not DEVICE_ID.match(value):
+        raise SchemaError(f"{where}: {_short(value)} is not a device id ([a-z0-9._-], at most 128 characters, "
+                          "starting with a letter or digit; e.g. pixel-8)")
+    return value
 
 
 def _finite_positive(value: float | None, where: str) -> None:
@@ -379,9 +393,17 @@ class DeviceProfile:
     schema_version: str = SCHEMA_VERSION
 
     def __post_init__(self):
-        if not DEVICE_ID.match(self.device_id):
-            raise SchemaError(f"device_id: {self.device_id!r} is not a device id ([a-z0-9._-], at most 128 "
-                              "characters, starting with a letter or digit)")
+        check_device_id(self.device_id)
+        if len(self.facts) > MAX_PROFILE_FACTS:
+            raise SchemaError(f"facts: {len(self.facts)} entries, over the limit of {MAX_PROFILE_FACTS} "
+                              "(MAX_PROFILE_FACTS)")
+        for k, v in self.facts.items():
+            if len(k) > MAX_FACT_CHARS or len(v) > MAX_FACT_CHARS:
+                raise SchemaError(f"facts.{_short(k, 40)}: name or value over {MAX_FACT_CHARS} characters "
+                                  "(MAX_FACT_CHARS)")
+        if len(self.measurements) > MAX_PROFILE_MEASUREMENTS:
+            raise SchemaError(f"measurements: {len(self.measurements)}, over the limit of {MAX_PROFILE_MEASUREMENTS} "
+                              "(MAX_PROFILE_MEASUREMENTS)")
         seen = set()
         for i, m in enumerate(self.measurements):
             key = (m.key(), m.latency.runtime, m.latency.threads)
@@ -640,14 +662,25 @@ def to_dict(doc) -> dict:
     return plain
 
 
-def write_json(doc, path: str | Path) -> Path:
-    """Validate, then write `doc` as pretty JSON (callers write into a temporary bundle directory)."""
-    path = Path(path)
-    path.write_text(json.dumps(to_dict(doc), indent=2, sort_keys=False, allow_nan=False) + "\n")
-    return path
-
-
 MAX_DOCUMENT_BYTES = 64 * 2**20  # a lut.json of a very large bundle is < 10 MB
+
+
+def document_bytes(doc, where: str) -> bytes:
+    """`doc` validated and serialized as pretty JSON; a document over MAX_DOCUMENT_BYTES, which every reader would
+    refuse, raises SchemaError naming `where` and the limit."""
+    data = (json.dumps(to_dict(doc), indent=2, sort_keys=False, allow_nan=False) + "\n").encode()
+    if len(data) > MAX_DOCUMENT_BYTES:
+        raise SchemaError(f"{where}: would be {len(data)} bytes, over the {MAX_DOCUMENT_BYTES}-byte limit every "
+                          "reader enforces (MAX_DOCUMENT_BYTES); nothing was written")
+    return data
+
+
+def write_json(doc, path: str | Path) -> Path:
+    """Validate, then write `doc` as pretty JSON (callers write into a temporary bundle directory); refused before
+    writing if it is over MAX_DOCUMENT_BYTES."""
+    path = Path(path)
+    path.write_bytes(document_bytes(doc, str(path)))
+    return path
 
 
 MAX_JSON_DEPTH = 64  # nested arrays/objects in any document every reader accepts (real ones nest < 10)

@@ -248,7 +248,8 @@ def write_outputs(result: SimulationResult, out: str | Path, overwrite: bool = F
     if not formats or any(f not in IMAGE_FORMATS for f in formats) or len(set(formats)) != len(formats):
         raise ValueError(f"formats: {list(formats)}, expected distinct ones of: {', '.join(IMAGE_FORMATS)}")
     images: dict[str, list[str]] = {}
-    with matplotlib.rc_context(STYLE), output_folder(out, overwrite, keep=result.config.bundle) as stage:
+    with matplotlib.rc_context(STYLE), output_folder(out, overwrite, keep=result.config.bundle,
+                                                          written_by="resflex simulate") as stage:
         for s in result.scenarios:
             fig = _figure(result, s)
             images[s.scenario.name] = []
@@ -258,5 +259,5 @@ def write_outputs(result: SimulationResult, out: str | Path, overwrite: bool = F
                 images[s.scenario.name].append(name)
         (stage / "summary.md").write_text(format_markdown(result, images))
         (stage / "summary.json").write_text(json.dumps(summary_json(result), indent=2, allow_nan=False) + "\n")
-        written = sorted(p.name for p in stage.iterdir())
+        written = sorted(p.name for p in stage.iterdir() if not p.name.startswith("."))
     return [Path(out) / name for name in written]

@@ -100,13 +100,12 @@ def test_convert_overwrite_never_replaces_a_training_run(tmp_path):
             pass
     assert sorted(p.name for p in run.iterdir()) == ["checkpoint.pt", "metrics.jsonl"]
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
-    bundle = tmp_path / "bundle"  # a bundle (manifest.json + lut.json) is resflex's own: replaced
-    bundle.mkdir()
-    (bundle / "manifest.json").write_text("{}")
-    (bundle / "lut.json").write_text("{}")
+    bundle = tmp_path / "bundle"  # a folder resflex wrote carries its marker: replaced
+    with B.staging_dir(bundle, written_by="resflex convert") as stage:
+        (stage / "old").write_text("x")
     with B.staging_dir(bundle, overwrite=True) as stage:
         (stage / "new").write_text("x")
-    assert sorted(p.name for p in bundle.iterdir()) == ["new"]
+    assert sorted(p.name for p in bundle.iterdir()) == [B.OUTPUT_MARKER, "new"]
 
 
 def test_report_overwrite_never_replaces_a_training_run(crafted, tmp_path):
@@ -259,8 +258,10 @@ def test_stale_lut_and_checkpoint_temporaries_are_cleaned(crafted, tmp_path):
 def test_simulate_output_cleans_a_killed_runs_temporaries(tmp_path):
     from resflex.mobile.bundle.io import output_folder
 
-    stale = tmp_path / f".sim.{_dead_pid()}.abcd.tmp"
+    dead = _dead_pid()
+    stale = tmp_path / f".sim.{dead}.abcd.tmp"  # a killed run's temporary: it carries resflex's marker
     stale.mkdir()
+    (stale / B.OUTPUT_MARKER).write_text(f'{{"written_by": "resflex simulate", "pid": {dead}}}')
     with output_folder(tmp_path / "sim") as stage:
         (stage / "summary.json").write_text("{}")
     assert not stale.exists()

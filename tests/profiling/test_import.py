@@ -96,7 +96,7 @@ def test_bad_profile_names_the_field_and_leaves_the_lut(profiled_bundle, bundle_
     with pytest.raises(SchemaError, match=match):
         import_profile(bundle, _write(tmp_path, doc))
     assert (bundle / "lut.json").read_bytes() == before
-    assert sorted(p.name for p in bundle.iterdir() if p.name.startswith(".")) == []
+    assert sorted(p.name for p in bundle.iterdir() if p.name.startswith(".")) == [".resflex-output.json"]
 
 
 def test_not_json_and_folder(profiled_bundle, bundle_copy, tmp_path):
