@@ -32,12 +32,15 @@ class LiteRtEngine(private val threads: Int = ExecuTorchEngine.defaultThreads())
                 when (unit) {
                     "CPU" -> options.setNumThreads(threads)
                     "GPU" -> {
-                        val compat = CompatibilityList()
-                        if (!compat.isDelegateSupportedOnThisDevice) {
+                        // CompatibilityList holds native resources: close it as soon as the options are read.
+                        val gpuOptions = CompatibilityList().use {
+                            if (it.isDelegateSupportedOnThisDevice) it.bestOptionsForThisDevice else null
+                        }
+                        if (gpuOptions == null) {
                             for (p in group) failed[p] = "GPU delegate not supported on this device"
                             continue
                         }
-                        val delegate = GpuDelegate(compat.bestOptionsForThisDevice)
+                        val delegate = GpuDelegate(gpuOptions)
                         delegates.add(delegate)
                         options.addDelegate(delegate)
                     }

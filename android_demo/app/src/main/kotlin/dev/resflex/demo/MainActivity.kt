@@ -64,6 +64,8 @@ class MainActivity : ComponentActivity() {
     private var engines: Engines? = null
     @Volatile private var loop: FrameLoop? = null
     @Volatile private var benchmarking = false
+    // UI thread only: the camera use case that feeds frames to the worker.
+    private var analysis: ImageAnalysis? = null
 
     private val askCamera = registerForActivityResult(ActivityResultContracts.RequestPermission()) { granted ->
         if (granted) startCamera()
@@ -83,6 +85,9 @@ class MainActivity : ComponentActivity() {
     override fun onDestroy() {
         super.onDestroy()
         signals.stop()
+        // Stop the camera feeding the worker first: frames must not be handed to a shut-down executor.
+        analysis?.clearAnalyzer()
+        analysis = null
         worker.execute { engines?.close() }
         worker.shutdown()
     }
@@ -171,6 +176,7 @@ class MainActivity : ComponentActivity() {
     private fun startCamera() {
         val future = ProcessCameraProvider.getInstance(this)
         future.addListener({
+            if (isDestroyed) return@addListener  // the worker is shut down: never attach an analyzer to it
             try {
                 val provider = future.get()
                 val preview = Preview.Builder().build().also { it.setSurfaceProvider(previewView.surfaceProvider) }
@@ -179,6 +185,7 @@ class MainActivity : ComponentActivity() {
                     .setOutputImageFormat(ImageAnalysis.OUTPUT_IMAGE_FORMAT_YUV_420_888)
                     .build()
                 analysis.setAnalyzer(worker) { image -> analyze(image) }
+                this.analysis = analysis
                 provider.unbindAll()
                 provider.bindToLifecycle(this, CameraSelector.DEFAULT_BACK_CAMERA, preview, analysis)
             } catch (e: Exception) {
