@@ -66,7 +66,8 @@ def command_page(name: str, summary: str, parser: argparse.ArgumentParser) -> st
             continue
         text = formatter._expand_help(action) if action.help else ""
         if action.choices and not isinstance(action.choices, dict):
-            text += f" Choices: {', '.join(map(str, action.choices))}."
+            sentence_end = "" if not text or text.rstrip()[-1] in ".:;!?" else "."
+            text += f"{sentence_end} Choices: {', '.join(map(str, action.choices))}."
         default = "required" if action.required else \
             "" if action.default in (None, argparse.SUPPRESS) or not action.option_strings else f"`{action.default}`"
         rows.append(f"| {_flags(action)} | {_cell(default)} | {_cell(text)} |")

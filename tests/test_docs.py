@@ -56,3 +56,8 @@ def test_included_pages_rewrite_repository_links(tmp_path, monkeypatch):
     assert "[golden](golden.md)" in page
     assert "code (`demo/core/Main.kt`)" in page and "](core/Main.kt)" not in page
     assert "[site](https://example.org/x)" in page and "[here](#top)" in page and "![img](pic.png)" in page
+
+
+def test_choices_start_their_own_sentence(pages):
+    # `--sharing` help ends without a full stop; its choices used to run on ("in both modes Choices: size, speed").
+    assert "in both modes. Choices: size, speed." in pages["cli/convert.md"]
