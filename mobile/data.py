@@ -359,6 +359,68 @@ class ImageFolder(_EpochMixin, Dataset):
         return img, label
 
 
+FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")  # Debian's dataset-fashion-mnist package
+FASHION_MNIST_FILES = {"train": "train", "val": "t10k"}  # split -> IDX file prefix
+FASHION_MNIST_CLASSES = ["0_tshirt_top", "1_trouser", "2_pullover", "3_dress", "4_coat", "5_sandal", "6_shirt",
+                         "7_sneaker", "8_bag", "9_ankle_boot"]  # label order (prefixed so sorting keeps it)
+
+
+def read_idx(path: Path, ndim: int, limit: int | None = None) -> np.ndarray:
+    """An IDX file (gzip or plain) of unsigned bytes with `ndim` dimensions as a uint8 array, at most `limit`
+    items read; DataError naming the file and the field otherwise."""
+    import gzip
+
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as f:
+            header = f.read(4 + 4 * ndim)
+            if len(header) < 4 + 4 * ndim:
+                raise DataError(f"{path}: header: expected {4 + 4 * ndim} bytes, got {len(header)}")
+            if header[:2] != b"\0\0" or header[2] != 0x08 or header[3] != ndim:
+                raise DataError(f"{path}: magic: expected 00 00 08 {ndim:02x} (unsigned bytes, {ndim} dimensions), "
+                                f"got {header[:4].hex(' ')}")
+            dims = [int.from_bytes(header[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim)]
+            if any(d < 1 for d in dims[1:]) or math.prod(dims[1:]) > 4096 * 4096:
+                raise DataError(f"{path}: item dimensions {dims[1:]}: expected positive sizes of at most 4096²")
+            count = dims[0] if limit is None else min(dims[0], limit)
+            item = math.prod(dims[1:])
+            data = f.read(count * item)
+    except (OSError, EOFError) as err:
+        raise DataError(f"{path}: cannot read the IDX file ({err}); Fashion-MNIST comes with Debian's "
+                        "dataset-fashion-mnist package (apt-get install dataset-fashion-mnist)") from None
+    if len(data) < count * item:
+        raise DataError(f"{path}: truncated: the header promises {dims[0]} items of {item} bytes, "
+                        f"the file holds {len(data) // item}")
+    return np.frombuffer(data, dtype=np.uint8).reshape(count, *dims[1:])
+
+
+class FashionMNIST(_EpochMixin, Dataset):
+    """Fashion-MNIST (Zalando; 60,000 train + 10,000 test 28×28 grey images, 10 classes) read from the IDX
+    files of `root`; the test set serves as val. `length` keeps the first `length` images of the split (the
+    files are already in random order). Images are grey repeated to RGB, like an ImageFolder's PNGs."""
+
+    def __init__(self, split: str, transform=None, length: int | None = None, root: str | Path = FASHION_MNIST_DIR):
+        if split not in FASHION_MNIST_FILES:
+            raise DataError(f"fashion-mnist: split {split!r}: expected one of {', '.join(FASHION_MNIST_FILES)}")
+        prefix = Path(root) / FASHION_MNIST_FILES[split]
+        images = read_idx(Path(f"{prefix}-images-idx3-ubyte.gz"), 3, length)
+        labels = read_idx(Path(f"{prefix}-labels-idx1-ubyte.gz"), 1, length)
+        if len(labels) != len(images):
+            raise DataError(f"{prefix}-labels-idx1-ubyte.gz: {len(labels)} labels for {len(images)} images; "
+                            "expected one label per image")
+        if labels.size and labels.max() >= len(FASHION_MNIST_CLASSES):
+            raise DataError(f"{prefix}-labels-idx1-ubyte.gz: label {int(labels.max())}: expected 0…9")
+        self.images, self.labels = torch.from_numpy(images.copy()), labels.astype(np.int64).tolist()
+        self.classes, self.split, self.transform = list(FASHION_MNIST_CLASSES), split, transform
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int) -> tuple[Tensor, int]:
+        img = self.images[index].float().div_(255.0).unsqueeze(0).expand(3, -1, -1).contiguous()
+        return (self.transform(img, index) if self.transform is not None else img), self.labels[index]
+
+
 def build_dataset(
     source: str,
     split: str,
@@ -369,9 +431,12 @@ def build_dataset(
     seed: int = 0,
     length: int | None = None,
 ) -> Dataset:
-    """``"synthetic"`` -> SyntheticImages; anything else is an ImageFolder root (val classes checked against train)."""
+    """``"synthetic"`` -> SyntheticImages; ``"fashion-mnist"`` -> FashionMNIST (Debian's IDX files, the first
+    `length` images); anything else is an ImageFolder root (val classes checked against train)."""
     if source == "synthetic":
         return SyntheticImages(split, num_classes, synthetic_size, length, seed, transform)
+    if source == "fashion-mnist":
+        return FashionMNIST(split, transform, length)
     dataset = ImageFolder(source, split, transform)
     train_dir = Path(source) / "train"
     if split == "val" and train_dir.is_dir():

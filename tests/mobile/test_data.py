@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -351,3 +353,66 @@ def test_write_digits_reuses_its_own_folder_and_refuses_others(digits_folder, tm
     assert (other / "notes.txt").read_text() == "keep me"
     with pytest.raises(DataError, match="empty or missing folder"):
         write_digits(digits_folder, size=16)  # another size never overwrites an existing set
+
+
+def _write_idx(path, array: np.ndarray, magic: bytes | None = None, gz: bool = True) -> None:
+    """An IDX file of unsigned bytes (optionally with a wrong magic) for the Fashion-MNIST reader."""
+    import gzip
+
+    header = (magic or bytes([0, 0, 8, array.ndim])) + b"".join(d.to_bytes(4, "big") for d in array.shape)
+    (gzip.open if gz else open)(path, "wb").write(header + array.astype(np.uint8).tobytes())
+
+
+def _fashion_folder(tmp_path, n=6, labels=None):
+    for prefix in ("train", "t10k"):
+        _write_idx(tmp_path / f"{prefix}-images-idx3-ubyte.gz", np.arange(n * 28 * 28).reshape(n, 28, 28) % 256)
+        _write_idx(tmp_path / f"{prefix}-labels-idx1-ubyte.gz", np.array(labels or [i % 10 for i in range(n)]))
+    return tmp_path
+
+
+def test_fashion_mnist_reads_idx_files(tmp_path):
+    from resflex.mobile.data import FASHION_MNIST_CLASSES, FashionMNIST
+
+    ds = FashionMNIST("val", TrainTransform(16, min_crop=0.5), length=4, root=_fashion_folder(tmp_path))
+    img, label = ds[3]
+    assert len(ds) == 4 and img.shape == (3, 16, 16) and label == 3 and ds.classes == FASHION_MNIST_CLASSES
+    raw = FashionMNIST("train", root=tmp_path)[1][0]
+    assert raw.shape == (3, 28, 28) and torch.equal(raw[0], raw[2])
+    assert raw[0, 0, 0] == pytest.approx(((28 * 28) % 256) / 255)
+
+
+@pytest.mark.parametrize("damage, expected", [
+    ("magic", "magic: expected 00 00 08 03"),
+    ("truncated", "truncated: the header promises 6 items"),
+    ("labels", "5 labels for 6 images"),
+    ("label_range", "label 12: expected 0…9"),
+    ("missing", "apt-get install dataset-fashion-mnist"),
+])
+def test_fashion_mnist_damaged_files_name_file_and_field(tmp_path, damage, expected):
+    from resflex.mobile.data import FashionMNIST
+
+    root = _fashion_folder(tmp_path)
+    images, labels = root / "train-images-idx3-ubyte.gz", root / "train-labels-idx1-ubyte.gz"
+    if damage == "magic":
+        _write_idx(images, np.zeros((6, 28, 28)), magic=bytes([0, 0, 9, 3]))
+    elif damage == "truncated":
+        _write_idx(images, np.zeros((6, 28, 28)))
+        import gzip
+        data = gzip.open(images).read()
+        gzip.open(images, "wb").write(data[:-100])
+    elif damage == "labels":
+        _write_idx(labels, np.zeros(5))
+    elif damage == "label_range":
+        _write_idx(labels, np.array([0, 1, 12, 3, 4, 5]))
+    else:
+        images.unlink()
+    with pytest.raises(DataError, match=expected) as err:
+        FashionMNIST("train", root=root)
+    assert "train-" in str(err.value)
+
+
+@pytest.mark.skipif(not Path("/usr/share/datasets/fashion-mnist").is_dir(), reason="dataset-fashion-mnist not installed")
+def test_fashion_mnist_from_debian_package():
+    train, val = build_dataset("fashion-mnist", "train", length=100), build_dataset("fashion-mnist", "val")
+    assert len(train) == 100 and len(val) == 10_000 and train.classes == val.classes
+    assert sorted(set(val.labels)) == list(range(10))
