@@ -246,7 +246,7 @@ def test_outputs_are_written_atomically(bundle, tmp_path):
     with pytest.raises(FileExistsError, match="--overwrite"):
         S.write_outputs(result, out)
     S.write_outputs(dataclasses.replace(result, scenarios=result.scenarios[:1]), out, overwrite=True, formats=("png",))
-    assert sorted(p.name for p in out.iterdir()) == ["summary.json", "summary.md", "test.png"]
+    assert sorted(p.name for p in out.iterdir()) == [".resflex-output.json", "summary.json", "summary.md", "test.png"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bundle", "sim"]
     with pytest.raises(ValueError, match="png, svg, pdf"):
         S.write_outputs(result, tmp_path / "x", formats=("gif",))
@@ -301,7 +301,8 @@ def test_cli_simulate(bundle, tmp_path, capsys):
                  "--format", "png"]) == 0
     printed = capsys.readouterr().out
     assert "| steady | resflex |" in printed and "budget" in printed
-    assert sorted(p.name for p in out.iterdir()) == ["gaming.png", "steady.png", "summary.json", "summary.md"]
+    assert sorted(p.name for p in out.iterdir()) == [".resflex-output.json", "gaming.png", "steady.png", "summary.json",
+                                                     "summary.md"]
     assert main(["simulate", str(bundle), "--scenario", "gym", "--out", str(tmp_path / "x")]) == 2
     assert "resflex simulate: error: unknown scenario 'gym'; expected one of:" in capsys.readouterr().err
     assert main(["simulate", str(tmp_path / "nope"), "--out", str(tmp_path / "y")]) == 2

@@ -218,7 +218,8 @@ def test_existing_out_is_refused_unless_overwrite(report_bundle, tmp_path):
         write_report(ReportConfig(str(report_bundle), str(out), formats=("svg",)))
     assert (out / "notes.txt").exists() and not (out / "accuracy_vs_macs.svg").exists()
     write_report(ReportConfig(str(report_bundle), str(out), formats=("svg",), overwrite=True))
-    assert sorted(p.name for p in out.iterdir()) == ["accuracy_vs_macs.svg", "int8_vs_fp32.svg", "report.md"]
+    assert sorted(p.name for p in out.iterdir()) == [".resflex-output.json", "accuracy_vs_macs.svg", "int8_vs_fp32.svg",
+                                                     "report.md"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r"]  # no temporaries left beside it
     with pytest.raises(ValueError, match="would replace the bundle"):
         write_report(ReportConfig(str(report_bundle), str(report_bundle.parent), overwrite=True))
@@ -232,8 +233,8 @@ def test_cli_report(plotted_bundle, tmp_path, capsys):
     out = tmp_path / "r"
     assert main(["report", str(plotted_bundle), "--out", str(out), "--device", "adb:R58M-1", "--format", "png"]) == 0
     assert "report.md (4 images)" in capsys.readouterr().out
-    assert sorted(p.name for p in out.iterdir()) == ["accuracy_vs_latency_adb_R58M-1.png", "accuracy_vs_macs.png",
-                                                     "int8_vs_fp32_adb_R58M-1.png",
+    assert sorted(p.name for p in out.iterdir()) == [".resflex-output.json", "accuracy_vs_latency_adb_R58M-1.png",
+                                                     "accuracy_vs_macs.png", "int8_vs_fp32_adb_R58M-1.png",
                                                      "latency_vs_resolution_adb_R58M-1.png", "report.md"]
     assert main(["report", str(plotted_bundle), "--out", str(out)]) == 2
     assert "resflex report: error:" in capsys.readouterr().err
