@@ -114,7 +114,7 @@ def _write_marker(folder: Path, written_by: str) -> None:
 
 def _read_marker(folder: Path) -> dict | None:
     """The marker of `folder` if it has a valid one: a regular file (not a symlink), small, a JSON object whose
-    `written_by` names resflex and whose `pid` is an integer; None otherwise."""
+    `written_by` names resflex and whose `pid` is a positive integer; None otherwise."""
     path = Path(folder) / OUTPUT_MARKER
     try:
         st = path.lstat()
@@ -124,7 +124,7 @@ def _read_marker(folder: Path) -> dict | None:
     except (OSError, ValueError):
         return None
     ok = isinstance(doc, dict) and isinstance(doc.get("written_by"), str) and doc["written_by"].startswith("resflex") \
-        and isinstance(doc.get("pid"), int) and not isinstance(doc["pid"], bool)
+        and isinstance(doc.get("pid"), int) and not isinstance(doc["pid"], bool) and doc["pid"] > 0
     return doc if ok else None
 
 
