@@ -100,7 +100,7 @@ def test_nan_loss_stops_with_a_clear_message(tmp_path):
 
 
 def test_bad_train_config_is_named():
-    with pytest.raises(ValueError, match="expected one of: mobilenet_v2"):
+    with pytest.raises(ValueError, match="expected one of: efficientnet_lite0, mobilenet_v2"):
         TrainConfig(arch="alexnet")
     with pytest.raises(ValueError, match="expected one of: rsnet, san, single"):
         TrainConfig(method="us-net")
