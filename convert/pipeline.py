@@ -8,6 +8,7 @@ full configuration at each training resolution. Entries, parity rows and LUT poi
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import importlib
 import platform
@@ -150,6 +151,22 @@ def _parity(runner, entry, module, x: torch.Tensor, y: torch.Tensor, precision: 
     return schema.Parity(entry.resolution, len(x), err, agree, acc_art, acc_ref, passed, _scales(entry), evaluator)
 
 
+def _float64_hint(baked, val, bad) -> str:
+    """For fp32 parity failures: how far the torch model itself is from a float64 run of it at the worst entry — a
+    gap near the artifact's error means the model is ill-conditioned, not the export wrong."""
+    worst = max(bad, key=lambda p: p.max_rel_error)
+    module = next((m for s, m in baked.items() if s.resolution == worst.resolution), None)
+    if module is None:
+        return ""
+    x = val[worst.resolution][0]
+    with torch.no_grad():
+        ref = copy.deepcopy(module).double()(x.double())
+        gap = float((module(x).double() - ref).abs().max() / ref.abs().max().clamp_min(1e-12))
+    return (f"; at {worst.resolution}px the torch model itself is {gap:.2e} from its float64 run"
+            + (" — about the artifact's error, so the model is ill-conditioned in float32 rather than the export wrong"
+               if gap * 10 >= worst.max_rel_error else ""))
+
+
 def convert(config: ConvertConfig) -> ConvertResult:
     """Convert a checkpoint into a bundle directory at `config.out` (atomically). Third-party warnings, logs and
     progress bars are filtered unless `config.verbose` (`resflex.convert.quiet`)."""
@@ -255,7 +272,8 @@ def _convert(config: ConvertConfig) -> ConvertResult:
             if bad:
                 failures.append(schema.Failure(be.name, precision, "parity below target at " + ", ".join(
                     f"{p.resolution}px{_tag(p)} (rel. error {p.max_rel_error:.2e}, agreement {p.top1_agreement:.3f}, "
-                    f"top-1 {p.top1_artifact:.3f} vs {p.top1_torch:.3f})" for p in bad)))
+                    f"top-1 {p.top1_artifact:.3f} vs {p.top1_torch:.3f})" for p in bad)
+                    + (_float64_hint(baked, val, bad) if precision == "fp32" else "")))
             points += _operating_points(info, macs, params, config, val)
             worst = min(info.parity, key=lambda p: (p.passed, -p.max_rel_error), default=None)
             check = ("not run on host" if not info.parity else

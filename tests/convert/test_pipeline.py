@@ -145,3 +145,27 @@ def test_existing_bundle_is_not_replaced_without_overwrite(tiny_checkpoint, tmp_
         convert(ConvertConfig(**config))
     convert(ConvertConfig(**config, overwrite=True))
     Bundle.open(tmp_path / "b")
+
+
+def test_fp32_parity_failure_says_how_far_the_model_is_from_float64():
+    """An fp32 parity failure names the torch model's own float32 vs float64 gap, so an ill-conditioned model is not
+    mistaken for a wrong export (issue 24: import usability)."""
+    import torch
+
+    from resflex.convert.pipeline import _float64_hint
+    from resflex.mobile.bundle import schema
+
+    class Cancelling(torch.nn.Module):  # (x + 1e7) − 1e7: float32 keeps ~1 significant digit of x, float64 all
+        def forward(self, x):
+            return ((x + 1e7) - 1e7).flatten(1)[:, :4]
+
+    class Spatial:
+        resolution = 8
+
+    x = torch.rand(4, 3, 8, 8)
+    bad = [schema.Parity(8, 4, 0.3, 1.0, 0.5, 0.5, False)]
+    hint = _float64_hint({Spatial(): Cancelling()}, {8: (x, torch.zeros(4, dtype=torch.long))}, bad)
+    gap = float(hint.split("is ")[1].split(" from")[0])
+    assert gap > 0.01 and "ill-conditioned" in hint
+    well = _float64_hint({Spatial(): torch.nn.Flatten()}, {8: (x, torch.zeros(4, dtype=torch.long))}, bad)
+    assert "ill-conditioned" not in well and float(well.split("is ")[1].split(" from")[0]) < 1e-6
