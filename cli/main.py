@@ -486,7 +486,7 @@ def _add_inspect(sub) -> None:
 
 def _run_inspect(args) -> int:
     from resflex.mobile.bundle.io import Bundle
-    from resflex.convert.report import format_bundle
+    from resflex.convert.describe import format_bundle
 
     bundle = Bundle.open(args.bundle, verify=args.verify)
     print(format_bundle(bundle.manifest, bundle.lut))
@@ -583,7 +583,7 @@ def _add_macs(sub) -> None:
 
 
 def _run_macs(args) -> int:
-    from resflex.profiling.macs import MacsConfig, checkpoint_macs, format_macs
+    from resflex.profiling.checkpoint_macs import MacsConfig, checkpoint_macs, format_macs
 
     print(format_macs(checkpoint_macs(MacsConfig(args.checkpoint, args.resolutions, args.by_layer))))
     return 0

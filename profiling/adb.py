@@ -43,7 +43,7 @@ from .stats import latency_from_samples, percentile
 log = logging.getLogger(__name__)
 
 REMOTE_DIR = "/data/local/tmp/resflex"
-RUNTIMES = ("executorch", "tflite")  # the runtimes timed on a phone (their backends: RUNTIME_BACKENDS)
+PHONE_RUNTIMES = ("executorch", "tflite")  # the runtimes timed on a phone (their backends: RUNTIME_BACKENDS)
 UNIT_FLAGS = {"CPU": (), "GPU": ("--use_gpu=true",), "NNAPI": ("--use_nnapi=true",)}  # TFLite compute units
 DELEGATE_NAMES = {"GPU": "GPU", "NNAPI": "NNAPI"}  # benchmark_model's delegate provider names
 GETPROP_FACTS = {  # getprop key → Device.facts key
@@ -288,9 +288,9 @@ class Job:
 
 def plan_jobs(lut: LUT, runtimes: Sequence[str]) -> list[Job]:
     """The LUT's operating points these runtimes can run on Android (ExecuTorch: XNNPACK; TFLite: CPU/GPU/NNAPI)."""
-    unknown = [r for r in runtimes if r not in RUNTIMES]
+    unknown = [r for r in runtimes if r not in PHONE_RUNTIMES]
     if unknown:
-        raise ValueError(f"adb profiling: unknown runtime(s) {unknown}; expected: {', '.join(RUNTIMES)}")
+        raise ValueError(f"adb profiling: unknown runtime(s) {unknown}; expected: {', '.join(PHONE_RUNTIMES)}")
     jobs = []
     for op in lut.operating_points:
         runtime = next((r for r in runtimes if RUNTIME_BACKENDS[r] is op.backend), None)

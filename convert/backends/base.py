@@ -12,7 +12,7 @@ from torch import Tensor, nn
 
 from ..runtimes import Entry
 
-__all__ = ["Entry", "Exported", "HostRunner", "Backend", "check_calib_method"]
+__all__ = ["Entry", "Exported", "HostRunner", "Exporter", "check_calib_method"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,7 +46,9 @@ class HostRunner(Protocol):
         """x: float32 NCHW batch (normalised) → float32 logits (batch, classes)."""
 
 
-class Backend(Protocol):
+class Exporter(Protocol):
+    """What each backend module provides (`ExecuTorchBackend`, `CoreMLBackend`, ...): export one artifact, run it."""
+
     name: str
     precisions: tuple[str, ...]
 

@@ -5,7 +5,7 @@ from torch import nn
 
 from resflex.cli.main import main
 from resflex.mobile.macs import count_macs, count_params, macs_by_layer
-from resflex.profiling.macs import MacsConfig, checkpoint_macs
+from resflex.profiling.checkpoint_macs import MacsConfig, checkpoint_macs
 
 
 class Net(nn.Module):
