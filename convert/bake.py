@@ -113,21 +113,28 @@ def _replace(module: nn.Module, convert) -> None:
             setattr(module, name, new)
 
 
+def conv_pairs(module: nn.Module, follower: type, prefix: str = ""):
+    """Yield (parent, conv name, follower name, conv FQN) for every Conv2d directly followed by a `follower` module
+    inside a Sequential: the layout every BN style and every backend's graph surgery works on (`_pair_by_dataflow`
+    brings attribute pairs into it)."""
+    for name, child in module.named_children():
+        yield from conv_pairs(child, follower, f"{prefix}{name}.")
+    if isinstance(module, nn.Sequential):
+        items = list(module._modules.items())
+        for (conv_name, a), (name, b) in zip(items, items[1:]):
+            if isinstance(a, nn.Conv2d) and isinstance(b, follower):
+                yield module, conv_name, name, prefix + conv_name
+
+
 def _fold_pairs(module: nn.Module, style: BNStyle) -> None:
-    """Inside every Sequential, turn (Conv2d, BatchNorm2d) pairs into the requested style."""
-    for child in module.children():
-        _fold_pairs(child, style)
-    if not isinstance(module, nn.Sequential):
-        return
-    items = list(module._modules.items())
-    for (_, a), (bn_name, b) in zip(items, items[1:]):
-        if isinstance(a, nn.Conv2d) and isinstance(b, nn.BatchNorm2d):
-            if style is BNStyle.FOLD:
-                conv_name = next(n for n, m in items if m is a)
-                module._modules[conv_name] = fuse_conv_bn_eval(a, b)
-                module._modules[bn_name] = nn.Identity()
-            else:
-                module._modules[bn_name] = ChannelAffine(b)
+    """Turn every (Conv2d, BatchNorm2d) pair of `conv_pairs` into the requested style."""
+    for parent, conv_name, bn_name, _ in list(conv_pairs(module, nn.BatchNorm2d)):
+        conv, bn = parent._modules[conv_name], parent._modules[bn_name]
+        if style is BNStyle.FOLD:
+            parent._modules[conv_name] = fuse_conv_bn_eval(conv, bn)
+            parent._modules[bn_name] = nn.Identity()
+        else:
+            parent._modules[bn_name] = ChannelAffine(bn)
 
 
 def _graph_calls(module: nn.Module, x: Tensor):

@@ -45,7 +45,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from ..bake import ChannelAffine
+from ..bake import ChannelAffine, conv_pairs
 from ..runtimes import ExecuTorchRuntime, Spatial, spatial_keys
 from .base import Entry, Exported, check_calib_method
 
@@ -67,16 +67,9 @@ def executorch_versions() -> dict[str, str]:
 # Graph surgery on affine-baked modules
 
 
-def _affine_pairs(module: nn.Module, prefix: str = ""):
-    """Yield (parent, conv name, affine name, conv FQN) for every Conv2d directly followed by a ChannelAffine
-    inside a Sequential (the layout `bake(..., bn="affine")` produces)."""
-    for name, child in module.named_children():
-        yield from _affine_pairs(child, f"{prefix}{name}.")
-    if isinstance(module, nn.Sequential):
-        items = list(module._modules.items())
-        for (conv_name, a), (aff_name, b) in zip(items, items[1:]):
-            if isinstance(a, nn.Conv2d) and isinstance(b, ChannelAffine):
-                yield module, conv_name, aff_name, prefix + conv_name
+def _affine_pairs(module: nn.Module):
+    """(parent, conv name, affine name, conv FQN) of every conv + ChannelAffine pair `bake(..., bn="affine")` made."""
+    return conv_pairs(module, ChannelAffine)
 
 
 def _affine_of(aff: ChannelAffine) -> tuple[Tensor, Tensor]:

@@ -40,6 +40,8 @@ def saved_model(job):
     for item in job["entries"]:
         r, key, tag = item["resolution"], item["key"], item.get("tag", item["resolution"])
         t = time.time()
+        if spatial_means_as_pools(item["onnx"]):
+            log(f"{item['onnx']}: spatial ReduceMean → GlobalAveragePool + Flatten")
         model = onnx2tf.convert(input_onnx_file_path=item["onnx"], output_folder_path=f"onnx2tf_{tag}",
                                 disable_model_save=True, non_verbose=True)
         shape = tuple(int(d) for d in model.inputs[0].shape)
@@ -53,6 +55,40 @@ def saved_model(job):
         log(f"onnx2tf {key}: {time.time() - t:.1f} s")
     tf.saved_model.save(root, "merged_saved_model", signatures=signatures)
     return list(signatures)
+
+
+def spatial_means_as_pools(path):
+    """Rewrite, in the ONNX file at `path`, each ReduceMean over both spatial axes of a 4-D NCHW tensor without
+    keepdims (`x.mean((2, 3))`, a common classifier head) as GlobalAveragePool + Flatten — the same values. onnx2tf
+    can turn such a ReduceMean into a `tf.Mean` that TFLite's converter cannot lower without flex ops
+    (ERROR_NEEDS_FLEX_OPS); GlobalAveragePool it converts natively. Returns how many it rewrote."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    model = onnx.load(path)
+    graph = model.graph
+    shapes = onnx.shape_inference.infer_shapes(model).graph
+    rank = {v.name: len(v.type.tensor_type.shape.dim) for v in (*shapes.value_info, *shapes.input, *shapes.output)}
+    consts = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    consts.update({n.output[0]: numpy_helper.to_array(n.attribute[0].t) for n in graph.node
+                   if n.op_type == "Constant" and len(n.attribute) == 1 and n.attribute[0].name == "value"})
+    nodes, rewritten = [], 0
+    for node in graph.node:
+        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        axes = attrs.get("axes", consts.get(node.input[1]) if len(node.input) > 1 else None)
+        if node.op_type == "ReduceMean" and rank.get(node.input[0]) == 4 and attrs.get("keepdims", 1) == 0 \
+                and axes is not None and sorted(int(a) % 4 for a in np.ravel(axes)) == [2, 3]:
+            pooled = f"{node.output[0]}__pooled"
+            nodes += [helper.make_node("GlobalAveragePool", [node.input[0]], [pooled]),
+                      helper.make_node("Flatten", [pooled], list(node.output), axis=1)]
+            rewritten += 1
+        else:
+            nodes.append(node)
+    if rewritten:
+        del graph.node[:]
+        graph.node.extend(nodes)
+        onnx.save(model, path)
+    return rewritten
 
 
 def convert(job, precision, keys):

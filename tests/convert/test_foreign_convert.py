@@ -1,0 +1,163 @@
+"""Your own network through every converter: a ResNet-like network that keeps conv and BN as attributes (residual
+adds, a strided 1×1 shortcut) and a plain Sequential one, made switchable from a file outside the package, become all
+8 artifacts with parity per entry, and their conv weights are stored once (size at the BN floor)."""
+
+import textwrap
+
+import pytest
+import torch
+from torch import nn
+
+from resflex.cli.main import main
+from resflex.convert.backends.executorch import ExecuTorchBackend
+from resflex.convert.backends.onnx import OnnxBackend
+from resflex.convert.bake import bake
+from resflex.mobile.bundle.io import Bundle, size_of
+from resflex.mobile.layers import SwitchableBatchNorm2d
+from resflex.mobile.models import create_model
+
+USER_NETS = textwrap.dedent("""
+    import torch
+    from torch import nn
+
+    class Block(nn.Module):
+        def __init__(self, cin, cout, stride):
+            super().__init__()
+            self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+            self.bn1 = nn.BatchNorm2d(cout)
+            self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+            self.bn2 = nn.BatchNorm2d(cout)
+            self.short = nn.Conv2d(cin, cout, 1, stride, bias=False) if stride != 1 or cin != cout else None
+            self.short_bn = nn.BatchNorm2d(cout) if self.short is not None else None
+
+        def forward(self, x):
+            y = torch.relu(self.bn1(self.conv1(x)))
+            y = self.bn2(self.conv2(y))
+            return torch.relu(y + (x if self.short is None else self.short_bn(self.short(x))))
+
+    class ResNetLike(nn.Module):
+        def __init__(self, num_classes, width):
+            super().__init__()
+            self.stem = nn.Conv2d(3, width, 3, 1, 1, bias=False)
+            self.stem_bn = nn.BatchNorm2d(width)
+            self.blocks = nn.ModuleList([Block(width, width, 1), Block(width, 2 * width, 2), Block(2 * width, 2 * width, 1)])
+            self.fc = nn.Linear(2 * width, num_classes)
+
+        def forward(self, x):
+            x = torch.relu(self.stem_bn(self.stem(x)))
+            for block in self.blocks:
+                x = block(x)
+            return self.fc(torch.flatten(x.mean((2, 3)), 1))
+
+    def resnet_like(num_classes):
+        return ResNetLike(num_classes, 8)
+
+    def resnet_like_wide(num_classes):
+        return ResNetLike(num_classes, 64)  # ~2.4 MB fp32: weights, not per-method bookkeeping, dominate
+
+    def sequential_net(num_classes):
+        layers = []
+        for cin, cout, stride in ((3, 16, 1), (16, 32, 2), (32, 32, 1)):
+            layers += [nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU()]
+        return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(32, num_classes))
+""")
+FIVE = (32, 28, 24, 20, 16)
+
+
+@pytest.fixture(scope="module")
+def user_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("elsewhere") / "user_nets.py"
+    path.write_text(USER_NETS)
+    return path
+
+
+def _random_bn(model, seed=0):
+    """Distinct statistics per resolution (a few γ negative), so a BN folded where it should be shared shows."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for layer in model.modules():
+            if isinstance(layer, SwitchableBatchNorm2d):
+                sign = torch.where(torch.rand(layer.num_features, generator=g) < 0.2, -1.0, 1.0)
+                for bn in layer.bn:
+                    bn.weight.copy_(sign * torch.empty(layer.num_features).uniform_(0.5, 1.5, generator=g))
+                    bn.bias.normal_(0, 0.3, generator=g)
+                    bn.running_mean.normal_(0, 0.3, generator=g)
+                    bn.running_var.uniform_(0.5, 2.0, generator=g)
+    return model.eval()
+
+
+def _bytes(exported, folder):
+    return sum(size_of(folder / f) for f in exported.files)
+
+
+@pytest.mark.parametrize("backend", [ExecuTorchBackend, OnnxBackend], ids=["executorch", "onnx"])
+def test_attribute_network_fp32_size_is_at_the_bn_floor(user_file, backend, tmp_path):
+    torch.set_num_threads(1)
+    model = _random_bn(create_model(f"{user_file}:resnet_like_wide", "rsnet", FIVE, num_classes=4))
+    be = backend()
+    baked = {r: bake(model, r, bn=be.bn_style) for r in FIVE}
+    assert not any(type(m) is nn.BatchNorm2d for m in baked[32].modules())  # every BN paired with its conv
+    full = be.export(baked, "fp32", {}, tmp_path / "all")
+    one = be.export({32: bake(model, 32, bn="fold")}, "fp32", {}, tmp_path / "one")
+    size_one = _bytes(one, tmp_path / "one")
+    bn_bytes = sum(8 * m.num_features for m in model.modules() if isinstance(m, SwitchableBatchNorm2d))
+    floor = (size_one + (len(FIVE) - 1) * bn_bytes) / size_one
+    ratio = _bytes(full, tmp_path / "all") / size_one
+    print(f"{be.name} fp32 5-res / 1-res folded: {ratio:.3f} (BN floor {floor:.3f})")
+    assert ratio <= floor + 0.05
+    runner = be.runner(full, tmp_path / "all")
+    for entry in full.entries:
+        x = torch.randn(2, 3, entry.resolution, entry.resolution)
+        with model.at_resolution(entry.resolution), torch.no_grad():
+            ref = model(x).numpy()
+        assert abs(runner.run(entry, x.numpy()) - ref).max() / abs(ref).max() <= 1e-4
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("factory", ["resnet_like", "sequential_net"])
+def test_user_network_becomes_all_eight_artifacts_with_parity(user_file, factory, tmp_path):
+    """Train briefly (int8 agreement is only meaningful on a trained model), then every backend and precision."""
+    spec, run, bundle = f"{user_file}:{factory}", tmp_path / "run", tmp_path / "bundle"
+    assert main(["train", "--arch", spec, "--resolutions", "32,24,16", "--epochs", "6", "--batch-size", "32",
+                 "--train-samples", "512", "--val-samples", "100", "--num-classes", "4", "--workers", "0",
+                 "--no-progress", "--out", str(run)]) == 0
+    assert main(["convert", str(run / "checkpoint.pt"), "--out", str(bundle), "--precision", "fp32,int8",
+                 "--calib-samples", "64", "--val-samples", "100", "--no-progress"]) == 0
+    manifest = Bundle.open(bundle).manifest
+    assert not manifest.failures, manifest.failures
+    assert sorted((a.backend.value, a.precision.value) for a in manifest.artifacts) == [
+        ("coreml", "fp16"), ("coreml", "int8"), ("executorch", "fp32"), ("executorch", "int8"),
+        ("onnx", "fp32"), ("onnx", "int8"), ("tflite", "fp32"), ("tflite", "int8")]
+    for artifact in manifest.artifacts:
+        assert [p.resolution for p in artifact.parity] == [32, 24, 16], artifact.backend
+        assert all(p.passed for p in artifact.parity), (artifact.backend, artifact.precision, artifact.parity)
+
+
+def test_spatial_mean_head_becomes_global_average_pool_for_tflite(tmp_path):
+    """`x.mean((2, 3))` exports as ReduceMean, which onnx2tf can turn into a `tf.Mean` TFLite cannot lower (the
+    TFLite artifact of such a user network failed with ERROR_NEEDS_FLEX_OPS); the worker rewrites it first."""
+    import numpy as np
+    import onnx
+    import onnxruntime
+
+    from resflex.convert.backends.onnx import export_onnx_file
+    from resflex.convert.backends.tflite_worker import spatial_means_as_pools
+
+    class Head(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv, self.fc = nn.Conv2d(3, 8, 3, padding=1), nn.Linear(8, 4)
+
+        def forward(self, x):
+            y = torch.relu(self.conv(x))
+            return self.fc(y.mean((2, 3)) + y.mean((-1, -2), keepdim=True).flatten(1) + y.mean(1).mean((1, 2))[:, None])
+
+    path = export_onnx_file(Head().eval(), 16, tmp_path / "m.onnx")
+    x = np.random.default_rng(0).standard_normal((1, 3, 16, 16), dtype=np.float32)
+    run = lambda: onnxruntime.InferenceSession(str(path)).run(None, {"image": x})[0]  # noqa: E731
+    before = run()
+    assert spatial_means_as_pools(str(path)) == 1  # keepdim=True and other axes are left alone
+    ops = [n.op_type for n in onnx.load(str(path)).graph.node]
+    assert ops.count("GlobalAveragePool") == 1 and ops.count("ReduceMean") == 3
+    np.testing.assert_allclose(run(), before, rtol=1e-5, atol=1e-6)
+    assert spatial_means_as_pools(str(path)) == 0
