@@ -16,13 +16,16 @@ from __future__ import annotations
 import argparse
 import platform
 import statistics
+import sys
 import time
 from pathlib import Path
 
 from results import recorded  # bench/results.py
 from resflex.mobile.bundle.schema import LUT, read_json
 from resflex.mobile.selector import DeviceState, Policy, Selector
-from resflex.mobile.selector_golden import demo_lut
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "golden"))
+from selector_golden import demo_lut  # noqa: E402  (the golden vectors' generator, beside its output)
 
 TARGET_US = 20.0
 BATCH = 1000

@@ -590,11 +590,12 @@ def _run_macs(args) -> int:
 
 
 def _add_select(sub) -> None:
-    from resflex.mobile.selector import DeviceState, SelectConfig
+    from resflex.cli.select import SelectConfig
+    from resflex.mobile.selector import DeviceState
 
     d, s = SelectConfig(bundle=""), DeviceState()
     p = sub.add_parser("select", help="one runtime decision: which operating point for this device state")
-    p.add_argument("bundle", nargs="?", help="bundle directory (reads lut.json and optional selector_policy.json)")
+    p.add_argument("bundle", help="bundle directory (reads lut.json and optional selector_policy.json)")
     p.add_argument("--device", default=d.device, help="device id in the LUT (unknown: latency from MACs)")
     p.add_argument("--battery", type=float, default=s.battery, help="battery fraction 0..1")
     p.add_argument("--charging", action=argparse.BooleanOptionalAction, default=s.charging)
@@ -606,23 +607,12 @@ def _add_select(sub) -> None:
     p.add_argument("--min-top1", type=float, default=None, help="minimum top-1 fraction (default: the policy's)")
     p.add_argument("--policy", default=None, help="JSON file of policy fields overriding the bundle's policy")
     p.add_argument("--json", action=argparse.BooleanOptionalAction, default=False, help="print the decision as JSON")
-    p.add_argument("--emit-golden", default=None, metavar="FILE",
-                   help="write the golden vectors for the Kotlin/Swift ports to FILE instead (no BUNDLE needed)")
     p.set_defaults(run=_run_select)
 
 
 def _run_select(args) -> int:
-    from resflex.mobile.selector import SelectConfig, format_decision, select_once
+    from resflex.cli.select import SelectConfig, format_decision, select_once
 
-    if args.emit_golden:
-        from resflex.mobile.selector_golden import emit_golden
-
-        _output_file(args.emit_golden, "--emit-golden")
-        path = emit_golden(args.emit_golden)
-        print(f"golden vectors: {path}")
-        return 0
-    if not args.bundle:
-        raise ValueError("BUNDLE is required (or pass --emit-golden FILE)")
     selector, decision = select_once(SelectConfig(
         bundle=args.bundle, device=args.device, battery=args.battery, charging=args.charging,
         power_save=args.power_save, thermal=args.thermal, thermal_scale=args.thermal_scale, cpu_load=args.cpu_load,

@@ -2,7 +2,7 @@
 
 Pure Python (no torch, no numpy, no math beyond + − × ÷ min max), so the Kotlin (android_demo/) and Swift
 (ios_demo/) ports can follow this docstring line by line and replay the golden vectors
-(`tests/golden/selector_golden.json`, written by `resflex select --emit-golden`) with identical decisions.
+(`tests/golden/selector_golden.json`, written by `tests/golden/selector_golden.py`) with identical decisions.
 
     sel = Selector.from_bundle("bundles/demo", device="host", policy={"latency_budget_ms": 33})
     d = sel.choose(DeviceState(battery=0.42, charging=False, power_save=False, thermal=1, cpu_load=0.6))
@@ -740,51 +740,3 @@ def read_bundle(bundle: str | Path) -> tuple[LUT, Policy]:
 def load_policy(path: str | Path, base: Policy | None = None) -> Policy:
     """A policy JSON file (any subset of the fields, over `base` or the defaults)."""
     return Policy.from_dict(read_json_data(path, "policy file"), base, str(path))
-
-
-# ---------------------------------------------------------------------- one decision (CLI)
-
-
-@dataclasses.dataclass(frozen=True)
-class SelectConfig:
-    """`resflex select`: one decision for one device state."""
-
-    bundle: str
-    device: str = "host"
-    battery: float = 1.0
-    charging: bool = False
-    power_save: bool = False
-    thermal: float = 0
-    thermal_scale: str = "normalized"
-    cpu_load: float = 0.0
-    budget_ms: float | None = None
-    min_top1: float | None = None
-    policy_file: str | None = None
-
-
-def select_once(config: SelectConfig) -> tuple[Selector, Decision]:
-    """Build the selector from the bundle (+ policy file, + budget/min_top1) and make one decision."""
-    table, policy = read_bundle(config.bundle)
-    if config.policy_file:
-        policy = load_policy(config.policy_file, policy)
-    overrides = {k: v for k, v in (("latency_budget_ms", config.budget_ms), ("min_top1", config.min_top1))
-                 if v is not None}
-    if overrides:
-        policy = Policy.from_dict(overrides, policy, "command line")
-    selector = Selector(table, config.device, policy)
-    state = DeviceState(battery=config.battery, charging=config.charging, power_save=config.power_save,
-                        thermal=config.thermal, cpu_load=config.cpu_load, thermal_scale=config.thermal_scale)
-    return selector, selector.choose(state)
-
-
-def format_decision(selector: Selector, d: Decision) -> str:
-    p = d.point
-    top1 = "unknown" if p.top1 is None else f"{p.top1:.3f}"
-    estimated = {"measured": "measured", "model": "latency model", "macs": "estimated from MACs"}[d.latency_source]
-    scales = f" · stage scales {','.join(f'{x:g}' for x in p.stage_scales)}" if p.stage_scales else ""
-    return (f"operating point: {p.resolution} px{scales} · {p.backend.value} · {p.precision.value} · {p.compute_unit} "
-            f"(LUT index {d.index}, top-1 {top1})\n"
-            f"predicted:       {d.predicted_ms:.3f} ms ({estimated}, {d.unit_class}) · budget {d.budget_ms:.3f} ms\n"
-            f"candidates:      {len(selector.candidates)} Pareto-optimal of {len(selector.lut.operating_points)} "
-            f"on device {selector.device!r}\n"
-            f"reason:          {', '.join(d.reason)}")

@@ -1,6 +1,8 @@
 """Golden vectors for the selector: cases the Python reference, the Kotlin port and the Swift port replay.
 
-`emit_golden(path)` writes `{"kind": "resflex.selector_golden", "schema_version": "1.0", "cases": [...]}`; each
+    python tests/golden/selector_golden.py tests/golden/selector_golden.json
+
+(then copy the file into the ports' test resources, see README.md here). `emit_golden(path)` writes `{"kind": "resflex.selector_golden", "schema_version": "1.0", "cases": [...]}`; each
 case is {name, description, lut (a full lut.json document), device, policy (every field explicit), steps}, and
 each step is {state, observed_ms, expected}. Replaying a case: build `Selector(lut, device, policy)`; for each
 step, `d = choose(state)` must equal `expected` (resolution, backend, precision, compute_unit, index, unit_class,
@@ -19,17 +21,19 @@ from its intent.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
 import math
 import os
+import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .bundle import schema
-from .selector import Decision, DeviceState, Policy, Selector
+from resflex.mobile.bundle import schema
+from resflex.mobile.selector import Decision, DeviceState, Policy, Selector
 
 GOLDEN_KIND, GOLDEN_VERSION = "resflex.selector_golden", "1.0"
 STATE_FIELDS = ("battery", "charging", "power_save", "thermal", "thermal_scale", "cpu_load")
@@ -616,3 +620,21 @@ def replay(document: dict) -> list[str]:
             if step["observed_ms"] is not None:
                 sel.observe(d, decode(step["observed_ms"]))
     return problems
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Write the golden vectors to FILE: not a folder, in a folder that exists (exit 2 with the reason otherwise)."""
+    parser = argparse.ArgumentParser(prog="selector_golden.py", description="write the selector's golden vectors")
+    parser.add_argument("file", type=Path, help="output JSON file, e.g. tests/golden/selector_golden.json")
+    path = parser.parse_args(argv).file
+    problem = ("is a folder; give a file name" if path.is_dir() else
+               f"the folder {path.parent} does not exist (create it first)" if not path.parent.is_dir() else None)
+    if problem:
+        print(f"selector_golden.py: error: {path}: {problem}", file=sys.stderr)
+        return 2
+    print(f"golden vectors: {emit_golden(path)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
