@@ -21,7 +21,8 @@ import sys
 import tempfile
 import time
 import traceback
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import ExitStack
 from pathlib import Path
 
 import torch
@@ -43,8 +44,56 @@ def worker_folder(name: str) -> Path:
     return marked_temp_dir(parent, prefix, "resflex convert")
 
 
+# Exports ("backend" or "backend:precision") that run in a child process while this one exports the others, given
+# two cores or more: the exporters are mostly single-threaded Python. (An exporter with `own_process` always does.)
+BACKGROUND = ("coreml", "executorch:fp32")
+
+
 def cores_available() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+class Background:
+    """The exports `convert` runs in other processes: (backend, precision) → its job, or the error that kept it
+    from starting (raised when that export's result is asked for)."""
+
+    def __init__(self):
+        self.jobs: dict[tuple[str, str], ChildJob | Exception] = {}
+
+    def __contains__(self, export: tuple[str, str]) -> bool:
+        return export in self.jobs
+
+    def start(self, exports: Sequence[tuple], baked_for: Callable[[str], Mapping], calib: Mapping, stage: Path,
+              verbose: bool, exits: ExitStack, say: Callable[[str], None]) -> None:
+        """Start, before this process exports the rest, every precision of an exporter with `own_process` and,
+        with two cores or more and more than one export, those in BACKGROUND. `exports`: (exporter, precision)
+        pairs; each exporter writes into `stage / its name`; every job is cancelled when `exits` closes."""
+        spare_core = cores_available() >= 2 and len(exports) > 1
+        precisions: dict = {}
+        for be, precision in exports:
+            precisions.setdefault(be, []).append(precision)
+        for be, mine in precisions.items():
+            away = mine if be.own_process else [
+                p for p in mine if spare_core and (be.name in BACKGROUND or f"{be.name}:{p}" in BACKGROUND)]
+            if not away:
+                continue
+            say(f"{be.name} {', '.join(away)}: converting in a separate process meanwhile")
+            try:
+                with native_stderr_filtered():
+                    baked, out = baked_for(be.bn_style), stage / be.name
+                    job = (be.start(baked, away, calib, out) if be.own_process
+                           else BackgroundExport.start(be, baked, away, calib, out, verbose))
+                exits.callback(job.cancel)
+            except Exception as e:  # reported on each of these exports
+                job = e
+            self.jobs.update({(be.name, p): job for p in away})
+
+    def exported(self, backend: str, precision: str, t0: float) -> tuple[Exported, float]:
+        """Wait for one export: its `Exported` and the seconds its process spent on it (else the wait since t0)."""
+        job = self.jobs[backend, precision]
+        if isinstance(job, Exception):
+            raise job
+        return job.exported(precision), job.seconds.get(precision, time.perf_counter() - t0)
 
 
 class ChildJob:

@@ -51,6 +51,13 @@ class Exporter(Protocol):
 
     name: str
     precisions: tuple[str, ...]
+    bn_style: str  # how `resflex.convert.bake` prepares the modules `export` takes: "fold" or "affine"
+    calib_methods: tuple[str, ...]  # int8 activation calibration methods; the first is the default
+    sharing: str  # `ConvertConfig.sharing`, given to the constructor
+    # True: the exporter runs in a process of its own, and `start(baked, precisions, calib, out_dir)` returns a
+    # `resflex.convert.background.ChildJob` whose `exported(precision)` waits for it (TFLite); False: `convert` may
+    # run `export` in a `BackgroundExport` child
+    own_process: bool
 
     def export(self, baked: Mapping[int, nn.Module], precision: str, calib: Mapping[int, Tensor],
                out_dir: Path) -> Exported:

@@ -298,11 +298,13 @@ class ExecuTorchBackend:
     name = "executorch"
     precisions = ("fp32", "int8")
     bn_style = "affine"  # conv weights untouched by BN, so every method can reference the same bytes
+    own_process = False  # exported here, or in a `BackgroundExport` child
 
     calib_methods = CALIB_METHODS  # int8 activation observers; the first is the default
     sharing = "size"  # "speed": fp32 with BN folded per resolution (the int8 graph is the folded one either way)
 
-    def __init__(self, share_weights: bool = True, fp32_fold_budget: float = 0.06, calib_method: str | None = None):
+    def __init__(self, share_weights: bool = True, fp32_fold_budget: float = 0.06, calib_method: str | None = None,
+                 sharing: str = "size"):
         """`share_weights=False` folds BN per resolution everywhere (fastest graphs, K× the bytes).
         `fp32_fold_budget`: extra bytes, as a fraction of the parameter bytes, that an fp32 file may spend on
         per-resolution BN-folded copies of the convs whose depthwise affine costs the most time
@@ -312,6 +314,7 @@ class ExecuTorchBackend:
             raise ValueError(f"fp32_fold_budget must be ≥ 0, got {fp32_fold_budget}")
         self.share_weights = share_weights
         self.fp32_fold_budget = fp32_fold_budget
+        self.sharing = sharing
         self.calib_method = check_calib_method(self.name, calib_method, self.calib_methods)
 
     def export(self, baked: Mapping[int, nn.Module], precision: str, calib: Mapping[int, Tensor],

@@ -308,10 +308,12 @@ class OnnxBackend:
     name = "onnx"
     precisions = ("fp32", "int8")
     bn_style = "affine"  # conv weights untouched by BN, so every resolution's graph references the same bytes
+    own_process = False  # exported here, or in a `BackgroundExport` child
     calib_methods = CALIB_METHODS  # int8 activation calibrators; the first is the default
     sharing = "size"  # no effect: ONNX Runtime folds the Mul/Add into the conv when it creates the session
 
-    def __init__(self, calib_method: str | None = None):
+    def __init__(self, calib_method: str | None = None, sharing: str = "size"):
+        self.sharing = sharing
         self.calib_method = check_calib_method(self.name, calib_method, self.calib_methods)
 
     def export(self, baked: Mapping[int, nn.Module], precision: str, calib: Mapping[int, Tensor],

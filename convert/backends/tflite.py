@@ -68,14 +68,16 @@ class TFLiteBackend:
     name = "tflite"
     precisions = ("fp32", "fp16", "int8")
     bn_style = "fold"  # int8 weights still quantize to identical bytes; floats are shared by the MUL rewrite
+    own_process = True  # always converts in the onnx2tf environment's process: `start` returns its job
     # int8 activation calibration: the TFLite converter's calibrator records each tensor's min and max over the
     # representative dataset and offers no other observer (no histogram / percentile), so min/max is the only choice.
     calib_methods = ("minmax",)
     sharing = "size"  # "speed": float signatures keep their BN-folded filters (no MUL rewrite); int8 is the same
 
     def __init__(self, share_weights: bool = True, strip_names: bool = True, timeout_s: float | None = 3600.0,
-                 calib_method: str | None = None):
+                 calib_method: str | None = None, sharing: str = "size"):
         self.share_weights = share_weights
+        self.sharing = sharing
         self.strip_names = strip_names
         self.timeout_s = timeout_s
         self.calib_method = check_calib_method(self.name, calib_method, self.calib_methods)

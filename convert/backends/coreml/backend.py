@@ -35,18 +35,21 @@ class CoreMLBackend:
     # depthwise and first convs have too few input channels for a block — so one scale per channel it is.
     precisions = ("fp16", "int8", "int4")
     bn_style = "affine"  # what `export` expects: conv weights untouched, BN as a per-channel scale + shift
+    own_process = False  # exported here, or in a `BackgroundExport` child
 
     # int8 is weight-only by default (nothing to calibrate); W8A8 takes each activation's min/max over the samples
     # (`mil_reference.activation_stats`, what coremltools measures), the only rule coremltools' pass offers.
     calib_methods = ("minmax",)
     sharing = "size"  # no effect: the BN scale is folded into the weights' constexpr scale, expanded at load time
 
-    def __init__(self, w8a8: bool = False, calib_samples: int = 32, calib_method: str | None = None):
+    def __init__(self, w8a8: bool = False, calib_samples: int = 32, calib_method: str | None = None,
+                 sharing: str = "size"):
         """w8a8: with precision "int8", also quantize activations to int8, calibrated on the first
         `calib_samples` samples of `calib[r]` for each resolution r."""
         if calib_samples < 1:
             raise ValueError(f"calib_samples must be ≥ 1, got {calib_samples}")
         self.w8a8 = w8a8
+        self.sharing = sharing
         self.calib_samples = calib_samples
         self.calib_method = check_calib_method(self.name, calib_method, self.calib_methods)
 
