@@ -202,36 +202,33 @@ def _run_import(args) -> int:
 
 
 def _require_data(payload: dict, data: str, path: str, flag: str, what: str) -> None:
-    """A checkpoint not trained on the built-in synthetic set needs its own data: say which option to pass."""
-    from resflex.mobile.data import SyntheticImages
+    """`resflex.mobile.evaluate.require_data`, imported only by the commands that read data."""
+    from resflex.mobile.evaluate import require_data
 
-    if data != "synthetic":
-        return
-    names = list(payload["class_names"])
-    if 2 <= len(names) <= 10 and names == SyntheticImages("val", len(names), length=0).classes:
-        return
-    shown = ", ".join(names[:3]) + (", …" if len(names) > 3 else "")
-    raise ValueError(f"{path} was not trained on the built-in synthetic data ({len(names)} classes: {shown}); "
-                     f"pass {flag} FOLDER, an ImageFolder root whose {what} hold(s) its class folders")
+    require_data(payload, data, path, flag, what)
 
 
 def _add_eval(sub) -> None:
+    from resflex.mobile.evaluate import EvalConfig
+
+    d = EvalConfig(checkpoints=())
     p = sub.add_parser("eval", help="top-1 per test resolution for one or more checkpoints (Table 1 layout)")
     p.add_argument("checkpoints", nargs="+", help="checkpoint files; one table row each")
-    p.add_argument("--data", default="synthetic", help="'synthetic' or an ImageFolder root with train/ and val/")
-    p.add_argument("--resolutions", type=parse_resolutions, default=None,
+    p.add_argument("--data", default=d.data, help="'synthetic' or an ImageFolder root with train/ and val/")
+    p.add_argument("--resolutions", type=parse_resolutions, default=d.resolutions,
                    help="test resolutions (default: every checkpoint's training resolutions)")
-    p.add_argument("--bn", default=BNMode.INTERPOLATE.value, help=f"unseen resolutions: {', '.join(m.value for m in BNMode)}")
-    p.add_argument("--scale-code", default=ScaleCode.IDEAL.value,
+    p.add_argument("--bn", default=d.bn_mode, help=f"unseen resolutions: {', '.join(m.value for m in BNMode)}")
+    p.add_argument("--scale-code", default=d.scale_code,
                    help=f"SAN at unseen resolutions: {', '.join(m.value for m in ScaleCode)}")
     p.add_argument("--stage-scales", type=parse_scales, default=None, metavar="S1,S2,...",
                    help="resizable checkpoints: the spatial configuration to evaluate, one trained factor per stage "
                         "(default: the full configuration)")
-    p.add_argument("--batch-size", type=_int_at_least(1), default=128)
-    p.add_argument("--workers", type=_int_at_least(0), default=2)
-    p.add_argument("--val-samples", type=_int_at_least(1), default=None, help="synthetic data only")
-    p.add_argument("--calib-samples", type=_int_at_least(1), default=1024, help="training images for --bn recalibrate")
-    p.add_argument("--seed", type=int, default=0, help="synthetic data seed (use the training run's)")
+    p.add_argument("--batch-size", type=_int_at_least(1), default=d.batch_size)
+    p.add_argument("--workers", type=_int_at_least(0), default=d.workers)
+    p.add_argument("--val-samples", type=_int_at_least(1), default=d.val_samples, help="synthetic data only")
+    p.add_argument("--calib-samples", type=_int_at_least(1), default=d.calib_samples,
+                   help="training images for --bn recalibrate")
+    p.add_argument("--seed", type=int, default=d.seed, help="synthetic data seed (use the training run's)")
     p.add_argument("--json", type=Path, default=None, help="also write the matrix as JSON here")
     p.add_argument("--adapt", default=None, metavar="LEARNER",
                    help="resizable checkpoint: evaluate Resizable-Adapt with this learner.pt (from `resflex adapt`) "
@@ -243,48 +240,23 @@ def _add_eval(sub) -> None:
 
 
 def _run_eval(args) -> int:
-    from resflex.mobile.checkpoint import load_checkpoint
-    from resflex.mobile.evaluate import evaluate, format_matrix
-    from resflex.mobile.layers import check_resolutions, parse_enum
+    from resflex.mobile.evaluate import EvalConfig, evaluate_checkpoints
 
     if args.adapt is not None or args.max_macs is not None:
         return _run_eval_adapt(args)
-    bn = parse_enum(BNMode, args.bn, "BN mode")
-    scale_code = parse_enum(ScaleCode, args.scale_code, "scale code")
+    config = EvalConfig(
+        checkpoints=tuple(args.checkpoints), data=args.data, resolutions=args.resolutions, bn_mode=args.bn,
+        scale_code=args.scale_code, stage_scales=args.stage_scales, batch_size=args.batch_size, workers=args.workers,
+        val_samples=args.val_samples, calib_samples=args.calib_samples, seed=args.seed)
     if args.json:
         _output_file(args.json, "--json")
-    if args.resolutions:
-        check_resolutions(args.resolutions)  # positive, no duplicates (a repeated column would hide nothing new)
-    repeated = sorted({p for p in args.checkpoints if args.checkpoints.count(p) > 1})
-    if repeated:
-        raise ValueError(f"checkpoint(s) given twice: {', '.join(repeated)}")
-    models = {path: load_checkpoint(path) for path in args.checkpoints}
-    if args.stage_scales is not None:
-        for path, (model, _) in models.items():
-            try:
-                model.set_config(model.resolution, args.stage_scales)
-            except ValueError as e:
-                raise ValueError(f"--stage-scales for {path}: {e}") from None
-    for path, (_, payload) in models.items():
-        _require_data(payload, args.data, path, "--data", "val/ (and train/, for --bn recalibrate)")
-    resolutions = args.resolutions or tuple(sorted({r for m, _ in models.values() for r in m.config.resolutions},
-                                                   reverse=True))
-    rows, trained = {}, {}
-    short = {path: f"{Path(path).parent.name or path} ({model.config.method.value})"
-             for path, (model, _) in models.items()}
-    for path, (model, payload) in models.items():
-        name = short[path] if list(short.values()).count(short[path]) == 1 else \
-            f"{path} ({model.config.method.value})"  # two runs of one folder name and method: one row each
-        rows[name] = evaluate(model, args.data, resolutions, bn, scale_code, batch_size=args.batch_size,
-                              workers=args.workers, seed=args.seed,
-                              length=args.val_samples, class_names=payload["class_names"],
-                              calib_samples=args.calib_samples)
-        trained[name] = model.config.resolutions
-    print(f"top-1 (%) on {args.data} val; * = training resolution; unseen resolutions: BN {bn.value}"
-          + (f"; stage scales {','.join(f'{s:g}' for s in args.stage_scales)}" if args.stage_scales else ""))
-    print(format_matrix(rows, resolutions, trained))
+    result = evaluate_checkpoints(config)
+    print(f"top-1 (%) on {config.data} val; * = training resolution; unseen resolutions: BN {config.bn_mode}"
+          + (f"; stage scales {','.join(f'{s:g}' for s in config.stage_scales)}" if config.stage_scales else ""))
+    print(result.format())
     if args.json:
-        args.json.write_text(json.dumps({n: {str(r): a for r, a in acc.items()} for n, acc in rows.items()}, indent=2))
+        args.json.write_text(json.dumps({n: {str(r): a for r, a in acc.items()} for n, acc in result.rows.items()},
+                                        indent=2))
     return 0
 
 

@@ -3,12 +3,15 @@ Table 1 layout: one row per model, one column per test resolution)."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 
 import torch
 
-from .data import EvalTransform, build_dataset, check_class_names, make_loader
-from .layers import BNMode, ScaleCode, parse_enum, recalibrate_bn
+from .checkpoint import load_checkpoint
+from .data import EvalTransform, SyntheticImages, build_dataset, check_class_names, make_loader
+from .layers import BNMode, ScaleCode, check_resolutions, parse_enum, recalibrate_bn
 from .models import MultiResolutionNet
 
 
@@ -85,6 +88,82 @@ def evaluate(
         results[r] = correct / total
     model.train(was_training)
     return results
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalConfig:
+    """`resflex eval`: top-1 of one or more checkpoints at each test resolution (one row per checkpoint)."""
+
+    checkpoints: tuple[str, ...]
+    data: str = "synthetic"
+    resolutions: tuple[int, ...] | None = None  # default: every checkpoint's training resolutions
+    bn_mode: str = BNMode.INTERPOLATE.value  # rule for resolutions a checkpoint was not trained at
+    scale_code: str = ScaleCode.IDEAL.value  # SAN at unseen resolutions
+    stage_scales: tuple[float, ...] | None = None  # resizable: the configuration to evaluate (default: full)
+    batch_size: int = 128
+    workers: int = 2
+    val_samples: int | None = None  # synthetic data only
+    calib_samples: int = 1024  # training images for bn_mode "recalibrate"
+    seed: int = 0  # synthetic data seed (the training run's)
+
+    def __post_init__(self):
+        parse_enum(BNMode, self.bn_mode, "BN mode")
+        parse_enum(ScaleCode, self.scale_code, "scale code")
+        if self.resolutions:
+            check_resolutions(self.resolutions)  # positive, no duplicates (a repeated column would show nothing new)
+        repeated = sorted({p for p in self.checkpoints if self.checkpoints.count(p) > 1})
+        if repeated:
+            raise ValueError(f"checkpoint(s) given twice: {', '.join(repeated)}")
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalResult:
+    rows: dict[str, dict[int, float]]  # row name → resolution → top-1 fraction
+    resolutions: tuple[int, ...]  # the columns
+    trained: dict[str, tuple[int, ...]]  # row name → its training resolutions
+
+    def format(self) -> str:
+        return format_matrix(self.rows, self.resolutions, self.trained)
+
+
+def evaluate_checkpoints(config: EvalConfig) -> EvalResult:
+    """Load every checkpoint, check the data suits it, and evaluate it at every resolution: one row each, named
+    after its run folder and method (the path where two rows would share a name)."""
+    models = {path: load_checkpoint(path) for path in config.checkpoints}
+    if config.stage_scales is not None:
+        for path, (model, _) in models.items():
+            try:
+                model.set_config(model.resolution, config.stage_scales)
+            except ValueError as e:
+                raise ValueError(f"--stage-scales for {path}: {e}") from None
+    for path, (_, payload) in models.items():
+        require_data(payload, config.data, path, "--data", "val/ (and train/, for --bn recalibrate)")
+    resolutions = tuple(config.resolutions or sorted({r for m, _ in models.values() for r in m.config.resolutions},
+                                                     reverse=True))
+    rows, trained = {}, {}
+    short = {path: f"{Path(path).parent.name or path} ({model.config.method.value})"
+             for path, (model, _) in models.items()}
+    for path, (model, payload) in models.items():
+        name = short[path] if list(short.values()).count(short[path]) == 1 else \
+            f"{path} ({model.config.method.value})"  # two runs of one folder name and method: one row each
+        rows[name] = evaluate(model, config.data, resolutions, config.bn_mode, config.scale_code,
+                              batch_size=config.batch_size, workers=config.workers, seed=config.seed,
+                              length=config.val_samples, class_names=payload["class_names"],
+                              calib_samples=config.calib_samples)
+        trained[name] = model.config.resolutions
+    return EvalResult(rows, resolutions, trained)
+
+
+def require_data(payload: dict, data: str, path: str, flag: str, what: str) -> None:
+    """A checkpoint not trained on the built-in synthetic set needs its own data: say which option to pass."""
+    if data != "synthetic":
+        return
+    names = list(payload["class_names"])
+    if 2 <= len(names) <= 10 and names == SyntheticImages("val", len(names), length=0).classes:
+        return
+    shown = ", ".join(names[:3]) + (", …" if len(names) > 3 else "")
+    raise ValueError(f"{path} was not trained on the built-in synthetic data ({len(names)} classes: {shown}); "
+                     f"pass {flag} FOLDER, an ImageFolder root whose {what} hold(s) its class folders")
 
 
 def format_matrix(rows: dict[str, dict[int, float]], resolutions: Sequence[int],

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import runpy
 from pathlib import Path
 from types import SimpleNamespace
@@ -14,6 +15,7 @@ import torch
 from resflex.cli.main import main
 from resflex.mobile.bundle import schema
 from resflex.mobile.checkpoint import CheckpointError, load_checkpoint, read_checkpoint, save_checkpoint
+from resflex.mobile.evaluate import EvalConfig, evaluate_checkpoints
 from resflex.mobile.models import create_model
 from resflex.mobile.selector import DeviceState, Selector
 
@@ -52,6 +54,26 @@ def test_eval_refuses_what_would_be_silently_wrong(tmp_path, capsys, argv, messa
     ck = _checkpoint(tmp_path / "run" / "checkpoint.pt")
     assert main(["eval", str(ck), "--val-samples", "8", "--workers", "0", *argv]) == 2
     assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("fields, message", [
+    ({"bn_mode": "bicubic"}, "unknown BN mode 'bicubic'; expected one of: nearest, interpolate, recalibrate"),
+    ({"resolutions": (16, 16)}, "duplicate resolution"),
+    ({"checkpoints": ("a.pt", "a.pt")}, "checkpoint(s) given twice: a.pt"),
+])
+def test_eval_config_refuses_bad_fields_before_reading_anything(fields, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        EvalConfig(**{"checkpoints": ("/nonexistent/a.pt",), **fields})
+
+
+def test_eval_verb_gives_the_rows_the_command_prints(tmp_path, capsys):
+    ck = _checkpoint(tmp_path / "run" / "checkpoint.pt")
+    out = tmp_path / "m.json"
+    assert main(["eval", str(ck), "--resolutions", "16,12", "--val-samples", "8", "--workers", "0",
+                 "--json", str(out)]) == 0
+    result = evaluate_checkpoints(EvalConfig((str(ck),), resolutions=(16, 12), val_samples=8, workers=0))
+    assert {n: {str(r): a for r, a in acc.items()} for n, acc in result.rows.items()} == json.loads(out.read_text())
+    assert result.format() in capsys.readouterr().out
 
 
 def test_eval_zero_val_samples_is_refused(tmp_path, capsys):
