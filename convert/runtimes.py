@@ -307,6 +307,10 @@ class OnnxRuntime(Runtime):
         options.inter_op_num_threads = 1
         options.execution_mode = self.ort.ExecutionMode.ORT_SEQUENTIAL
         options.log_severity_level = 3  # errors only: graph optimisation warns about every unused initializer
+        # x86 CPUs without VNNI run int8 convs as U8S8 with VPMADDUBSW, whose int16 pair sums saturate (255 · 127 · 2
+        # > 32767): ONNX Runtime's own switch to exact U8U8 kernels (onnxruntime_session_options_config_keys.h,
+        # kOrtSessionOptionsAvx2PrecisionMode; no effect with VNNI or on ARM, where the int8 graph is exact anyway)
+        options.add_session_config_entry("session.x64quantprecision", "1")
         return self.ort.InferenceSession(str(self.folder / name), options, providers=[self.unit])
 
     def _load(self, entry: Entry) -> Callable:

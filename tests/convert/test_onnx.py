@@ -172,3 +172,36 @@ def test_int8_stores_8_bytes_per_channel_and_still_fuses(tiny_model, tmp_path):
     x = torch.randn(1, 3, r, r, generator=torch.Generator().manual_seed(0)).numpy()
     assert len(muls) == len(convs)
     assert np.array_equal(session.run(None, {"image": x})[0], old_form.run(None, {"image": x})[0])
+
+
+def test_int8_conv_runs_exactly_where_u8s8_pair_sums_saturate(tmp_path):
+    """A QDQ conv whose int8 products overflow 16-bit pair sums (activation 64 → uint8 192, weights 127): on x86
+    without VNNI ONNX Runtime's default U8S8 kernel saturates them (this output came out 1 instead of 73, and a tiny
+    net's int8 parity at 16 px lost an image); the host runtime's sessions compute the exact integer result."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    from resflex.convert.backends.base import Entry
+    from resflex.convert.runtimes import OnnxRuntime
+
+    c, o = 16, 4
+    init = [numpy_helper.from_array(np.array(1 / 127, np.float32), "xs"),
+            numpy_helper.from_array(np.array(0, np.int8), "xz"),
+            numpy_helper.from_array(np.full((o, c, 3, 3), 127, np.int8), "w"),
+            numpy_helper.from_array(np.full(o, 1 / 127, np.float32), "ws"),
+            numpy_helper.from_array(np.array(1.0, np.float32), "ys"),
+            numpy_helper.from_array(np.array(0, np.int8), "yz")]
+    nodes = [helper.make_node("QuantizeLinear", ["image", "xs", "xz"], ["xq"]),
+             helper.make_node("DequantizeLinear", ["xq", "xs", "xz"], ["xf"]),
+             helper.make_node("DequantizeLinear", ["w", "ws"], ["wf"], axis=0),
+             helper.make_node("Conv", ["xf", "wf"], ["c"], pads=[1, 1, 1, 1]),
+             helper.make_node("QuantizeLinear", ["c", "ys", "yz"], ["cq"]),
+             helper.make_node("DequantizeLinear", ["cq", "ys", "yz"], ["logits"])]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, c, 4, 4])],
+                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, o, 4, 4])], init)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 19)])
+    model.ir_version = 9
+    onnx.save(model, str(tmp_path / "conv.onnx"))
+    x = np.full((1, c, 4, 4), 0.5, np.float32)  # quantized to 64
+    got = OnnxRuntime(tmp_path / "conv.onnx").run(Entry(4, "conv.onnx", "image", "logits", (1, c, 4, 4)), x)
+    exact = np.array([[32, 48, 48, 32], [48, 73, 73, 48], [48, 73, 73, 48], [32, 48, 48, 32]], np.float32)
+    assert np.array_equal(got.reshape(1, o, 4, 4)[0, 0], exact)  # 64 · 127 · (9, 6 or 4 taps) · 16 channels / 127²
