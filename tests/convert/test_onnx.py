@@ -205,3 +205,29 @@ def test_int8_conv_runs_exactly_where_u8s8_pair_sums_saturate(tmp_path):
     got = OnnxRuntime(tmp_path / "conv.onnx").run(Entry(4, "conv.onnx", "image", "logits", (1, c, 4, 4)), x)
     exact = np.array([[32, 48, 48, 32], [48, 73, 73, 48], [48, 73, 73, 48], [32, 48, 48, 32]], np.float32)
     assert np.array_equal(got.reshape(1, o, 4, 4)[0, 0], exact)  # 64 · 127 · (9, 6 or 4 taps) · 16 channels / 127²
+
+
+def test_int8_residual_network_runs_fully_integer(tmp_path, randomized):
+    """MobileNetV2's residual blocks: a tensor that feeds both the next conv and the Add. With int8 activations ONNX
+    Runtime (x86) left 15 of 52 convs as DQ → float Conv → Q and every Add float; with uint8 activations every conv
+    is a QLinearConv and every Add a QLinearAdd."""
+    import onnxruntime as ort
+
+    from resflex.mobile.models import create_model
+
+    model = randomized(create_model("mobilenet_v2", "rsnet", (32,), width=0.35, num_classes=10))
+    exported, baked, _ = _export(model, (32,), "int8", tmp_path)
+    graph = onnx.load(str(tmp_path / exported.entries[0].name), load_external_data=False).graph
+    counts = {op: sum(n.op_type == op for n in graph.node) for op in ("Conv", "Add")}
+    assert counts == {"Conv": 52, "Add": 10}
+    options = ort.SessionOptions()
+    options.optimized_model_filepath = str(tmp_path / "optimized.onnx")
+    options.log_severity_level = 3
+    ort.InferenceSession(str(tmp_path / exported.entries[0].name), options, providers=["CPUExecutionProvider"])
+    optimized = [n.op_type for n in onnx.load(str(tmp_path / "optimized.onnx"), load_external_data=False).graph.node]
+    assert (optimized.count("QLinearConv"), optimized.count("QLinearAdd")) == (52, 10)
+    assert "Conv" not in optimized and "Add" not in optimized
+    runner = OnnxBackend().runner(exported, tmp_path)
+    x = torch.randn(8, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    ref = baked[32](x).numpy()
+    assert np.abs(runner.run(exported.entries[0], x.numpy()) - ref).max() / np.abs(ref).max() <= 0.2
