@@ -207,6 +207,9 @@ class _CalibrationReader:
 # search has one candidate and equals "minmax") and "distribution" (meant for float8: int8 top-1 agreement fell to
 # 0.4-22 % on MobileNetV2 in bench/quant_bench.py).
 CALIB_METHODS = ("minmax", "percentile")
+# quantize_static's activation type: uint8, so that ONNX Runtime fuses every conv on x86 (see the module docstring;
+# bench/onnx_int8_bench.py measures "QInt8" beside it)
+ACTIVATIONS = "QUInt8"
 
 
 def _quantize(module: nn.Module, resolution: int, calib: Tensor, work: Path, tag: str | None = None,
@@ -229,7 +232,8 @@ def _quantize(module: nn.Module, resolution: int, calib: Tensor, work: Path, tag
     printed = contextlib.nullcontext() if is_verbose() else contextlib.redirect_stdout(io.StringIO())
     with _quiet_quantizer(), printed:
         quantize_static(str(fp32), str(int8), _CalibrationReader(calib), quant_format=QuantFormat.QDQ,
-                        per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                        per_channel=True, activation_type=getattr(QuantType, ACTIVATIONS),
+                        weight_type=QuantType.QInt8,
                         calibrate_method=calibrators[method])
     model = _load(int8)
     biases = {name: t.detach().numpy() for name, t in folded.state_dict().items() if name.endswith(".bias")}
