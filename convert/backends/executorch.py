@@ -36,7 +36,9 @@ BN-folded graph, K× the fp32 bytes; int8 is unchanged: its shared graph already
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import hashlib
 import importlib.metadata
 import warnings
 from collections.abc import Mapping
@@ -276,22 +278,75 @@ def _without_provenance(programs: Mapping[str, torch.export.ExportedProgram]) ->
                     node.meta.pop("from_node", None)
 
 
+# Named constants (`.pte` named data): each blob starts at a multiple of SEGMENT_ALIGNMENT (ExecuTorch's default
+# 128; XNNPACK asks 16 of its constants, `CONSTANT_TENSOR_ALIGNMENT`) and is keyed by the first KEY_HEX_CHARS hex
+# digits of its SHA-256 instead of all 64 (still content-addressed: NamedDataStore raises "Duplicate key ... with
+# different data" on a collision, within a method and when the methods' stores are merged).
+SEGMENT_ALIGNMENT = 16
+KEY_HEX_CHARS = 16
+
+
+class _ShortSha256:
+    """`hashlib.sha256` whose `hexdigest()` is cut to KEY_HEX_CHARS (the content keys XNNPACK gives constants)."""
+
+    def __init__(self, data: bytes = b""):
+        self._hash = hashlib.sha256(data)
+
+    def hexdigest(self) -> str:
+        return self._hash.hexdigest()[:KEY_HEX_CHARS]
+
+
+@contextlib.contextmanager
+def _compact_xnnpack_constants():
+    """While lowering: (1) shorter content keys (`_ShortSha256`, swapped into XNNPACK's node visitor, which names
+    every constant and per-channel scale `hashlib.sha256(bytes).hexdigest()`); (2) each int8 conv/linear's
+    per-channel *bias scale* serialized as its weight-scale tensor, so both are one blob (equal bytes, one key).
+    XNNPACK never reads a bias scale (`create_convolution_operator` / fully-connected take the input scale, the
+    filter's channel scales and the raw int32 bias; `xnn_validate_channelwise_quantized_tensor` only checks the
+    bias scale is positive and normal, as weight scales are); the int32 bias values are still quantized with the
+    true scale, input scale × weight scale. There is no supported hook for either, hence this scoped patch
+    (restored on exit; the export runs in one thread)."""
+    from executorch.backends.xnnpack.operators import node_visitor
+    from executorch.backends.xnnpack.operators.quant_params import QuantParams
+
+    original_from_bias = QuantParams.__dict__["from_bias"]
+
+    def from_bias(cls, bias, weight_quantizer, input_quantizer):
+        params = original_from_bias.__func__(cls, bias, weight_quantizer, input_quantizer)
+        if params is not None and params.per_channel and not params.per_channel_group:
+            exact = copy.copy(params)  # quantizes the int32 bias with the true scale
+            params.quantize_tensor = exact.quantize_tensor
+            params.scale = weight_quantizer.scale  # what is serialized: the weight scale's bytes
+        return params
+
+    original_hashlib = node_visitor.hashlib
+    QuantParams.from_bias = classmethod(from_bias)
+    node_visitor.hashlib = type("ShortKeys", (), {"sha256": _ShortSha256})
+    try:
+        yield
+    finally:
+        QuantParams.from_bias = original_from_bias
+        node_visitor.hashlib = original_hashlib
+
+
 def _lower(programs: Mapping[str, torch.export.ExportedProgram], alias: tuple[str, str]):
-    """`to_edge_transform_and_lower` with XNNPACK, then `.to_executorch()`; `alias = (name, of)` adds method `name`
-    as a copy of the already lowered method `of` (same delegate bytes, stored once) instead of lowering it again."""
+    """`to_edge_transform_and_lower` with XNNPACK, then `.to_executorch()` (constants compacted: see
+    `_compact_xnnpack_constants`, SEGMENT_ALIGNMENT); `alias = (name, of)` adds method `name` as a copy of the
+    already lowered method `of` (same delegate bytes, stored once) instead of lowering it again."""
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
-    from executorch.exir import EdgeProgramManager, to_edge_transform_and_lower
+    from executorch.exir import EdgeProgramManager, ExecutorchBackendConfig, to_edge_transform_and_lower
 
     name, of = alias
     _without_provenance(programs)
-    edge = to_edge_transform_and_lower(dict(programs), partitioner=[XnnpackPartitioner()])
-    try:
-        lowered = {method: edge.exported_program(method) for method in programs}
-        lowered[name] = copy.deepcopy(lowered[of])
-        edge = EdgeProgramManager(lowered, compile_config=edge.compile_config)
-    except (AttributeError, TypeError):  # EdgeProgramManager's constructor changed: lower the alias like the others
-        edge = to_edge_transform_and_lower({**programs, name: programs[of]}, partitioner=[XnnpackPartitioner()])
-    return edge.to_executorch()
+    with _compact_xnnpack_constants():
+        edge = to_edge_transform_and_lower(dict(programs), partitioner=[XnnpackPartitioner()])
+        try:
+            lowered = {method: edge.exported_program(method) for method in programs}
+            lowered[name] = copy.deepcopy(lowered[of])
+            edge = EdgeProgramManager(lowered, compile_config=edge.compile_config)
+        except (AttributeError, TypeError):  # EdgeProgramManager's constructor changed: lower the alias like the rest
+            edge = to_edge_transform_and_lower({**programs, name: programs[of]}, partitioner=[XnnpackPartitioner()])
+    return edge.to_executorch(ExecutorchBackendConfig(segment_alignment=SEGMENT_ALIGNMENT))
 
 
 class ExecuTorchBackend:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 
 import numpy as np
@@ -187,3 +188,59 @@ def test_speed_sharing_folds_every_fp32_conv_per_resolution(tmp_path):
     got = runner.run(next(e for e in exported.entries if e.resolution == 24), x.numpy())
     assert np.abs(got - ref).max() <= 1e-4 * np.abs(ref).max()
     assert "--sharing speed" in exported.notes
+
+
+def _int8_runs(be, baked, calib, folder):
+    """Export int8 with `be`; the .pte's named constants and every method's outputs on fixed images."""
+    exported = be.export(baked, "int8", calib, folder)
+    runner = be.runner(exported, folder)
+    g = torch.Generator().manual_seed(3)
+    outputs = [runner.run(e, torch.randn(8, 3, e.resolution, e.resolution, generator=g).numpy())
+               for e in exported.entries]
+    return pte_named_data(folder / exported.files[0]), outputs, (folder / exported.files[0]).stat().st_size
+
+
+def test_int8_compact_constants_run_bit_identical_to_the_previous_serialization(tmp_path, monkeypatch):
+    """Bias scales serialized as the weight-scale bytes (one blob), 16-byte segment alignment and 16-digit content
+    keys: the installed runtime loads the file and every method's outputs equal, bit for bit, those of the previous
+    serialization (separate bias-scale blobs, 128-byte alignment, 64-digit keys); the file is smaller."""
+    import resflex.convert.backends.executorch as et
+
+    torch.set_num_threads(1)
+    model = _model(width=0.5)
+    be = ExecuTorchBackend()
+    baked = {r: bake(model, r, bn=be.bn_style) for r in (24, 16)}
+    g = torch.Generator().manual_seed(1)
+    calib = {r: torch.randn(8, 3, r, r, generator=g) for r in baked}
+    named, outputs, size = _int8_runs(be, baked, calib, tmp_path / "compact")
+    with monkeypatch.context() as m:  # the serialization before issue 23
+        m.setattr(et, "_compact_xnnpack_constants", contextlib.nullcontext)
+        m.setattr(et, "SEGMENT_ALIGNMENT", 128)
+        old_named, old_outputs, old_size = _int8_runs(be, baked, calib, tmp_path / "previous")
+    for got, ref in zip(outputs, old_outputs, strict=True):
+        np.testing.assert_array_equal(got, ref)
+    assert size < old_size
+    assert all(len(key.removeprefix("scale_")) == et.KEY_HEX_CHARS for key in named)
+    assert all(len(key.removeprefix("scale_")) == 64 for key in old_named)
+    # one per-channel scale blob per conv and method (its weight scale, BN moved in) and one for the classifier
+    # (no BN): the bias scales add none; before, each conv and the classifier also had a bias-scale blob per method
+    convs = sum(isinstance(m, nn.Conv2d) for m in baked[24].modules())
+    scales = [key for key in named if key.startswith("scale_")]
+    assert len(scales) == convs * len(baked) + 1
+    assert len([key for key in old_named if key.startswith("scale_")]) == (convs + 1) * len(baked) + len(scales)
+    # the int8 weights themselves are the same bytes
+    assert sorted(n for k, n in named.items() if not k.startswith("scale_")) == sorted(
+        n for k, n in old_named.items() if not k.startswith("scale_"))
+
+
+def test_colliding_content_keys_fail_loudly(tmp_path, monkeypatch):
+    """Keys cut to nothing collide: the export raises NamedDataStore's duplicate-key error, it never writes a file
+    whose methods would read each other's constants."""
+    import resflex.convert.backends.executorch as et
+
+    torch.set_num_threads(1)
+    monkeypatch.setattr(et, "KEY_HEX_CHARS", 0)
+    baked = {16: bake(_model(width=0.5), 16, bn=ExecuTorchBackend.bn_style)}
+    with pytest.raises(ValueError, match="Duplicate key"):
+        ExecuTorchBackend().export(baked, "fp32", {}, tmp_path)
+    assert not list(tmp_path.glob("*.pte"))
