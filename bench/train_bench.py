@@ -15,7 +15,13 @@ Tables:
 2. wall time of one multi-resolution step vs the sum of the single-resolution steps (same batch, medians; NHWC as
    `resflex train` runs by default, and the RS-Net step in NCHW for comparison).
 3. with several --seeds: top-1 at the training resolutions per seed, their mean and range, and the papers' claims
-   on the means (RS-Net ≥ I-Net − 0.5 pt at each training resolution, SAN within 1 pt of RS-Net).
+   on the means (RS-Net ≥ I-Net − 0.5 pt at each training resolution, SAN within 1 pt of RS-Net), each
+   difference with its standard error over seeds (paired by seed), and the training cost: one switchable run's
+   training wall time ÷ the sum of the I-Net runs' (epoch times from metrics.jsonl, validation excluded). With the
+   same --epochs for all (no --epochs-multi) this is the equal-budget table of issue 25:
+
+    python bench/train_bench.py --data fashion-mnist --resolutions 28,24,20,16 --train-samples 5000 \
+        --val-samples 2000 --no-flip --seeds 0,1,2 --models rsnet,single --epochs 3 --step-repeats 0
 """
 
 from __future__ import annotations
@@ -52,7 +58,7 @@ def parse_models(text: str) -> tuple[str, ...]:
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", default="synthetic", help="synthetic | digits | an ImageFolder root")
+    p.add_argument("--data", default="synthetic", help="synthetic | digits | fashion-mnist | an ImageFolder root")
     p.add_argument("--epochs-multi", type=int, default=None, help="epochs of the switchable networks (default --epochs)")
     p.add_argument("--no-flip", dest="flip", action="store_false", help="no random horizontal flips (e.g. digits)")
     p.add_argument("--arch", default="mobilenet_v2")
@@ -65,7 +71,8 @@ def parse_args(argv=None):
     p.add_argument("--train-samples", type=int, default=4000)
     p.add_argument("--val-samples", type=int, default=1000)
     p.add_argument("--workers", type=int, default=0)
-    p.add_argument("--step-repeats", type=int, default=15, help="timed repeats per step kind (medians reported)")
+    p.add_argument("--step-repeats", type=int, default=15,
+                   help="timed repeats per step kind (medians reported); 0 leaves the step-time table out")
     p.add_argument("--seeds", type=lambda t: tuple(int(x) for x in t.split(",")), default=(0,),
                    help="training seeds (data order, augmentation, synthetic training images, initial weights); "
                         "the full matrix is shown for the first, the claims over all")
@@ -76,6 +83,8 @@ def parse_args(argv=None):
     p.add_argument("--steps-only", action="store_true", help="only the step-time table")
     p.add_argument("--record", action=argparse.BooleanOptionalAction, default=True,
                    help="also write the tables into bench/RESULTS.md")
+    p.add_argument("--section", default=None,
+                   help="RESULTS.md section name (default: train_bench[_DATA][_seeds])")
     return p.parse_args(argv)
 
 
@@ -130,34 +139,62 @@ def seed_table(args, paths_per_seed: dict[int, dict[str, Path]]) -> str:
     """Top-1 at the training resolutions (nearest BN) per model and seed, the mean and range over seeds, and the
     papers' claims judged on the means: RS-Net ≥ I-Net − 0.5 pt (RS-Nets Table 2), SAN within 1 pt of RS-Net."""
     acc: dict[str, dict[int, list[float]]] = {}  # model → resolution → one top-1 per seed
+    walls: dict[str, list[float]] = {}  # model → training wall seconds per seed (I-Nets: the sum of the I-Nets)
     for seed, paths in paths_per_seed.items():
         for name, path in paths.items():
             model, payload = load_checkpoint(path)
+            key = "I-Nets" if name.startswith("I-Net") else name
+            wall = training_wall(path)
+            walls.setdefault(key, [0.0] * len(paths_per_seed))[list(paths_per_seed).index(seed)] += wall
             res = model.config.resolutions
             top1 = evaluate(model, args.data, res, "nearest", batch_size=256, workers=args.workers,
                             length=args.val_samples, class_names=payload["class_names"])
-            key = "I-Nets" if name.startswith("I-Net") else name
             for r in res:
                 acc.setdefault(key, {}).setdefault(r, []).append(100 * top1[r])
     res = args.resolutions
     seeds = ", ".join(map(str, paths_per_seed))
-    lines = [f"| model | {' | '.join(f'{r} px' for r in res)} |", "|---|" + "---|" * len(res)]
+    lines = [f"| model | {' | '.join(f'{r} px' for r in res)} | mean over resolutions |",
+             "|---|" + "---|" * (len(res) + 1)]
     for key, per_res in acc.items():
         for i, seed in enumerate(paths_per_seed):
-            lines.append(f"| {key}, seed {seed} | " + " | ".join(f"{per_res[r][i]:.1f}" for r in res) + " |")
+            lines.append(f"| {key}, seed {seed} | " + " | ".join(f"{per_res[r][i]:.1f}" for r in res)
+                         + f" | {statistics.fmean(per_res[r][i] for r in res):.1f} |")
         lines.append(f"| **{key}, mean (min–max) over seeds {seeds}** | " + " | ".join(
             f"**{statistics.fmean(per_res[r]):.1f}** ({min(per_res[r]):.1f}–{max(per_res[r]):.1f})" for r in res)
-            + " |")
+            + f" | **{statistics.fmean(statistics.fmean(per_res[r]) for r in res):.1f}** |")
     mean = {k: {r: statistics.fmean(v[r]) for r in res} for k, v in acc.items()}
 
     def claim(label, a, b, ok):
         if a not in mean or b not in mean:
             return []
         diffs = [mean[a][r] - mean[b][r] for r in res]
-        return [f"| {label} | " + " | ".join(f"{d:+.1f} {'✓' if ok(d) else '✗'}" for d in diffs) + " |"]
-    lines += claim("RS-Net − I-Net (goal ≥ −0.5 pt)", "RS-Net (MRED)", "I-Nets", lambda d: d >= -0.5)
-    lines += claim("SAN − RS-Net (goal within 1 pt)", "SAN", "RS-Net (MRED)", lambda d: abs(d) <= 1.0)
+        errors = [standard_error([x - y for x, y in zip(acc[a][r], acc[b][r])]) for r in res]
+        overall = [statistics.fmean(per_seed) for per_seed in zip(*(
+            [x - y for x, y in zip(acc[a][r], acc[b][r])] for r in res))]  # per seed: mean over resolutions
+        return [f"| {label} | " + " | ".join(f"{d:+.1f} ± {e:.1f} {'✓' if ok(d) else '✗'}" for d, e in
+                                           zip(diffs, errors))
+                + f" | {statistics.fmean(overall):+.1f} ± {standard_error(overall):.1f} |"]  # goal on it: ≥ 0
+    lines += claim("RS-Net − I-Net ± s.e. (goal ≥ −0.5 pt)", "RS-Net (MRED)", "I-Nets", lambda d: d >= -0.5)
+    lines += claim("SAN − RS-Net ± s.e. (goal within 1 pt)", "SAN", "RS-Net (MRED)", lambda d: abs(d) <= 1.0)
+    if "I-Nets" in walls:
+        lines += ["", "| training cost (wall of one run ÷ sum of the I-Net runs, per seed) | mean |", "|---|---:|"]
+        for key, w in walls.items():
+            if key != "I-Nets":
+                ratios = [x / y for x, y in zip(w, walls["I-Nets"])]
+                lines.append(f"| {key}: " + ", ".join(f"{r:.2f}" for r in ratios)
+                             + f" (I-Nets {statistics.fmean(walls['I-Nets']):.0f} s) | **{statistics.fmean(ratios):.2f}×** |")
     return "\n".join(lines)
+
+
+def standard_error(values: list[float]) -> float:
+    """Standard error of the mean of `values` (0 with fewer than two)."""
+    return statistics.stdev(values) / len(values) ** 0.5 if len(values) > 1 else 0.0
+
+
+def training_wall(checkpoint: Path) -> float:
+    """Seconds the run spent training (its epochs' `epoch_time_s` in metrics.jsonl beside the checkpoint)."""
+    metrics = checkpoint.with_name("metrics.jsonl")
+    return sum(json.loads(line)["epoch_time_s"] for line in metrics.read_text().splitlines() if line.strip())
 
 
 def sgd_iteration(step, params, images, target, resolution: int):
@@ -224,7 +261,7 @@ def time_steps(args) -> str:
 def main(argv=None) -> None:
     args = parse_args(argv)
     name = "train_bench" if args.data == "synthetic" else f"train_bench_{Path(args.data).name}"
-    with recorded(name + ("_seeds" if len(args.seeds) > 1 else ""), args.record):
+    with recorded(args.section or name + ("_seeds" if len(args.seeds) > 1 else ""), args.record):
         return _run(args)
 
 
@@ -235,8 +272,9 @@ def _run(args) -> None:
     print(f"# train_bench: {args.arch} width {args.width}, resolutions {list(args.resolutions)}, {args.epochs} epochs, "
           f"data {args.data} ({args.train_samples}/{args.val_samples} images if synthetic), torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads\n")
-    print("## Step time (batch %d, %d repeats)\n" % (args.batch_size, args.step_repeats))
-    print(time_steps(args), "\n", flush=True)
+    if args.step_repeats > 0:
+        print("## Step time (batch %d, %d repeats)\n" % (args.batch_size, args.step_repeats))
+        print(time_steps(args), "\n", flush=True)
     if args.steps_only:
         return
     paths = {seed: train_all(args, seed) for seed in args.seeds}
@@ -245,7 +283,9 @@ def _run(args) -> None:
           "* = training resolution\n")
     print(accuracy_table(args, paths[first]))
     if len(args.seeds) > 1:
-        print("\n## Top-1 (%) at the training resolutions over seeds (nearest BN), and the papers' claims\n")
+        budget = "equal budget, " if (args.epochs_multi or args.epochs) == args.epochs else ""
+        print(f"\n## Top-1 (%) at the training resolutions over seeds (nearest BN; {budget}{args.epochs} epochs"
+              f"{'' if budget else f', switchable {args.epochs_multi}'}), and the papers' claims\n")
         print(seed_table(args, paths))
 
 

@@ -42,18 +42,39 @@ BASE_LR = 0.02  # SGD learning rate of one network's loss at batch 64
 QAT_FINETUNE_LR_FACTOR = 0.1  # --qat from trained float weights (--init) fine-tunes at a tenth of the default lr
 
 
-def default_lr(method, resolutions: int, scales=None, distill: bool = False) -> float:
-    """BASE_LR ÷ the number of sub-network losses summed per step: 1 for an I-Net, one per resolution for RS-Nets
-    and SAN (RS-Nets Eq. 2, SAN Eq. 1 sum them), resolutions × factors (+ the full-configuration teacher with
-    distillation) for Resizable Networks (Algorithm 1 accumulates them). The shared weights' gradient is that sum,
-    so the same step size as one network needs the learning rate divided by the count; with BASE_LR undivided,
-    RS-Net on the real digits stalled near chance for 4 epochs where lr ÷ 5 reached 93 % (README, recipe)."""
+def summed_losses(method, resolutions: int, scales=None, distill: bool = False) -> int:
+    """How many sub-network losses one step sums: 1 for an I-Net, one per resolution for RS-Nets and SAN (RS-Nets
+    Eq. 2, SAN Eq. 1), resolutions × factors (+ the full-configuration teacher with distillation) for Resizable
+    Networks (Algorithm 1 accumulates them)."""
     method = parse_enum(Method, method, "method")
     if method is Method.SINGLE:
-        return BASE_LR
+        return 1
     if method is Method.RESIZABLE:
-        return BASE_LR / (resolutions * len(scales or DEFAULT_STAGE_SCALES) + bool(distill))
-    return BASE_LR / resolutions
+        return resolutions * len(scales or DEFAULT_STAGE_SCALES) + bool(distill)
+    return resolutions
+
+
+def recipe_groups(model: nn.Module, groups: list[dict], lr: float, losses: int) -> list[dict]:
+    """The model's optimizer groups with a learning rate per kind of parameter, for a step that sums `losses`
+    sub-network losses (docs/guide/train.md, "Learning rate"):
+    - the classifier and any other shared `nn.Linear` outside a meta-learner: lr ÷ losses. Its inputs are nearly
+      the same at every resolution, so the summed gradient is ≈ losses × one network's, and nothing normalises
+      its output: at the undivided lr the logits overshoot (RS-Net on the digits: |logit| 70 vs 12 for an I-Net)
+      and training stalls near chance;
+    - shared convolutions (and SAN's meta-learners) feed a BatchNorm, so their output does not depend on their
+      scale: a larger summed step grows their norm and shrinks the next steps — they keep lr, as the papers do;
+    - private BN parameters (one copy per resolution / configuration) receive one loss each: lr."""
+    from .layers.meta_conv import MetaConv2d
+
+    meta = {id(q) for m in model.modules() if isinstance(m, MetaConv2d) for q in m.parameters()}
+    head = {id(q) for m in model.modules() if isinstance(m, nn.Linear) for q in m.parameters()} - meta
+    out = []
+    for g in groups:
+        for is_head in (True, False):
+            params = [q for q in g["params"] if (id(q) in head) == is_head]
+            if params:
+                out.append({**g, "params": params, "lr": lr / losses if is_head else lr})
+    return out
 
 
 class TrainingDiverged(RuntimeError):
@@ -72,7 +93,7 @@ class TrainConfig:
     meta_hidden: int = 0
     epochs: int = 10
     batch_size: int = 64  # per process
-    lr: float | None = None  # None: BASE_LR ÷ the number of losses summed per step (`default_lr`)
+    lr: float | None = None  # None: BASE_LR; the classifier gets lr ÷ the losses summed per step (`recipe_groups`)
     warmup_epochs: float = 1.0  # linear warm-up before the cosine decay
     momentum: float = 0.9
     weight_decay: float = 4e-5
@@ -165,9 +186,7 @@ class TrainConfig:
         if self.qat:
             check_qat_method(method)
         if self.lr is None:
-            one_network = self.switch_at_epoch == 0  # e.g. --finetune: one configuration from the start
-            lr = BASE_LR if one_network else default_lr(method, len(self.resolutions), self.scales, self.distill)
-            object.__setattr__(self, "lr", lr * (QAT_FINETUNE_LR_FACTOR if self.qat and self.init else 1))
+            object.__setattr__(self, "lr", BASE_LR * (QAT_FINETUNE_LR_FACTOR if self.qat and self.init else 1))
         if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
             raise ValueError(f"lr: expected a positive learning rate, got {self.lr!r}")
         number("width", 0.0, 16.0, lo_open=True)
@@ -196,6 +215,13 @@ class TrainConfig:
     def to_dict(self) -> dict:
         return {"kind": CONFIG_KIND, "version": CONFIG_VERSION, **dataclasses.asdict(self),
                 "resolutions": list(self.resolutions), "scales": None if self.scales is None else list(self.scales)}
+
+    @property
+    def summed_losses(self) -> int:
+        """Sub-network losses one step sums (1 when --finetune trains one configuration from the start)."""
+        if self.switch_at_epoch == 0:
+            return 1
+        return summed_losses(self.method, len(self.resolutions), self.scales, self.distill)
 
     @property
     def checkpoint_path(self) -> Path:
@@ -495,8 +521,8 @@ def train(config: TrainConfig) -> MultiResolutionNet:
     criterion.to(device)
     if config.channels_last:
         model.to(memory_format=torch.channels_last)
-    groups = model.optimizer_groups(config.weight_decay)
-    groups.append({"params": list(criterion.parameters()), "weight_decay": 0.0})
+    groups = recipe_groups(model, model.optimizer_groups(config.weight_decay), config.lr, config.summed_losses)
+    groups.append({"params": list(criterion.parameters()), "weight_decay": 0.0, "lr": config.lr})
     optimizer = torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum)
     loader = make_loader(train_set, config.batch_size, shuffle=True, workers=config.workers, seed=config.seed, drop_last=True)
     steps_per_epoch = min(len(loader), config.max_steps_per_epoch or len(loader))
@@ -516,6 +542,11 @@ def train(config: TrainConfig) -> MultiResolutionNet:
         if not state:
             raise ValueError(f"--resume: {ckpt_path} holds weights only, no training state to resume")
         check_resume(config, state["train_config"], ckpt_path)
+        if len(state["optimizer"]["param_groups"]) != len(optimizer.param_groups):
+            raise ValueError(f"--resume: {ckpt_path} holds {len(state['optimizer']['param_groups'])} optimizer "
+                             f"parameter groups, this version makes {len(optimizer.param_groups)} (the learning-rate "
+                             "recipe changed: docs/guide/train.md); finish that run with the resflex version that "
+                             "started it, or start over with --overwrite")
         model.load_state_dict(model_from_payload(payload, str(ckpt_path)).state_dict())
         start_epoch = resumable.load_state_dict(state, device)
 
@@ -574,7 +605,7 @@ def train(config: TrainConfig) -> MultiResolutionNet:
                 raise TrainingDiverged(
                     f"loss became {check.item()} at epoch {epoch + 1}, step {step + 1} (loss parts: {parts}); "
                     f"stopped. The last good checkpoint ({ckpt_path}) is untouched. Lower --lr "
-                    f"(now {config.lr}) or turn off --amp."
+                    f"(now {config.lr}), lengthen --warmup-epochs (now {config.warmup_epochs}) or turn off --amp."
                 )
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()

@@ -76,7 +76,7 @@ def test_qat_fine_tunes_a_float_checkpoint(tmp_path):
     float_run = TrainConfig(**base, lr=0.05, out=str(tmp_path / "float"))
     train(float_run)
     qat_run = TrainConfig(**base, qat=True, init=str(float_run.checkpoint_path), out=str(tmp_path / "qat"))
-    assert qat_run.lr == pytest.approx(BASE_LR / 2 * QAT_FINETUNE_LR_FACTOR)
+    assert qat_run.lr == pytest.approx(BASE_LR * QAT_FINETUNE_LR_FACTOR)
     model = train(qat_run)
     assert not any("QAT" in type(m).__name__ for m in model.modules())  # train hands back a plain model
     loaded, payload = load_checkpoint(qat_run.checkpoint_path)  # an ordinary float checkpoint

@@ -99,6 +99,28 @@ def test_nan_loss_stops_with_a_clear_message(tmp_path):
     assert not (tmp_path / "run" / "checkpoint.pt").exists()
 
 
+def test_loss_turning_non_finite_mid_run_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
+    real_create_loss = train_module.create_loss
+
+    def loss_that_turns_nan_in_epoch_2(*args, **kwargs):  # the real loss, made non-finite from the 5th step on
+        loss, calls = real_create_loss(*args, **kwargs), []
+        real_forward = loss.forward
+
+        def forward(logits, target):
+            total, parts = real_forward(logits, target)
+            calls.append(1)
+            return (total * float("nan") if len(calls) >= 5 else total), parts
+        loss.forward = forward
+        return loss
+
+    monkeypatch.setattr(train_module, "create_loss", loss_that_turns_nan_in_epoch_2)
+    config = tiny_config(tmp_path, epochs=3, max_steps_per_epoch=4)
+    with pytest.raises(TrainingDiverged, match=r"epoch 2, step 1 .*--lr \(now 0.05\), lengthen --warmup-epochs"):
+        train(config)
+    assert read_checkpoint(config.checkpoint_path)["train_state"]["epoch"] == 1
+    assert [json.loads(line)["epoch"] for line in config.metrics_path.read_text().splitlines()] == [1]
+
+
 def test_bad_train_config_is_named():
     with pytest.raises(ValueError, match="expected one of: efficientnet_lite0, mobilenet_v2"):
         TrainConfig(arch="alexnet")
@@ -178,14 +200,37 @@ def test_small_input_recipe_learns_real_digits(digits_folder, tmp_path):
     assert record["val_top1"]["24"] > 0.5, record["val_top1"]
 
 
-def test_default_learning_rate_is_per_summed_loss():
-    """The shared weights' gradient sums one loss per resolution (or sub-network): the default lr divides by it."""
-    from resflex.mobile.train import BASE_LR
+@pytest.mark.parametrize("method, resolutions, extra, losses", [
+    ("single", (64,), {}, 1), ("rsnet", (64, 48, 32), {}, 3), ("san", (64, 48), {}, 2),
+    ("resizable", (64, 48), {"scales": (1.0, 0.5)}, 4), ("resizable", (64, 48), {"scales": (1.0, 0.5), "distill": True}, 5),
+    ("rsnet", (64, 48, 32), {"lr": 0.1}, 3)])
+def test_default_learning_rate_divides_only_the_classifier(method, resolutions, extra, losses):
+    """Convolutions (normalised by a BN) and private BNs train at the one-network lr; the shared classifier, whose
+    summed gradient is ≈ one per loss and whose output nothing normalises, at lr ÷ the losses summed per step."""
+    from torch import nn
 
-    assert TrainConfig(method="single", resolutions=(64,)).lr == BASE_LR
-    assert TrainConfig(method="rsnet", resolutions=(64, 48, 32)).lr == pytest.approx(BASE_LR / 3)
-    assert TrainConfig(method="san", resolutions=(64, 48)).lr == pytest.approx(BASE_LR / 2)
-    assert TrainConfig(method="resizable", resolutions=(64, 48), scales=(1.0, 0.5)).lr == pytest.approx(BASE_LR / 4)
-    assert TrainConfig(method="resizable", resolutions=(64, 48), scales=(1.0, 0.5), distill=True).lr == \
-        pytest.approx(BASE_LR / 5)
-    assert TrainConfig(method="rsnet", resolutions=(64, 48, 32), lr=0.1).lr == 0.1  # an explicit lr is kept
+    from resflex.mobile.models import create_model
+    from resflex.mobile.train import BASE_LR, recipe_groups
+
+    config = TrainConfig(method=method, resolutions=resolutions, **extra)
+    lr = extra.get("lr", BASE_LR)
+    assert config.lr == lr and config.summed_losses == losses
+    model = create_model("mobilenet_v2", method, resolutions, 0.35, 10, 0, config.scales)
+    groups = recipe_groups(model, model.optimizer_groups(4e-5), config.lr, config.summed_losses)
+    lr_of = {id(q): g["lr"] for g in groups for q in g["params"]}
+    head = [q for m in model.classifier.modules() if isinstance(m, nn.Linear) for q in m.parameters()]
+    assert head and all(lr_of[id(q)] == pytest.approx(lr / losses) for q in head)
+    others = [q for q in model.parameters() if all(q is not h for h in head)]
+    assert len(lr_of) == len(list(model.parameters())) and all(lr_of[id(q)] == lr for q in others)
+
+
+def test_san_meta_learners_are_not_the_classifier():
+    from resflex.mobile.layers.meta_conv import MetaConv2d
+    from resflex.mobile.models import create_model
+    from resflex.mobile.train import recipe_groups
+
+    model = create_model("mobilenet_v2", "san", (32, 16), 0.35, 10)
+    groups = recipe_groups(model, model.optimizer_groups(4e-5), 0.02, 2)
+    lr_of = {id(q): g["lr"] for g in groups for q in g["params"]}
+    meta = [q for m in model.modules() if isinstance(m, MetaConv2d) for q in m.parameters()]
+    assert meta and all(lr_of[id(q)] == 0.02 for q in meta)
