@@ -234,46 +234,58 @@ def share_float_weights(model, ref_index):
     ref = model.subgraphs[ref_index]
     ref_producers = {int(o): op for op in ref.operators for o in op.outputs}
     ref_convs = conv_ops(ref, codes)
+
+    def match(sg, producers, op, rop):
+        """(filter tensor, reference filter tensor, per-channel k; None if the bytes are equal) when the filter of
+        `op` is that of `rop` scaled per output channel, else None."""
+        code = codes[op.opcodeIndex]
+        if codes[rop.opcodeIndex] != code:
+            return None
+        w, rw = float_const(sg, producers, int(op.inputs[1])), float_const(ref, ref_producers, int(rop.inputs[1]))
+        if w is None or rw is None or w[1].shape != rw[1].shape or sg.tensors[w[0]].type != ref.tensors[rw[0]].type:
+            return None
+        (wi, W), (rwi, RW) = w, rw
+        if np.array_equal(W, RW):
+            return wi, rwi, None
+        axis = 0 if code == O.CONV_2D else 3  # output channels: conv [O,H,W,I], depthwise [1,H,W,O]
+        Wc = np.moveaxis(W, axis, 0).reshape(W.shape[axis], -1)
+        Rc = np.moveaxis(RW, axis, 0).reshape(W.shape[axis], -1)
+        norm = (Rc * Rc).sum(1)
+        k = np.where(norm > 0, (Wc * Rc).sum(1) / np.where(norm > 0, norm, 1.0), 1.0)
+        tol = 1e-5 if sg.tensors[wi].type == 0 else 4e-3  # float32 / float16 rounding of the folded filters
+        err = np.abs(Wc - k[:, None] * Rc).max(1)
+        if np.any(err > tol * np.maximum(np.abs(Wc).max(1), 1e-30)) or np.any(np.abs(k) <= 1e-6 * np.abs(k).max()):
+            return None
+        return wi, rwi, k
+
     shared = kept = 0
     for si, sg in enumerate(model.subgraphs):
         if si == ref_index:
             continue
-        # Convs pair up in graph order (other ops may differ: e.g. explicit PADs exist only where SAME padding
-        # differs from the ONNX pads at that resolution); each pair is checked below before anything is shared.
+        # The reference conv at the same place in graph order is tried first; then any other (onnx2tf may order the
+        # convs of a residual block differently at another resolution, e.g. where explicit PADs differ). A match
+        # is checked on the filter values, so whichever reference conv it is, the result is the same.
         mine = conv_ops(sg, codes)
-        pairs = dict(zip(map(id, mine), ref_convs)) if len(mine) == len(ref_convs) else {}
-        if not pairs:
-            log(f"signature subgraph {sg.name}: conv count differs from the reference; its weights are not shared")
-            continue
+        in_order = dict(zip(map(id, mine), ref_convs)) if len(mine) == len(ref_convs) else {}
         producers = {int(o): op for op in sg.operators for o in op.outputs}
         operators = []
         for op in sg.operators:
             operators.append(op)
-            if id(op) not in pairs:
+            if codes[op.opcodeIndex] not in (O.CONV_2D, O.DEPTHWISE_CONV_2D):
                 continue
-            rop = pairs[id(op)]
-            code = codes[op.opcodeIndex]
-            if codes[rop.opcodeIndex] != code:
+            first = in_order.get(id(op))
+            found = None
+            for rop in ([first] if first is not None else []) + [r for r in ref_convs if r is not first]:
+                found = match(sg, producers, op, rop)
+                if found is not None:
+                    break
+            if found is None:
                 kept += 1
                 continue
-            w, rw = float_const(sg, producers, int(op.inputs[1])), float_const(ref, ref_producers, int(rop.inputs[1]))
-            if w is None or rw is None or w[1].shape != rw[1].shape or sg.tensors[w[0]].type != ref.tensors[rw[0]].type:
-                kept += 1
-                continue
-            (wi, W), (rwi, RW) = w, rw
-            if np.array_equal(W, RW):
+            wi, rwi, k = found
+            if k is None:
                 sg.tensors[wi].buffer = ref.tensors[rwi].buffer
                 shared += 1
-                continue
-            axis = 0 if code == O.CONV_2D else 3  # output channels: conv [O,H,W,I], depthwise [1,H,W,O]
-            Wc = np.moveaxis(W, axis, 0).reshape(W.shape[axis], -1)
-            Rc = np.moveaxis(RW, axis, 0).reshape(W.shape[axis], -1)
-            norm = (Rc * Rc).sum(1)
-            k = np.where(norm > 0, (Wc * Rc).sum(1) / np.where(norm > 0, norm, 1.0), 1.0)
-            tol = 1e-5 if sg.tensors[wi].type == 0 else 4e-3  # float32 / float16 rounding of the folded filters
-            err = np.abs(Wc - k[:, None] * Rc).max(1)
-            if np.any(err > tol * np.maximum(np.abs(Wc).max(1), 1e-30)) or np.any(np.abs(k) <= 1e-6 * np.abs(k).max()):
-                kept += 1
                 continue
             sg.tensors[wi].buffer = ref.tensors[rwi].buffer
             if len(op.inputs) > 2 and op.inputs[2] >= 0:
