@@ -35,7 +35,7 @@ from pathlib import Path
 import torch
 
 from results import recorded  # bench/results.py
-from resflex.mobile.checkpoint import load_checkpoint
+from resflex.mobile.checkpoint import load_checkpoint, read_checkpoint
 from resflex.cli.main import parse_resolutions
 from resflex.mobile.evaluate import evaluate, format_matrix
 from resflex.mobile.losses import create_loss
@@ -79,7 +79,8 @@ def parse_args(argv=None):
     p.add_argument("--models", type=parse_models, default=MODELS,
                    help="which of rsnet, san, single (the I-Nets) to train, comma-separated")
     p.add_argument("--out", default="runs/train_bench")
-    p.add_argument("--skip-training", action="store_true", help="reuse checkpoints already in --out")
+    p.add_argument("--skip-training", action="store_true",
+                   help="reuse finished checkpoints already in --out (an interrupted run is trained again)")
     p.add_argument("--steps-only", action="store_true", help="only the step-time table")
     p.add_argument("--record", action=argparse.BooleanOptionalAction, default=True,
                    help="also write the tables into bench/RESULTS.md")
@@ -111,13 +112,20 @@ def train_all(args, seed: int = 0) -> dict[str, Path]:
                              batch_size=args.batch_size, lr=args.lr,
                              train_samples=args.train_samples, val_samples=args.val_samples, workers=args.workers,
                              seed=seed, out=str(out), overwrite=True, progress=False, device="cpu")
-        if not (args.skip_training and config.checkpoint_path.exists()):
+        if not (args.skip_training and finished(config)):
             t0 = time.perf_counter()
             print(f"training {name} at {list(res)}, seed {seed} ...", flush=True)
             train(config)
             print(f"  done in {time.perf_counter() - t0:.0f} s", flush=True)
         paths[name] = config.checkpoint_path
     return paths
+
+
+def finished(config: TrainConfig) -> bool:
+    """Whether `config`'s run folder holds a checkpoint of all its epochs (not one of an interrupted run)."""
+    if not config.checkpoint_path.is_file():
+        return False
+    return (read_checkpoint(config.checkpoint_path).get("train_state") or {}).get("epoch") == config.epochs
 
 
 def accuracy_table(args, paths: dict[str, Path]) -> str:
