@@ -133,7 +133,7 @@ def main(argv=None) -> None:
     with recorded(args.section, args.record):
         for arch in args.archs:
             bench_arch(arch, args, rows)
-        print_table(args, rows)
+            print_table(args, rows)  # after each architecture, so a later crash loses nothing already measured
 
 
 if __name__ == "__main__":
