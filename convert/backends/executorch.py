@@ -24,9 +24,9 @@ with `bn="affine"` (`conv(x) · scale + shift`, conv untouched) and then:
   values). The graph is exactly the BN-folded graph (same ops, same speed) and the int8 bytes are identical at
   every resolution whose BN scales have the same signs (channels whose γ flips sign between resolutions make
   that layer's bytes differ there: correct, just not shared; `Exported.notes` counts them). What cannot be
-  shared: each method still carries, per BN channel, its weight scale, int32 bias and bias scale (12 bytes), and
-  its own XNNPACK graph (~50 KB for MobileNetV2) — for MobileNetV2, whose convs are small, that makes a
-  5-resolution int8 file ≈1.3× a single-resolution one.
+  shared: each method still carries, per BN channel, its weight scale and int32 bias (8 bytes; the bias scale,
+  which XNNPACK never reads, is serialized as the weight-scale bytes and so stored once:
+  `_compact_xnnpack_constants`), and its own XNNPACK graph (~50 KB for MobileNetV2).
 
 `sharing = "speed"` (`resflex convert --sharing speed`) folds BN per resolution into every fp32 conv (the
 BN-folded graph, K× the fp32 bytes; int8 is unchanged: its shared graph already is the folded one);
