@@ -19,42 +19,25 @@ from resflex.convert.backends.executorch import (  # noqa: E402
     pte_named_data,
 )
 from resflex.convert.bake import bake  # noqa: E402
-from resflex.mobile.layers import SwitchableBatchNorm2d  # noqa: E402
 from resflex.mobile.models import create_model  # noqa: E402
 
 RESOLUTIONS = (32, 24, 16)
 METHODS = {"forward_32", "forward_24", "forward_16", "forward"}
 
 
-def _random_bn(model: nn.Module, seed: int = 0) -> nn.Module:
-    """Different BN statistics per resolution (so the methods really differ); a few channels have a negative γ
-    at every resolution, which the int8 scale folding must handle."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for layer in model.modules():
-            if isinstance(layer, SwitchableBatchNorm2d):
-                sign = torch.where(torch.rand(layer.num_features, generator=g) < 0.2, -1.0, 1.0)
-                for bn in layer.bn:
-                    bn.weight.copy_(sign * torch.empty(layer.num_features).uniform_(0.5, 1.5, generator=g))
-                    bn.bias.normal_(0, 0.3, generator=g)
-                    bn.running_mean.normal_(0, 0.3, generator=g)
-                    bn.running_var.uniform_(0.5, 2.0, generator=g)
-    return model.eval()
-
-
-def _model(width: float) -> nn.Module:
+def _model(width: float, randomize) -> nn.Module:
     torch.manual_seed(0)
-    return _random_bn(create_model("tiny_cnn", "rsnet", RESOLUTIONS, width=width, num_classes=4))
+    return randomize(create_model("tiny_cnn", "rsnet", RESOLUTIONS, width=width, num_classes=4))
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory):
+def exported(tmp_path_factory, signed_randomized):
     """Export once per module: fp32 and int8, all resolutions and the largest alone (for the size ratio)."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
         # width 4 (64/128 channels, ~0.22 M weights) so weights, not per-method bookkeeping, dominate the bytes
-        model = _model(width=4.0)
+        model = _model(width=4.0, randomize=signed_randomized)
         be = ExecuTorchBackend()
         baked = {r: bake(model, r, bn=be.bn_style) for r in RESOLUTIONS}
         g = torch.Generator().manual_seed(1)
@@ -134,10 +117,10 @@ def test_weights_are_stored_once(exported, record_property):
     assert ratios["int8"] <= 1.15
 
 
-def test_unshared_export_folds_bn_per_resolution(tmp_path):
+def test_unshared_export_folds_bn_per_resolution(tmp_path, signed_randomized):
     """`share_weights=False`: plain BN-folded graphs (the fastest fp32 graph), still exact."""
     torch.set_num_threads(1)
-    model = _model(width=0.5)
+    model = _model(width=0.5, randomize=signed_randomized)
     be = ExecuTorchBackend(share_weights=False)
     baked = {16: bake(model, 16, bn=be.bn_style)}
     exported = be.export(baked, "fp32", {}, tmp_path)
@@ -149,8 +132,8 @@ def test_unshared_export_folds_bn_per_resolution(tmp_path):
     assert "not shared" in exported.notes
 
 
-def test_bad_inputs(tmp_path):
-    model = _model(width=0.5)
+def test_bad_inputs(tmp_path, signed_randomized):
+    model = _model(width=0.5, randomize=signed_randomized)
     be = ExecuTorchBackend()
     baked = {16: bake(model, 16, bn=be.bn_style)}
     with pytest.raises(ValueError, match="expected one of: fp32, int8"):
@@ -167,10 +150,10 @@ def test_versions_for_the_manifest():
     assert versions["torch"].split("+")[0] == torch.__version__.split("+")[0]
 
 
-def test_speed_sharing_folds_every_fp32_conv_per_resolution(tmp_path):
+def test_speed_sharing_folds_every_fp32_conv_per_resolution(tmp_path, signed_randomized):
     """`--sharing speed`: every fp32 method is the BN-folded graph (each conv's weight once per method), exact."""
     torch.set_num_threads(1)
-    model = _model(width=2.0)
+    model = _model(width=2.0, randomize=signed_randomized)
     be = ExecuTorchBackend()
     be.sharing = "speed"
     baked = {r: bake(model, r, bn=be.bn_style) for r in RESOLUTIONS}
@@ -200,14 +183,14 @@ def _int8_runs(be, baked, calib, folder):
     return pte_named_data(folder / exported.files[0]), outputs, (folder / exported.files[0]).stat().st_size
 
 
-def test_int8_compact_constants_run_bit_identical_to_the_previous_serialization(tmp_path, monkeypatch):
+def test_int8_compact_constants_run_bit_identical_to_the_previous_serialization(tmp_path, monkeypatch, signed_randomized):
     """Bias scales serialized as the weight-scale bytes (one blob), 16-byte segment alignment and 16-digit content
     keys: the installed runtime loads the file and every method's outputs equal, bit for bit, those of the previous
     serialization (separate bias-scale blobs, 128-byte alignment, 64-digit keys); the file is smaller."""
     import resflex.convert.backends.executorch as et
 
     torch.set_num_threads(1)
-    model = _model(width=0.5)
+    model = _model(width=0.5, randomize=signed_randomized)
     be = ExecuTorchBackend()
     baked = {r: bake(model, r, bn=be.bn_style) for r in (24, 16)}
     g = torch.Generator().manual_seed(1)
@@ -233,14 +216,14 @@ def test_int8_compact_constants_run_bit_identical_to_the_previous_serialization(
         n for k, n in old_named.items() if not k.startswith("scale_"))
 
 
-def test_colliding_content_keys_fail_loudly(tmp_path, monkeypatch):
+def test_colliding_content_keys_fail_loudly(tmp_path, monkeypatch, signed_randomized):
     """Keys cut to nothing collide: the export raises NamedDataStore's duplicate-key error, it never writes a file
     whose methods would read each other's constants."""
     import resflex.convert.backends.executorch as et
 
     torch.set_num_threads(1)
     monkeypatch.setattr(et, "KEY_HEX_CHARS", 0)
-    baked = {16: bake(_model(width=0.5), 16, bn=ExecuTorchBackend.bn_style)}
+    baked = {16: bake(_model(width=0.5, randomize=signed_randomized), 16, bn=ExecuTorchBackend.bn_style)}
     with pytest.raises(ValueError, match="Duplicate key"):
         ExecuTorchBackend().export(baked, "fp32", {}, tmp_path)
     assert not list(tmp_path.glob("*.pte"))

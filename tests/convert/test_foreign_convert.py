@@ -72,21 +72,6 @@ def user_file(tmp_path_factory):
     return path
 
 
-def _random_bn(model, seed=0):
-    """Distinct statistics per resolution (a few γ negative), so a BN folded where it should be shared shows."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for layer in model.modules():
-            if isinstance(layer, SwitchableBatchNorm2d):
-                sign = torch.where(torch.rand(layer.num_features, generator=g) < 0.2, -1.0, 1.0)
-                for bn in layer.bn:
-                    bn.weight.copy_(sign * torch.empty(layer.num_features).uniform_(0.5, 1.5, generator=g))
-                    bn.bias.normal_(0, 0.3, generator=g)
-                    bn.running_mean.normal_(0, 0.3, generator=g)
-                    bn.running_var.uniform_(0.5, 2.0, generator=g)
-    return model.eval()
-
-
 def _bytes(exported, folder):
     return sum(size_of(folder / f) for f in exported.files)
 
@@ -104,12 +89,12 @@ def _onnx2tf_missing() -> bool:
 @pytest.mark.parametrize("backend", [ExecuTorchBackend, OnnxBackend, pytest.param(TFLiteBackend, marks=[
     pytest.mark.slow, pytest.mark.skipif(_onnx2tf_missing(), reason="onnx2tf environment not installed")])],
     ids=["executorch", "onnx", "tflite"])
-def test_attribute_network_fp32_size_is_at_the_bn_floor(user_file, backend, tmp_path):
+def test_attribute_network_fp32_size_is_at_the_bn_floor(user_file, backend, tmp_path, signed_randomized):
     """ExecuTorch and ONNX need the BN paired with its conv (before: 4.99× / 5.00×); TFLite folds BN per resolution
     and shares the filters when each matches a reference filter up to a per-channel scale (before: 2.27× at 3
     resolutions, as onnx2tf ordered a residual block's convs differently per resolution)."""
     torch.set_num_threads(1)
-    model = _random_bn(create_model(f"{user_file}:resnet_like_wide", "rsnet", FIVE, num_classes=4))
+    model = signed_randomized(create_model(f"{user_file}:resnet_like_wide", "rsnet", FIVE, num_classes=4))
     be = backend()
     baked = {r: bake(model, r, bn=be.bn_style) for r in FIVE}
     assert not any(type(m) is nn.BatchNorm2d for m in baked[32].modules())  # every BN paired with its conv
