@@ -351,7 +351,8 @@ def _add_convert(sub) -> None:
                    help="resizable checkpoints: the configs.json of `resflex search` (or its folder); each "
                         "configuration becomes an entry of every artifact (default: the full configuration at each "
                         "training resolution)")
-    p.add_argument("--bn", default=None, help=f"rule for untrained resolutions: {', '.join(m.value for m in BNMode)}")
+    p.add_argument("--bn", default=None, help=f"rule for untrained resolutions: {', '.join(m.value for m in BNMode)} "
+                   "(recalibrate: BN statistics from the --calib-data training images, recorded in the manifest)")
     p.add_argument("--scale-code", default=ScaleCode.IDEAL.value, help="SAN at untrained resolutions: ideal | proxy")
     p.add_argument("--calib-data", default="synthetic", help="'synthetic' or an ImageFolder root (train/ calibrates,"
                    " val/ measures accuracy on the artifacts)")

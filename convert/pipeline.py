@@ -26,7 +26,7 @@ from resflex.mobile import __version__
 from resflex.mobile.bundle import schema
 from resflex.mobile.checkpoint import load_checkpoint
 from resflex.mobile.evaluate import eval_loader, first_images
-from resflex.mobile.layers import BNMode, ScaleCode, check_resolutions, parse_enum
+from resflex.mobile.layers import BNMode, ScaleCode, check_resolutions, parse_enum, recalibrate_bn
 from resflex.mobile.macs import count_macs, count_params
 from resflex.mobile.search import check_configs_for, read_configs
 
@@ -189,13 +189,14 @@ def _convert(config: ConvertConfig) -> ConvertResult:
 
     say(f"preparing calibration ({config.calib_samples}) and validation ({config.val_samples}) images")
     calib, calib_used = _calibration_images(model, config, spatials, class_names)
+    unseen_bn = _unseen_bn(model, config, spatials, bn_mode, calib_used)
     val = {r: split_images(model, config.data, "val", r, config.val_samples, config.seed, class_names) for r in resolutions}
 
     @functools.cache
     def baked_for(style: str) -> dict[Spatial, torch.nn.Module]:
         """Baked modules per BN style, made once and shared by every backend and precision that use the style."""
-        return {s: bake(model, s.resolution, bn_mode, config.scale_code, style, s.stage_scales or None)
-                for s in spatials}
+        return {s: bake(_recalibrated(model, s, bn_mode, calib), s.resolution, bn_mode, config.scale_code, style,
+                        s.stage_scales or None) for s in spatials}
 
     macs = {s: count_macs(baked_for("fold")[s], torch.zeros(1, 3, s.resolution, s.resolution)) for s in spatials}
     params = count_params(baked_for("fold")[spatials[0]])
@@ -227,7 +228,7 @@ def _convert(config: ConvertConfig) -> ConvertResult:
             points += _operating_points(info, macs, params, config, val)
             say(_summary(info, seconds, away))
         bar.close()
-        manifest = _manifest(model, config, resolutions, class_names, artifacts, failures)
+        manifest = _manifest(model, config, resolutions, class_names, artifacts, failures, unseen_bn)
         table = schema.LUT(points)
         schema.write_json(manifest, stage / MANIFEST)
         schema.write_json(table, stage / LUT_FILE)
@@ -255,6 +256,29 @@ def _serving(model, config: ConvertConfig) -> tuple[list[Spatial], str]:
         raise ValueError(f"resolutions {unseen} are not in the checkpoint (trained at {list(trained)}); pass --bn "
                          f"{'|'.join(m.value for m in BNMode)} to serve them")
     return spatials, config.bn_mode or BNMode.INTERPOLATE.value
+
+
+def _unseen_bn(model, config: ConvertConfig, spatials, bn_mode: str, images: int) -> schema.UnseenBN | None:
+    """The manifest's record of the BN rule for untrained resolutions (None: all trained). `--bn recalibrate` needs
+    at least 2 calibration images per resolution (a variance of one image is not a statistic)."""
+    unseen = sorted({s.resolution for s in spatials if s.resolution not in model.config.resolutions}, reverse=True)
+    if not unseen:
+        return None
+    if bn_mode != BNMode.RECALIBRATE.value:
+        return schema.UnseenBN(bn_mode, unseen)
+    if images < 2:
+        raise ValueError(f"--bn recalibrate: --calib-data {config.data!r} gave {images} training image(s) at "
+                         f"{unseen[0]} px; expected at least 2 (raise --calib-samples, or give more images in train/)")
+    return schema.UnseenBN(bn_mode, unseen, images)
+
+
+def _recalibrated(model, spatial: Spatial, bn_mode: str, calib):
+    """`model`, its BN statistics at an untrained `spatial` recomputed on that entry's calibration images first
+    when `bn_mode` is recalibrate (per entry: a resizable configuration changes what its BNs see)."""
+    if bn_mode == BNMode.RECALIBRATE.value and spatial.resolution not in model.config.resolutions:
+        model.set_config(spatial.resolution, spatial.stage_scales or None)
+        recalibrate_bn(model, calib[spatial].split(64), spatial.resolution)
+    return model
 
 
 def _calibration_images(model, config: ConvertConfig, spatials, class_names) -> tuple[dict, int]:
@@ -300,7 +324,8 @@ def _summary(info: schema.ArtifactInfo, seconds: float, away: bool) -> str:
             f"converted in {seconds:.1f} s{' in a separate process' if away else ''}, {check}")
 
 
-def _manifest(model, config: ConvertConfig, resolutions, class_names, artifacts, failures) -> schema.Manifest:
+def _manifest(model, config: ConvertConfig, resolutions, class_names, artifacts, failures,
+              unseen_bn: schema.UnseenBN | None) -> schema.Manifest:
     pre = model.preprocessing
     return schema.Manifest(
         model=schema.ModelInfo(model.config.arch, model.config.method.value, model.config.width,
@@ -310,6 +335,7 @@ def _manifest(model, config: ConvertConfig, resolutions, class_names, artifacts,
         inputs=[schema.InputSpec(r, pre.resize_size(r), r, list(pre.mean), list(pre.std)) for r in resolutions],
         artifacts=artifacts, failures=failures,
         created_with={"resflex": __version__, "torch": torch.__version__, "python": platform.python_version()},
+        unseen_bn=unseen_bn,
     )
 
 

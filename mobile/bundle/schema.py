@@ -199,6 +199,15 @@ class Failure:
 
 
 @dataclasses.dataclass(frozen=True)
+class UnseenBN:
+    """Where the BN of resolutions the checkpoint was not trained at came from (`convert --bn`)."""
+
+    mode: str  # nearest | interpolate | recalibrate (resflex.mobile.layers.BNMode)
+    resolutions: list[int]  # the served resolutions it applies to
+    samples: int | None = None  # recalibrate: calibration images per resolution its statistics were computed on
+
+
+@dataclasses.dataclass(frozen=True)
 class Manifest:
     model: ModelInfo
     resolutions: list[int]
@@ -206,6 +215,7 @@ class Manifest:
     artifacts: list[ArtifactInfo]
     failures: list[Failure] = dataclasses.field(default_factory=list)
     created_with: dict[str, str] = dataclasses.field(default_factory=dict)
+    unseen_bn: UnseenBN | None = None  # None: every resolution was trained (or a manifest before it)
     kind: str = "resflex.manifest"
     schema_version: str = SCHEMA_VERSION
 
@@ -444,6 +454,8 @@ RULES: dict[str, dict[str, Rule]] = {
                "top1_artifact": _FRACTION, "top1_torch": _FRACTION, "stage_scales": _SCALE},
     "Calibration": {"method": Rule(pattern=r"^[a-z0-9_]{1,32}$"), "samples": _COUNT},
     "ArtifactInfo": {"file": Rule(path=True), "sha256": _SHA, "bytes": _NONNEG, "convert_seconds": _NONNEG},
+    "UnseenBN": {"mode": Rule(pattern=r"^(nearest|interpolate|recalibrate)$"),
+                 "resolutions": Rule(minimum=1, maximum=65536, unique=True), "samples": _COUNT},
     "Manifest": {"resolutions": Rule(minimum=1, maximum=65536, unique=True)},
     "Latency": _LATENCY,
     "DataIdentity": {"samples": _COUNT},
@@ -614,6 +626,11 @@ def _check_document(doc: Any, source: str) -> None:
     """Checks across fields: unique files, entries and points; every file an entry names is listed with a sha256."""
     if isinstance(doc, Manifest):
         _unique([i.resolution for i in doc.inputs], "input resolution", f"{source}: inputs")
+        if doc.unseen_bn is not None:
+            odd = [r for r in doc.unseen_bn.resolutions if r in doc.model.train_resolutions or r not in doc.resolutions]
+            if odd or not doc.unseen_bn.resolutions:
+                raise SchemaError(f"{source}: unseen_bn.resolutions: {_short(odd or [])} — expected resolutions the "
+                                  "bundle serves and the model was not trained at")
         files = [f for a in doc.artifacts for f in (a.file, *(x.file for x in a.extra_files))]
         _unique(files, "artifact file", f"{source}: artifact files")
         for i, a in enumerate(doc.artifacts):

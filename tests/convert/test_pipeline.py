@@ -8,12 +8,17 @@ import sys
 import time
 import zipfile
 
+import numpy as np
+import onnxruntime
 import pytest
+import torch
 
 from resflex.mobile.bundle.io import extract_zip, Bundle
-from resflex.convert.pipeline import ConvertConfig, convert
+from resflex.convert.pipeline import ConvertConfig, convert, split_images
 from resflex.cli.main import main
-from resflex.mobile.bundle.schema import SchemaError
+from resflex.mobile.bundle.schema import SchemaError, UnseenBN
+from resflex.mobile.checkpoint import load_checkpoint
+from resflex.mobile.layers import recalibrate_bn
 
 FAST = dict(backends=("onnx",), calib_samples=16, val_samples=32, progress=False)
 
@@ -44,6 +49,26 @@ def test_added_resolution_needs_a_bn_rule(tiny_checkpoint, tmp_path):
         convert(ConvertConfig(**config))
     result = convert(ConvertConfig(**config, bn_mode="interpolate", precisions=("fp32",)))
     assert [e.resolution for e in result.manifest.artifacts[0].entries] == [32, 28, 16]
+    assert result.manifest.unseen_bn == UnseenBN("interpolate", [28])
+
+
+def test_recalibrated_resolution_uses_the_calibration_images_and_is_recorded(tiny_checkpoint, tmp_path):
+    """`--bn recalibrate`: the artifact at an untrained resolution computes what the model computes with BN statistics
+    recomputed on the --calib-data training images (not the interpolated ones); the manifest says so."""
+    convert(ConvertConfig(str(tiny_checkpoint), str(tmp_path / "b"), resolutions=(32, 28, 16), bn_mode="recalibrate",
+                          precisions=("fp32",), **FAST))
+    assert Bundle.open(tmp_path / "b").manifest.unseen_bn == UnseenBN("recalibrate", [28], FAST["calib_samples"])
+    model, payload = load_checkpoint(tiny_checkpoint)
+    calib, _ = split_images(model, "synthetic", "train", 28, FAST["calib_samples"], 0, payload["class_names"])
+    x, _ = split_images(model, "synthetic", "val", 28, 8, 0, payload["class_names"])
+    recalibrate_bn(model, [calib], 28)
+    session = onnxruntime.InferenceSession(str(tmp_path / "b" / "onnx" / "model_fp32_28.onnx"))
+    out = torch.from_numpy(np.concatenate([session.run(None, {"image": x[i:i + 1].numpy()})[0] for i in range(8)]))
+    with torch.no_grad():
+        with model.at_resolution(28, "recalibrate"):
+            torch.testing.assert_close(out, model(x), rtol=1e-4, atol=1e-4)
+        with model.at_resolution(28, "interpolate"):
+            assert (out - model(x)).abs().max() > 1e-2
 
 
 def test_sharing_mode_is_recorded_in_the_manifest(tiny_checkpoint, tmp_path):
