@@ -167,3 +167,38 @@ def test_spatial_mean_head_becomes_global_average_pool_for_tflite(tmp_path):
     assert ops.count("GlobalAveragePool") == 1 and ops.count("ReduceMean") == 3
     np.testing.assert_allclose(run(), before, rtol=1e-5, atol=1e-6)
     assert spatial_means_as_pools(str(path)) == 0
+
+
+class SqueezeExcite(nn.Module):
+    """MobileNetV3's squeeze-excite: biased 1×1 convs, no BN, biases zero-initialized (as timm does)."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.conv_reduce, self.conv_expand = nn.Conv2d(channels, 4, 1), nn.Conv2d(4, channels, 1)
+        for conv in (self.conv_reduce, self.conv_expand):
+            nn.init.zeros_(conv.bias)
+
+    def forward(self, x):
+        scale = self.conv_expand(torch.relu(self.conv_reduce(x.mean((2, 3), keepdim=True))))
+        return x * nn.functional.hardsigmoid(scale)
+
+
+def test_squeeze_excite_convs_run_as_integer_in_onnx_int8(tmp_path):
+    """Squeeze-excite convs with equal biases: torch.onnx stored them once behind Identity nodes, quantize_static
+    quantized the bias for its first conv only, and ONNX Runtime ran every other such conv in float (MobileNetV3-Small
+    ×0.35: 20 float convs of 53; here 2 of 6). Now every conv is a QLinearConv."""
+    import onnx
+    import onnxruntime
+
+    from resflex.convert.backends.onnx import _quantize
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), SqueezeExcite(8), nn.Conv2d(8, 8, 3, padding=1),
+                          nn.ReLU(), SqueezeExcite(8), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 4)).eval()
+    int8, _ = _quantize(model, 16, torch.randn(4, 3, 16, 16), tmp_path)
+    onnx.save(int8, str(tmp_path / "int8.onnx"))
+    options = onnxruntime.SessionOptions()
+    options.optimized_model_filepath = str(tmp_path / "optimized.onnx")
+    onnxruntime.InferenceSession(str(tmp_path / "int8.onnx"), options, providers=["CPUExecutionProvider"])
+    ops = [n.op_type for n in onnx.load(str(tmp_path / "optimized.onnx")).graph.node]
+    assert (ops.count("QLinearConv"), ops.count("Conv")) == (6, 0)
