@@ -11,12 +11,17 @@ model's on the parity images, per resolution. Size ratio: the bundle's artifact 
 artifact at the largest resolution (what one-model-per-resolution ships); BN floor: that ratio if each extra
 resolution added only its fp32 BN scale and shift. Latency: the bundle's entry ÷ the folded artifact at the largest
 resolution, median thread-CPU time of interleaved runs (1 thread, batch 1). Core ML cannot run on Linux: sizes only,
-parity on its MIL reference evaluator. The helpers are bench/convert_bench.py's.
+parity on its MIL reference evaluator. The helpers are bench/convert_bench.py's. Each architecture runs in its own
+process (`--rows-out`), so a native crash in one (its row says which signal) loses none of the others.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import signal
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -56,6 +61,7 @@ def parse_args(argv=None):
     p.add_argument("--section", default="arch_bench", help="the bench/RESULTS.md section to write")
     p.add_argument("--record", action=argparse.BooleanOptionalAction, default=True,
                    help="also write the table into bench/RESULTS.md")
+    p.add_argument("--rows-out", default=None, help=argparse.SUPPRESS)  # child process: measure one arch, write rows
     args = p.parse_args(argv)
     registered = set(list_models())
     args.archs = (args.archs.split(",") if args.archs else
@@ -126,13 +132,33 @@ def print_table(args, rows) -> None:
     print("\n".join(rows))
 
 
+def bench_in_child(arch: str, argv: list[str], rows: list) -> None:
+    """Run bench_arch for `arch` in a fresh process; a crash there becomes a row naming the signal."""
+    with tempfile.NamedTemporaryFile(prefix="arch_rows_", suffix=".json") as out:
+        child = subprocess.run([sys.executable, __file__, *argv, "--archs", arch, "--no-record", "--rows-out",
+                                out.name], stdout=sys.stderr.fileno())  # progress to stderr: not in the table
+        text = Path(out.name).read_text()
+    if child.returncode == 0 and text:
+        rows.extend(json.loads(text))
+        return
+    why = (f"CRASHED (signal {signal.Signals(-child.returncode).name})" if child.returncode < 0
+           else f"FAILED (exit status {child.returncode})")
+    rows.append(f"| {_name(arch)} | | | | | {why}; see its stderr above | | | | |")
+
+
 def main(argv=None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
-    single_thread()
-    rows: list[str] = []
+    if args.rows_out:
+        single_thread()
+        rows: list[str] = []
+        bench_arch(args.archs[0], args, rows)
+        Path(args.rows_out).write_text(json.dumps(rows))
+        return
+    rows = []
     with recorded(args.section, args.record):
         for arch in args.archs:
-            bench_arch(arch, args, rows)
+            bench_in_child(arch, argv, rows)
             print_table(args, rows)  # after each architecture, so a later crash loses nothing already measured
 
 

@@ -173,10 +173,18 @@ class ResizeLearner(nn.Module):
 
 @contextlib.contextmanager
 def last_stage_features(model: MultiResolutionNet) -> Iterator[list[Tensor]]:
-    """Collect the input of `model.pool` (the last stage's feature map) of every forward inside the block."""
+    """Collect the input of `model.pool` (the last stage's feature map) of every forward inside the block; in your
+    own network (`switchable`, `--arch FILE.py:FACTORY`), the input of its one `nn.AdaptiveAvgPool2d`."""
     pool = getattr(model, "pool", None)
     if not isinstance(pool, nn.AdaptiveAvgPool2d):
-        raise ValueError(f"{model.config.arch}: no global pooling layer `pool` to read the last stage's features from")
+        pools = [m for m in model.modules() if isinstance(m, nn.AdaptiveAvgPool2d)]
+        if len(pools) != 1:
+            raise ValueError(
+                f"{model.config.arch}: Resizable-Adapt reads the last stage's feature map at the input of the global "
+                f"pooling layer, and this network has {len(pools)} nn.AdaptiveAvgPool2d modules (expected exactly one; "
+                "pooling written as a tensor op such as x.mean((2, 3)) cannot be hooked): pool with one "
+                "nn.AdaptiveAvgPool2d before the classifier")
+        pool = pools[0]
     found: list[Tensor] = []
     handle = pool.register_forward_hook(lambda m, i, o: found.append(i[0].detach()))
     try:

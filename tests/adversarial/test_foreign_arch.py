@@ -151,3 +151,20 @@ def test_python_model_checkpoint_in_a_fresh_process_says_what_to_do(tmp_path):
             f"try:\n    load_checkpoint({str(path)!r})\nexcept ValueError as e:\n    print(e)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120).stdout
     assert "was made by switchable() in Python" in out and "--arch FILE.py:FACTORY" in out
+
+
+def test_adapt_reads_a_user_networks_one_global_pool_and_refuses_a_tensor_mean():
+    """Resizable-Adapt read `model.pool`, which only the registered architectures have: every user network was
+    refused. Now the input of its one nn.AdaptiveAvgPool2d is the last stage's feature map; pooling done by a tensor
+    op cannot be hooked and is refused saying so."""
+    from resflex.mobile.adapt import outcomes
+
+    torch.manual_seed(0)
+    pooled = nn.Sequential(_conv_bn(3, 8), nn.Sequential(_conv_bn(8, 8, 1)), _conv_bn(8, 16),
+                           nn.Sequential(_conv_bn(16, 16, 1)), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 4))
+    model = switchable(pooled, RES, "resizable")
+    seen = outcomes(model, "synthetic", "val", [(16, None), (32, None)], samples=6)
+    assert tuple(seen.features.shape) == (6, 16, 4, 4) and tuple(seen.correct.shape) == (6, 2)
+    with pytest.raises(ValueError, match="has 0 nn.AdaptiveAvgPool2d modules .* such as x.mean"):
+        mean_pooled = Head(nn.Sequential(_conv_bn(3, 8), nn.Sequential(_conv_bn(8, 8, 1))))
+        outcomes(switchable(mean_pooled, RES, "resizable"), "synthetic", "val", [(16, None)], samples=2)
