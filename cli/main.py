@@ -116,8 +116,10 @@ def _add_train(sub) -> None:
                    help="NHWC weights and batches (faster training steps on CPU and GPU)")
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--num-classes", type=int, default=d.num_classes, help="synthetic data only")
-    p.add_argument("--train-samples", type=int, default=d.train_samples, help="synthetic data only")
-    p.add_argument("--val-samples", type=int, default=d.val_samples, help="synthetic data only")
+    p.add_argument("--train-samples", type=int, default=d.train_samples,
+                   help="synthetic: images generated; fashion-mnist: the first N (an ImageFolder uses all)")
+    p.add_argument("--val-samples", type=int, default=d.val_samples,
+                   help="synthetic: images generated; fashion-mnist: the first N (an ImageFolder uses all)")
     p.add_argument("--max-steps-per-epoch", type=int, default=d.max_steps_per_epoch)
     p.add_argument("--out", default=d.out, help="run folder: checkpoint.pt and metrics.jsonl")
     p.add_argument("--resume", action=argparse.BooleanOptionalAction, default=d.resume,
@@ -225,7 +227,8 @@ def _add_eval(sub) -> None:
                         "(default: the full configuration)")
     p.add_argument("--batch-size", type=_int_at_least(1), default=d.batch_size)
     p.add_argument("--workers", type=_int_at_least(0), default=d.workers)
-    p.add_argument("--val-samples", type=_int_at_least(1), default=d.val_samples, help="synthetic data only")
+    p.add_argument("--val-samples", type=_int_at_least(1), default=d.val_samples,
+                   help="synthetic: images generated; fashion-mnist: the first N (an ImageFolder uses all)")
     p.add_argument("--calib-samples", type=_int_at_least(1), default=d.calib_samples,
                    help="training images for --bn recalibrate")
     p.add_argument("--seed", type=int, default=d.seed, help="synthetic data seed (use the training run's)")

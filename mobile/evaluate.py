@@ -102,7 +102,7 @@ class EvalConfig:
     stage_scales: tuple[float, ...] | None = None  # resizable: the configuration to evaluate (default: full)
     batch_size: int = 128
     workers: int = 2
-    val_samples: int | None = None  # synthetic data only
+    val_samples: int | None = None  # synthetic: images generated; fashion-mnist: the first N (an ImageFolder: all)
     calib_samples: int = 1024  # training images for bn_mode "recalibrate"
     seed: int = 0  # synthetic data seed (the training run's)
 
