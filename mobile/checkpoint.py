@@ -45,9 +45,11 @@ def atomic_write(path: str | os.PathLike, write) -> Path:
 
 
 def save_checkpoint(path: str | os.PathLike, model: MultiResolutionNet, class_names: list[str],
-                    train_state: dict | None = None, metadata: dict | None = None) -> Path:
-    """Write `model` (and optionally the resumable training state, and plain-data `metadata` such as where an
-    imported model came from) to `path` atomically."""
+                    train_state: dict | None = None, metadata: dict | None = None,
+                    qat_ranges: dict | None = None) -> Path:
+    """Write `model` (and optionally the resumable training state, plain-data `metadata` such as where an
+    imported model came from, and the activation ranges `train --qat` learned, `QAT.range_table()`) to `path`
+    atomically."""
     if len(class_names) != model.config.num_classes:
         raise ValueError(f"class_names: expected {model.config.num_classes} names, got {len(class_names)}")
     payload = {
@@ -59,6 +61,7 @@ def save_checkpoint(path: str | os.PathLike, model: MultiResolutionNet, class_na
         "state_dict": model.state_dict(),
         "train_state": train_state,
         **({"metadata": metadata} if metadata else {}),
+        **({"qat_ranges": qat_ranges} if qat_ranges else {}),
     }
     return atomic_write(path, lambda tmp: torch.save(payload, tmp))
 
@@ -153,6 +156,40 @@ def check_numbers(payload: dict, source: str = "checkpoint") -> None:
         if not isinstance(v, (list, tuple)) or len(v) != 3 or not all(_finite(x) for x in v) or \
                 (field == "std" and not all(x > 0 for x in v)):
             bad(f"preprocessing.{field}", v, "3 finite numbers" + (" > 0" if field == "std" else ""))
+
+
+def qat_ranges(payload: dict, source: str = "checkpoint") -> dict[int, dict[str, tuple[float, float]]] | None:
+    """The activation ranges `train --qat` learned, {resolution: {point: (lo, hi)}} (a point is
+    `resflex.mobile.qat.INPUT_POINT` or the FQN of the module whose output it is; a resolution never trained has no
+    entries), or None when the checkpoint holds none. A malformed table, a range that is not finite or whose lo > hi
+    is a CheckpointError naming the point and resolution."""
+    table = payload.get("qat_ranges")
+    if table is None:
+        return None
+    if not isinstance(table, dict) or not isinstance(table.get("resolutions"), list) or \
+            not isinstance(table.get("points"), dict):
+        raise CheckpointError(f"{source}: qat_ranges must be an object with 'resolutions' (a list) and 'points' "
+                              "(an object)")
+    resolutions = table["resolutions"]
+    if any(isinstance(r, bool) or not isinstance(r, int) or not 1 <= r <= 4096 for r in resolutions):
+        raise CheckpointError(f"{source}: qat_ranges.resolutions = {str(resolutions)[:60]}, expected integers in "
+                              "[1, 4096]")
+    out: dict[int, dict[str, tuple[float, float]]] = {r: {} for r in resolutions}
+    for point, value in table["points"].items():
+        where = f"{source}: qat_ranges.points[{str(point)[:80]!r}]"
+        if not isinstance(point, str) or not isinstance(value, dict) or \
+                any(not isinstance(value.get(k), list) or len(value[k]) != len(resolutions) for k in ("lo", "hi")):
+            raise CheckpointError(f"{where}: expected {{'lo': [...], 'hi': [...]}} with one value per resolution "
+                                  f"({len(resolutions)})")
+        for r, lo, hi in zip(resolutions, value["lo"], value["hi"]):
+            if lo is None and hi is None:
+                continue  # never trained at this resolution
+            if not (_finite(lo) and _finite(hi)):
+                raise CheckpointError(f"{where} at {r}px: range ({lo}, {hi}) is not two finite numbers")
+            if lo > hi:
+                raise CheckpointError(f"{where} at {r}px: range ({lo}, {hi}) is inverted (lo > hi)")
+            out[r][point] = (float(lo), float(hi))
+    return out
 
 
 def _examples(keys: list[str], n: int = 3) -> str:

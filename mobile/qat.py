@@ -12,8 +12,9 @@ BN each; their learned 2-bit quantizers are not what a phone runtime executes, i
   (each resolution is calibrated on its own at conversion) at the points the quantizers put them: the input, every
   conv-BN(-activation) unit's output, every residual block's output, and the logits.
 
-The result is an ordinary float checkpoint whose weights lie on (or next to) the int8 grid; `resflex convert`
-quantizes it as any other (its calibration re-measures the activation ranges on the calibration images).
+The result is an ordinary float checkpoint whose weights lie on (or next to) the int8 grid, plus the learned ranges
+(`QAT.range_table`, checkpoint field `qat_ranges`): `resflex convert --calib-from qat` (the default for such a
+checkpoint) gives them to the quantizers that take ranges (ExecuTorch, ONNX Runtime) instead of re-measuring them.
 PyTorch's PT2E QAT (`prepare_qat_pt2e`) is not used: it traces one graph per input shape, so the five resolutions'
 graphs would hold five copies of the weights and train them apart, where these networks share one.
 """
@@ -34,6 +35,7 @@ ACT_QMIN, ACT_QMAX = -128, 127  # asymmetric int8 activations
 RANGE_MOMENTUM = 0.01  # moving-average weight of each batch's min/max (PyTorch's MovingAverageMinMaxObserver)
 QAT_METHODS = (Method.RSNET, Method.SAN, Method.SINGLE)
 BN_TYPES = (nn.BatchNorm2d, SwitchableBatchNorm2d)
+INPUT_POINT = "<input>"  # the model input's point in a range table (every other point is a module FQN: its output)
 
 
 def fake_quant_weight(w: Tensor) -> Tensor:
@@ -141,17 +143,40 @@ class QAT:
         device = next(model.parameters()).device
         # Not submodules of the model, so its state dict (the checkpoint) stays an ordinary float one.
         self.ranges = nn.ModuleList()
-        self.handles = [self._point(model, "input")] + [self._point(m, "output") for m in list(_quant_points(model))]
+        self.names: list[str] = []  # each range's point: INPUT_POINT, or the FQN of the module whose output it is
+        names = {id(m): name for name, m in model.named_modules()}
+        self.handles = [self._point(model, "input", INPUT_POINT)] + [
+            self._point(m, "output", names[id(m)]) for m in list(_quant_points(model))]
         self.ranges.to(device)
 
-    def _point(self, module: nn.Module, position: str):
+    def _point(self, module: nn.Module, position: str, name: str):
         r = ActivationRange(self.model.config.resolutions)
         self.ranges.append(r)
+        self.names.append(name)
         model = self.model
         if position == "input":
             return module.register_forward_pre_hook(
                 lambda mod, args: (r(args[0], model.resolution, model.training), *args[1:]))
         return module.register_forward_hook(lambda mod, args, out: r(out, model.resolution, model.training))
+
+    def range_table(self) -> dict:
+        """The learned activation ranges as plain data for the checkpoint (`resflex.mobile.checkpoint.qat_ranges`
+        reads them back): {"resolutions": [...], "points": {point: {"lo": [...], "hi": [...]}}}, one value per
+        resolution, None where the resolution was never trained."""
+        def values(r: ActivationRange, t: Tensor) -> list:
+            return [float(v) if seen else None for v, seen in zip(t.tolist(), r.seen.tolist())]
+
+        return {"resolutions": list(self.model.config.resolutions),
+                "points": {name: {"lo": values(r, r.lo), "hi": values(r, r.hi)}
+                           for name, r in zip(self.names, self.ranges)}}
+
+    @torch.no_grad()
+    def load_ranges(self, ranges: dict[int, dict[str, tuple[float, float]]]) -> None:
+        """Continue from the ranges a checkpoint holds (`checkpoint.qat_ranges`), e.g. when a run resumes."""
+        for name, r in zip(self.names, self.ranges):
+            for i, resolution in enumerate(r.resolutions):
+                if name in ranges.get(resolution, {}):
+                    (r.lo[i], r.hi[i]), r.seen[i] = ranges[resolution][name], True
 
     def remove(self) -> None:
         for h in self.handles:

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from .checkpoint import atomic_write, model_from_payload, read_checkpoint, save_checkpoint
+from .checkpoint import atomic_write, model_from_payload, qat_ranges, read_checkpoint, save_checkpoint
 from .data import TrainTransform, build_dataset, make_loader
 from .evaluate import evaluate
 from .layers import DEFAULT_STAGE_SCALES, check_resolutions, check_scales, check_stage_scales, parse_enum
@@ -548,6 +548,8 @@ def train(config: TrainConfig) -> MultiResolutionNet:
                              "recipe changed: docs/guide/train.md); finish that run with the resflex version that "
                              "started it, or start over with --overwrite")
         model.load_state_dict(model_from_payload(payload, str(ckpt_path)).state_dict())
+        if qat is not None:  # the learned activation ranges go on from where they were
+            qat.load_ranges(qat_ranges(payload, str(ckpt_path)) or {})
         start_epoch = resumable.load_state_dict(state, device)
 
     target_point = None  # (resolution, stage scales) trained alone after --switch-at-epoch
@@ -640,7 +642,8 @@ def train(config: TrainConfig) -> MultiResolutionNet:
                       **({"alpha": criterion.alpha.tolist()} if hasattr(criterion, "alpha") else {})}
             with open(config.metrics_path, "a") as f:
                 f.write(json.dumps(record) + "\n")
-            save_checkpoint(ckpt_path, model, class_names, resumable.state_dict(epoch + 1, config, device))
+            save_checkpoint(ckpt_path, model, class_names, resumable.state_dict(epoch + 1, config, device),
+                            qat_ranges=qat.range_table() if qat is not None else None)
             accs = "  ".join(f"{r}px {a:.3f}" for r, a in val.items())
             tqdm.write(f"epoch {epoch + 1}: train loss {record['train_loss']:.3f}  val top-1 {accs}"
                        + (f"  ({skipped} unreadable images skipped)" if skipped else ""))

@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 import torch
 
-from resflex.mobile.checkpoint import load_checkpoint
+from resflex.mobile.checkpoint import load_checkpoint, qat_ranges
 from resflex.mobile.models import create_model
-from resflex.mobile.qat import ActivationRange, enable_qat, fake_quant_weight
+from resflex.mobile.qat import INPUT_POINT, ActivationRange, enable_qat, fake_quant_weight
 from resflex.mobile.train import BASE_LR, QAT_FINETUNE_LR_FACTOR, TrainConfig, train
 
 
@@ -82,3 +82,32 @@ def test_qat_fine_tunes_a_float_checkpoint(tmp_path):
     loaded, payload = load_checkpoint(qat_run.checkpoint_path)  # an ordinary float checkpoint
     assert payload["train_state"]["train_config"]["qat"] is True
     assert set(loaded.state_dict()) == set(create_model("mobilenet_v2", "rsnet", (32, 16), 0.35, 10).state_dict())
+    ranges = qat_ranges(payload, str(qat_run.checkpoint_path))  # the learned ranges, per resolution and point
+    modules = dict(loaded.named_modules())
+    for r in (32, 16):
+        assert ranges[r][INPUT_POINT][0] < 0 < ranges[r][INPUT_POINT][1]  # normalized images
+        assert len(ranges[r]) > 30 and all(p in modules for p in ranges[r] if p != INPUT_POINT)
+        assert all(lo <= hi for lo, hi in ranges[r].values())
+    assert ranges[32]["classifier.1"] != ranges[16]["classifier.1"]  # logits: one range per resolution
+    _, float_payload = load_checkpoint(float_run.checkpoint_path)
+    assert qat_ranges(float_payload) is None
+
+
+def test_range_table_round_trips_through_a_checkpoint(tmp_path):
+    """What `train --qat` saves is what a resumed run (and `convert --calib-from qat`) reads back; a resolution never
+    trained has no ranges."""
+    from resflex.mobile.checkpoint import read_checkpoint, save_checkpoint
+
+    model = create_model("tiny_cnn", "rsnet", (32, 16), 0.5, 4)
+    qat = enable_qat(model)
+    model.train()
+    model.set_resolution(32)
+    model(torch.randn(4, 3, 32, 32))
+    table = qat.range_table()
+    qat.remove()
+    path = save_checkpoint(tmp_path / "c.pt", model, list("abcd"), qat_ranges=table)
+    ranges = qat_ranges(read_checkpoint(path), str(path))
+    assert ranges[16] == {} and set(ranges[32]) == {INPUT_POINT, "features.0", "features.1", "features.2", "fc"}
+    resumed = enable_qat(create_model("tiny_cnn", "rsnet", (32, 16), 0.5, 4))
+    resumed.load_ranges(ranges)
+    assert resumed.range_table() == table
