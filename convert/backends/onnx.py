@@ -59,6 +59,7 @@ from torch import Tensor, nn
 
 from ..quiet import is_verbose
 from ..runtimes import OnnxRuntime, Spatial, spatial_keys
+from ..qat_ranges import INPUT_POINT, RangeUse, last_values_of
 from .base import Entry, Exported, check_calib_method
 
 INPUT, OUTPUT = "image", "logits"
@@ -235,11 +236,42 @@ CALIB_METHODS = ("minmax", "percentile")
 ACTIVATIONS = "QUInt8"
 
 
+def _module_scopes(node_name: str) -> set[str]:
+    """The FQNs of the modules an ONNX node was exported from, read from the TorchScript exporter's scoped node name
+    (`/features/features.2/block/block.0/block.0.0/Conv`: each segment names a child, prefixed by its parent's
+    segment when the parent is a container → features, features.2, features.2.block, …, features.2.block.0.0)."""
+    owners, fqn, prev = set(), "", None
+    for seg in node_name.split("/")[1:-1]:
+        fqn = fqn + seg[len(prev):] if prev and seg.startswith(prev + ".") else f"{fqn}.{seg}" if fqn else seg
+        owners.add(fqn)
+        prev = seg
+    return owners
+
+
+def _range_overrides(fp32: Path, ranges: Mapping[str, tuple[float, float]]) -> dict[str, list[dict]]:
+    """quantize_static's TensorQuantOverrides holding QAT's (lo, hi) for every tensor of the exported graph that is a
+    QAT point (the input, or the last output computed inside the point's module: `resflex.convert.qat_ranges`)."""
+    graph = _load(fp32).graph
+    values = [(out, _module_scopes(n.name)) for n in graph.node for out in n.output]
+    point_of = last_values_of(values, ranges)
+    point_of.update({i.name: INPUT_POINT for i in graph.input})
+    return {t: [{"rmin": np.array(ranges[p][0], np.float32), "rmax": np.array(ranges[p][1], np.float32)}]
+            for t, p in point_of.items() if p in ranges}
+
+
+def _activation_points(model) -> int:
+    """Activation tensors a QDQ graph quantizes (QuantizeLinear nodes whose input is not an initializer)."""
+    inits = {t.name for t in model.graph.initializer}
+    return len({n.input[0] for n in model.graph.node if n.op_type == "QuantizeLinear" and n.input[0] not in inits})
+
+
 def _quantize(module: nn.Module, resolution: int, calib: Tensor, work: Path, tag: str | None = None,
-              method: str = CALIB_METHODS[0]):
+              method: str = CALIB_METHODS[0], ranges: Mapping[str, tuple[float, float]] | None = None,
+              use: list | None = None):
     """The resolution's QDQ int8 graph (`quantize_static` on the BN-folded graph, activations calibrated with
-    `method`, see `CALIB_METHODS`) with every conv's int8 weight re-quantized from the unfolded weight (see the
-    module docstring). Returns (ModelProto, convs whose int8 bytes carry a BN sign flip)."""
+    `method`, see `CALIB_METHODS`, except the QAT points `ranges` covers, {point: (lo, hi)}; `use` gets a
+    `RangeUse`) with every conv's int8 weight re-quantized from the unfolded weight (see the module docstring).
+    Returns (ModelProto, convs whose int8 bytes carry a BN sign flip)."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     calibrators = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile}
@@ -254,12 +286,17 @@ def _quantize(module: nn.Module, resolution: int, calib: Tensor, work: Path, tag
     _unshare_constants(fp32)
     # the histogram calibrators print their progress: kept off the terminal unless the conversion is verbose
     printed = contextlib.nullcontext() if is_verbose() else contextlib.redirect_stdout(io.StringIO())
+    overrides = _range_overrides(fp32, ranges) if ranges else {}
     with _quiet_quantizer(), printed:
         quantize_static(str(fp32), str(int8), _CalibrationReader(calib), quant_format=QuantFormat.QDQ,
                         per_channel=True, activation_type=getattr(QuantType, ACTIVATIONS),
                         weight_type=QuantType.QInt8,
-                        calibrate_method=calibrators[method])
+                        calibrate_method=calibrators[method],
+                        extra_options={"TensorQuantOverrides": overrides} if overrides else None)
     model = _load(int8)
+    if use is not None:
+        points = _activation_points(model)
+        use.append(RangeUse(min(len(overrides), points), max(points - len(overrides), 0)))
     biases = {name: t.detach().numpy() for name, t in folded.state_dict().items() if name.endswith(".bias")}
     flipped = _share_int8_weights(model, unfolded, biases)
     return model, flipped
@@ -344,15 +381,18 @@ class OnnxBackend:
     own_process = False  # exported here, or in a `BackgroundExport` child
     calib_methods = CALIB_METHODS  # int8 activation calibrators; the first is the default
     sharing = "size"  # no effect: ONNX Runtime folds the Mul/Add into the conv when it creates the session
+    takes_act_ranges = True  # int8: QAT's activation ranges go to quantize_static as TensorQuantOverrides
+    act_ranges = None  # {resolution: {QAT point: (lo, hi)}} (`convert --calib-from qat`), or None: images only
 
-    def __init__(self, calib_method: str | None = None, sharing: str = "size"):
+    def __init__(self, calib_method: str | None = None, sharing: str = "size", act_ranges=None):
         self.sharing = sharing
         self.calib_method = check_calib_method(self.name, calib_method, self.calib_methods)
+        self.act_ranges = act_ranges
 
     def export(self, baked: Mapping[int, nn.Module], precision: str, calib: Mapping[int, Tensor],
                out_dir: Path) -> Exported:
         out_dir.mkdir(parents=True, exist_ok=True)
-        models, entries, flipped = {}, [], 0
+        models, entries, flipped, use = {}, [], 0, []
         with tempfile.TemporaryDirectory(prefix=".onnx_", dir=out_dir) as tmp:
             work = Path(tmp)
             for key in spatial_keys(baked):  # resolutions (Resizable Networks: × stage-scale configurations)
@@ -362,7 +402,8 @@ class OnnxBackend:
                     models[name] = _load(export_onnx_file(module, r, work / name))
                 else:
                     models[name], n = _quantize(module, r, calib[key], work, sp.tag,
-                                                getattr(self, "calib_method", CALIB_METHODS[0]))
+                                                getattr(self, "calib_method", CALIB_METHODS[0]),
+                                                (self.act_ranges or {}).get(r), use)
                     flipped += n
                 compact(models[name])
                 entries.append(Entry(r, name, INPUT, OUTPUT, (1, 3, r, r), sp.stage_scales))
@@ -374,7 +415,8 @@ class OnnxBackend:
         if flipped:
             notes += (f"; {flipped} conv(s) × resolution with a negative BN scale (int8 bytes shared only at "
                       "equal signs)")
-        return Exported(self.name, precision, (*models, weights), "NCHW", tuple(entries), True, notes)
+        return Exported(self.name, precision, (*models, weights), "NCHW", tuple(entries), True, notes,
+                        range_use=sum(use, RangeUse()) if self.act_ranges and use else None)
 
     def runner(self, exported: Exported, out_dir: Path) -> OnnxRuntime:
         return OnnxRuntime(Path(out_dir) / exported.files[0])
