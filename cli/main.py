@@ -364,6 +364,11 @@ def _add_convert(sub) -> None:
                    help="int8 activation calibration: one method for every backend, or per backend (default: each "
                         "backend's own): executorch histogram|minmax|moving_average, onnx "
                         "minmax|percentile, tflite minmax, coreml minmax (W8A8 only)")
+    p.add_argument("--calib-from", choices=("auto", "qat", "images"), default="auto",
+                   help="int8 activation ranges: qat = the ranges `train --qat` learned, where the quantizer has "
+                        "that point (ExecuTorch, ONNX; the other points, and TFLite, calibrate on the images; Core ML "
+                        "int8 is weight-only); images = calibrate every point on --calib-data; auto = qat when the "
+                        "checkpoint holds QAT ranges, else images. The manifest records which, per artifact")
     p.add_argument("--sharing", choices=("size", "speed"), default="size",
                    help="size: every artifact stores its weights once (per-resolution BN as an extra per-channel op "
                         "in ExecuTorch and TFLite fp32); speed: those fp32 artifacts fold BN per resolution instead "
@@ -395,7 +400,7 @@ def _run_convert(args) -> int:
         precisions=tuple(args.precision.split(",")), resolutions=args.resolutions, configs=args.configs,
         bn_mode=args.bn,
         scale_code=args.scale_code, data=args.calib_data, calib_samples=args.calib_samples,
-        calib_method=args.calib_method, sharing=args.sharing,
+        calib_method=args.calib_method, calib_from=args.calib_from, sharing=args.sharing,
         val_samples=args.val_samples, seed=args.seed, keep_going=args.keep_going, zip=args.zip,
         overwrite=args.overwrite, progress=args.progress, verbose=args.verbose)
     result = convert(config)

@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from resflex.mobile import __version__
 from resflex.mobile.bundle import schema
-from resflex.mobile.checkpoint import load_checkpoint
+from resflex.mobile.checkpoint import load_checkpoint, qat_ranges
 from resflex.mobile.evaluate import eval_loader, first_images
 from resflex.mobile.layers import BNMode, ScaleCode, check_resolutions, parse_enum, recalibrate_bn
 from resflex.mobile.macs import count_macs, count_params
@@ -32,6 +32,7 @@ from resflex.mobile.search import check_configs_for, read_configs
 
 from .backends.base import Exported
 from .background import Background
+from .qat_ranges import CALIB_FROM, checked_ranges
 from .bake import bake
 from .runtimes import Spatial
 from resflex.mobile.bundle.io import LUT_FILE, MANIFEST, sha256_of, size_of, staging_dir, write_zip
@@ -90,6 +91,9 @@ class ConvertConfig:
     # int8 activation calibration: None (each backend's default), a method every backend offers ("minmax"), or
     # per backend "executorch=histogram,onnx=percentile" (others keep their default); `calib_methods` lists them
     calib_method: str | None = None
+    # int8 activation ranges (`qat_ranges.CALIB_FROM`): "qat" = those `train --qat` learned (ExecuTorch, ONNX; the
+    # other backends cannot take ranges and calibrate on images), "images", "auto" = qat when the checkpoint has them
+    calib_from: str = "auto"
     sharing: str = "size"  # "size": weights stored once; "speed": BN folded per resolution where that runs faster
     val_samples: int = 500
     seed: int = 0
@@ -114,6 +118,8 @@ class ConvertConfig:
             parse_enum(BNMode, self.bn_mode, "BN mode")
         parse_enum(ScaleCode, self.scale_code, "scale code")
         parse_enum(schema.Sharing, self.sharing, "--sharing")
+        if self.calib_from not in CALIB_FROM:
+            raise ValueError(f"--calib-from {self.calib_from!r}; expected one of: {', '.join(CALIB_FROM)}")
         if self.resolutions is not None:
             check_resolutions(self.resolutions)
 
@@ -183,7 +189,7 @@ def _convert(config: ConvertConfig) -> ConvertResult:
     model, payload = load_checkpoint(config.checkpoint)
     spatials, bn_mode = _serving(model, config)  # what each entry serves, largest first
     resolutions = tuple(sorted({s.resolution for s in spatials}, reverse=True))
-    backends = load_backends(config)  # fail early on a missing runtime/tool
+    backends = load_backends(config, _act_ranges(config, payload, resolutions))  # fail early on a missing tool
     class_names = payload["class_names"]
     say = (lambda msg: tqdm.write(msg)) if config.progress else (lambda msg: None)
 
@@ -217,7 +223,7 @@ def _convert(config: ConvertConfig) -> ConvertResult:
                     exported, seconds = (background.exported(be.name, precision, time.perf_counter()) if away
                                          else _export_here(be, baked, precision, calib, stage / be.name))
                     info = _artifact_info(be, exported, stage, baked, val, precision, seconds)
-                info = dataclasses.replace(info, calibration=_calibration(be, precision, calib_used),
+                info = dataclasses.replace(info, calibration=_calibration(be, precision, calib_used, exported),
                                            sharing=schema.Sharing(config.sharing))
             except Exception as e:  # one backend failing must not lose the others
                 failures.append(schema.Failure(be.name, precision, f"{type(e).__name__}: {e}"))
@@ -240,11 +246,23 @@ def _convert(config: ConvertConfig) -> ConvertResult:
     return ConvertResult(bundle, manifest, table, seconds)
 
 
-def load_backends(config: ConvertConfig) -> list:
+def load_backends(config: ConvertConfig, act_ranges=None) -> list:
     """The exporters of `config.backends`, each built with its int8 calibration method and `config.sharing`."""
     classes = [load_backend_class(name) for name in config.backends]
     methods = calib_methods(config.calib_method, classes)
-    return [cls(calib_method=methods[cls], sharing=config.sharing) for cls in classes]
+    return [cls(calib_method=methods[cls], sharing=config.sharing,
+                **({"act_ranges": act_ranges} if act_ranges and getattr(cls, "takes_act_ranges", False) else {}))
+            for cls in classes]
+
+
+def _act_ranges(config: ConvertConfig, payload: dict, resolutions) -> dict | None:
+    """QAT's activation ranges per resolution for the int8 quantizers (`config.calib_from`), or None (images)."""
+    if config.calib_from == "images" or "int8" not in config.precisions:
+        return None
+    ranges = qat_ranges(payload, config.checkpoint)  # a malformed, NaN or inverted range: CheckpointError
+    if config.calib_from == "qat":
+        return checked_ranges(ranges, resolutions, config.checkpoint)
+    return ranges if ranges and all(ranges.get(r) for r in resolutions) else None
 
 
 def _serving(model, config: ConvertConfig) -> tuple[list[Spatial], str]:
@@ -395,12 +413,15 @@ def calib_methods(spec: str | None, backends) -> dict:
     return chosen
 
 
-def _calibration(be, precision: str, samples: int) -> schema.Calibration | None:
+def _calibration(be, precision: str, samples: int, exported: Exported | None = None) -> schema.Calibration | None:
     """The manifest's record of an int8 artifact's activation calibration (None: float, or weight-only int8)."""
     if precision != "int8" or not getattr(be, "calibrates_activations", True):
         return None
     used = min(samples, getattr(be, "calib_samples", samples))  # Core ML W8A8 calibrates on its first calib_samples
-    return schema.Calibration(getattr(be, "calib_method", be.calib_methods[0]), used)
+    use = getattr(exported, "range_use", None)
+    return schema.Calibration(getattr(be, "calib_method", be.calib_methods[0]), used,
+                              **({} if use is None else {"source": "qat", "points_from_qat": use.from_qat,
+                                                         "points_from_images": use.from_images}))
 
 
 def _operating_points(info: schema.ArtifactInfo, macs, params, config, val) -> list[schema.OperatingPoint]:

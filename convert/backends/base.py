@@ -10,6 +10,7 @@ from typing import Protocol
 import numpy as np
 from torch import Tensor, nn
 
+from ..qat_ranges import RangeUse
 from ..runtimes import Entry
 
 __all__ = ["Entry", "Exported", "HostRunner", "Exporter", "check_calib_method"]
@@ -26,6 +27,7 @@ class Exported:
     entries: tuple[Entry, ...]
     runs_on_host: bool = True
     notes: str = ""
+    range_use: RangeUse | None = None  # int8 with QAT ranges: activation points from QAT and from the images
 
 
 def check_calib_method(backend: str, method: str | None, allowed: tuple[str, ...]) -> str:

@@ -49,6 +49,7 @@ from torch import Tensor, nn
 
 from ..bake import ChannelAffine, conv_pairs
 from ..runtimes import ExecuTorchRuntime, Spatial, spatial_keys
+from ..qat_ranges import INPUT_POINT, RangeUse, last_values_of
 from .base import Entry, Exported, check_calib_method
 
 INPUT, OUTPUT = "image", "logits"  # ExecuTorch methods take and return positional tensors; names for the manifest
@@ -235,10 +236,12 @@ def _activation_config(method: str):
     return dataclasses.replace(config, input_activation=act, output_activation=act)
 
 
-def _quantized(module: nn.Module, resolution: int, calib: Tensor, method: str = CALIB_METHODS[0]
+def _quantized(module: nn.Module, resolution: int, calib: Tensor, method: str = CALIB_METHODS[0],
+               ranges: Mapping[str, tuple[float, float]] | None = None, use: list | None = None
                ) -> torch.fx.GraphModule:
     """PT2E static int8 (XNNPACK, per-channel weights), activation ranges from the observer of `method`
-    (`CALIB_METHODS`). The graph is captured with a dynamic batch dimension so that
+    (`CALIB_METHODS`), except at the points `ranges` (QAT's, {point: (lo, hi)}) covers; `use` gets a `RangeUse`.
+    The graph is captured with a dynamic batch dimension so that
     calibration runs `CALIB_BATCH` images per forward pass (the observers see every calibration image, in far fewer
     calls than one image at a time); the converted graph is exported again at batch 1 for lowering."""
     from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import XNNPACKQuantizer
@@ -260,10 +263,61 @@ def _quantized(module: nn.Module, resolution: int, calib: Tensor, method: str = 
     batch = torch.export.Dim("batch", min=1, max=max(CALIB_BATCH, 2))
     captured = torch.export.export(module, example, dynamic_shapes=({0: batch},)).module()
     prepared = prepare_pt2e(captured, quantizer)
+    fixed = _observer_ranges(prepared, ranges or {})
     with torch.no_grad():
-        for x in calib.float().split(CALIB_BATCH):
-            prepared(x)
+        if len(fixed) < len(_activation_observers(prepared)):  # some points need the images
+            for x in calib.float().split(CALIB_BATCH):
+                prepared(x)
+    for name, (lo, hi) in fixed.items():
+        _set_fixed_range(prepared, name, lo, hi)
+    if use is not None:
+        use.append(RangeUse(len(fixed), len(_activation_observers(prepared)) - len(fixed)))
     return convert_pt2e(prepared)
+
+
+def _activation_observers(prepared: torch.fx.GraphModule) -> dict[str, list[torch.fx.Node]]:
+    """{observer module name: the nodes it observes} for the activation observers PT2E inserted (not weights)."""
+    from torchao.quantization.pt2e import ObserverBase
+
+    out: dict[str, list[torch.fx.Node]] = {}
+    for node in prepared.graph.nodes:
+        if node.op == "call_module" and isinstance(getattr(prepared, node.target), ObserverBase):
+            src = node.args[0]
+            if isinstance(src, torch.fx.Node) and src.op != "get_attr":
+                out.setdefault(node.target, []).append(src)
+    return out
+
+
+def _observer_ranges(prepared: torch.fx.GraphModule, ranges: Mapping[str, tuple[float, float]]
+                     ) -> dict[str, tuple[float, float]]:
+    """{observer name: QAT (lo, hi)} for every activation observer whose observed value is a QAT point (the
+    model input, or the last node computed inside the point's module: `resflex.convert.qat_ranges`)."""
+    if not ranges:
+        return {}
+    observers = _activation_observers(prepared)
+    observed = {n for nodes in observers.values() for n in nodes}
+    values = [(n.name, {fqn for fqn, _ in (n.meta.get("nn_module_stack") or {}).values()})
+              for n in prepared.graph.nodes if n in observed or n.op == "call_function"]
+    point_of = last_values_of(values, ranges)
+    point_of.update({n.name: INPUT_POINT for n in prepared.graph.nodes if n.op == "placeholder"})
+    out = {}
+    for name, nodes in observers.items():
+        found = [ranges[point_of[n.name]] for n in nodes if point_of.get(n.name) in ranges]
+        if found:  # an observer shared by several values (PT2E's shared specs) takes their union
+            out[name] = (min(lo for lo, _ in found), max(hi for _, hi in found))
+    return out
+
+
+def _set_fixed_range(prepared: torch.fx.GraphModule, name: str, lo: float, hi: float) -> None:
+    """Replace observer `name` by a MinMaxObserver of the same dtype and range holding (lo, hi): its qparams are
+    QAT's (scale (hi − lo) / 255 with 0 included, zero point qmin − round(lo / scale))."""
+    from torchao.quantization.pt2e import MinMaxObserver
+
+    old = getattr(prepared, name)
+    new = MinMaxObserver(dtype=old.dtype, qscheme=old.qscheme, quant_min=old.quant_min, quant_max=old.quant_max,
+                         eps=float(old.eps))
+    new.min_val, new.max_val = torch.tensor(float(lo)), torch.tensor(float(hi))
+    setattr(prepared, name, new)
 
 
 def _without_provenance(programs: Mapping[str, torch.export.ExportedProgram]) -> None:
@@ -357,9 +411,11 @@ class ExecuTorchBackend:
 
     calib_methods = CALIB_METHODS  # int8 activation observers; the first is the default
     sharing = "size"  # "speed": fp32 with BN folded per resolution (the int8 graph is the folded one either way)
+    takes_act_ranges = True  # int8: QAT's activation ranges replace the observers of the points they cover
+    act_ranges = None  # {resolution: {QAT point: (lo, hi)}} (`convert --calib-from qat`), or None: images only
 
     def __init__(self, share_weights: bool = True, fp32_fold_budget: float = 0.06, calib_method: str | None = None,
-                 sharing: str = "size"):
+                 sharing: str = "size", act_ranges=None):
         """`share_weights=False` folds BN per resolution everywhere (fastest graphs, K× the bytes).
         `fp32_fold_budget`: extra bytes, as a fraction of the parameter bytes, that an fp32 file may spend on
         per-resolution BN-folded copies of the convs whose depthwise affine costs the most time
@@ -371,6 +427,7 @@ class ExecuTorchBackend:
         self.fp32_fold_budget = fp32_fold_budget
         self.sharing = sharing
         self.calib_method = check_calib_method(self.name, calib_method, self.calib_methods)
+        self.act_ranges = act_ranges
 
     def export(self, baked: Mapping[int, nn.Module], precision: str, calib: Mapping[int, Tensor],
                out_dir: Path) -> Exported:
@@ -380,7 +437,7 @@ class ExecuTorchBackend:
             raise ValueError("nothing to export: no baked resolutions")
         keys = spatial_keys(baked)  # resolutions (Resizable Networks: × stage-scale configurations), largest first
         resolutions = [Spatial.of(k) for k in keys]
-        programs, sign_patterns, fold = {}, [], set()
+        programs, sign_patterns, fold, use = {}, [], set(), []
         fold_fp32 = not self.share_weights or self.sharing == "speed"
         if precision == "fp32" and not fold_fp32:
             fold = fp32_layers_to_fold(baked[keys[0]].eval(), resolutions[0].resolution, len(resolutions),
@@ -392,7 +449,8 @@ class ExecuTorchBackend:
             else:
                 folded, unfolded = _folded(module)
                 graph = _quantized(folded, r, calib.get(key) if calib is not None else None,
-                                   getattr(self, "calib_method", CALIB_METHODS[0]))
+                                   getattr(self, "calib_method", CALIB_METHODS[0]),
+                                   (self.act_ranges or {}).get(r), use)
                 if self.share_weights:
                     _share_int8_weights(graph, unfolded)
                     sign_patterns.append(_signs(unfolded))
@@ -422,7 +480,8 @@ class ExecuTorchBackend:
             notes += ("; int8 conv weights quantized once, per-resolution BN in the per-channel weight scales"
                       + (f"; {differing} channel(s) change BN sign across resolutions (their layer is stored per "
                          "resolution)" if differing else ""))
-        return Exported(self.name, precision, (file,), "NCHW", entries, runs_on_host=True, notes=notes)
+        return Exported(self.name, precision, (file,), "NCHW", entries, runs_on_host=True, notes=notes,
+                        range_use=sum(use, RangeUse()) if self.act_ranges and use else None)
 
     def runner(self, exported: Exported, out_dir: Path) -> ExecuTorchRuntime:
         return ExecuTorchRuntime(Path(out_dir) / exported.files[0])

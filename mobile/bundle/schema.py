@@ -171,6 +171,11 @@ class Calibration:
 
     method: str  # the backend quantizer's observer: histogram | minmax | moving_average | percentile | entropy | …
     samples: int  # calibration images used at each resolution (each resolution is calibrated on its own images)
+    # `convert --calib-from`: "qat" = the ranges `train --qat` learned at the points they cover (counted below, summed
+    # over entries; the other points from the images), "images" = every point from the images
+    source: str = "images"
+    points_from_qat: int | None = None
+    points_from_images: int | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -452,7 +457,9 @@ RULES: dict[str, dict[str, Rule]] = {
     "FileRef": {"file": Rule(path=True), "sha256": _SHA, "bytes": _NONNEG},
     "Parity": {"resolution": _RES, "samples": _COUNT, "max_rel_error": _NONNEG, "top1_agreement": _FRACTION,
                "top1_artifact": _FRACTION, "top1_torch": _FRACTION, "stage_scales": _SCALE},
-    "Calibration": {"method": Rule(pattern=r"^[a-z0-9_]{1,32}$"), "samples": _COUNT},
+    "Calibration": {"method": Rule(pattern=r"^[a-z0-9_]{1,32}$"), "samples": _COUNT,
+                    "source": Rule(pattern=r"^(qat|images)$"), "points_from_qat": _NONNEG,
+                    "points_from_images": _NONNEG},
     "ArtifactInfo": {"file": Rule(path=True), "sha256": _SHA, "bytes": _NONNEG, "convert_seconds": _NONNEG},
     "UnseenBN": {"mode": Rule(pattern=r"^(nearest|interpolate|recalibrate)$"),
                  "resolutions": Rule(minimum=1, maximum=65536, unique=True), "samples": _COUNT},
