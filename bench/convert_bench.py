@@ -55,7 +55,8 @@ def parse_args(argv=None):
     p.add_argument("--num-classes", type=int, default=10, help="classes of the --random models (1000: ImageNet's)")
     p.add_argument("--backends", default=",".join(BACKENDS))
     p.add_argument("--precisions", default="fp32,int8")
-    p.add_argument("--sharing", default="size", help="`convert --sharing` modes to measure, comma-separated")
+    p.add_argument("--sharing", default="size", help="`convert --sharing` modes to measure, comma-separated; "
+                   "auto@1.2: --sharing auto --size-budget 1.2")
     p.add_argument("--calib-samples", type=int, default=64)
     p.add_argument("--val-samples", type=int, default=500, help="parity images per resolution")
     p.add_argument("--runs", type=int, default=30, help="timed runs per artifact and resolution (0: sizes only)")
@@ -150,7 +151,7 @@ def bench_model(name: str, checkpoint: Path, data: str, args, size_rows: list, l
     with tempfile.TemporaryDirectory(prefix="folded_") as tmp:
         folded = {}  # (backend, precision) → the folded single-resolution artifacts, shared by every sharing mode
         for sharing in args.sharing.split(","):
-            bundle = Path(args.out) / name / ("bundle" if sharing == "size" else f"bundle_{sharing}")
+            bundle = Path(args.out) / name / ("bundle" if sharing == "size" else f"bundle_{sharing.replace('@', '_')}")
             _bench_bundle(name, checkpoint, data, model, payload, bundle, sharing, backends, folded, Path(tmp), args,
                           size_rows, latency_rows)
 
@@ -161,9 +162,11 @@ def _bench_bundle(name, checkpoint, data: str, model, payload, bundle: Path, sha
     if args.reuse and bundle.exists():
         manifest = Bundle.open(bundle).manifest
     else:
+        mode, _, budget = sharing.partition("@")
         manifest = convert(ConvertConfig(
             checkpoint=str(checkpoint), out=str(bundle), backends=tuple(args.backends.split(",")), data=data,
-            precisions=tuple(args.precisions.split(",")), calib_samples=args.calib_samples, sharing=sharing,
+            precisions=tuple(args.precisions.split(",")), calib_samples=args.calib_samples, sharing=mode,
+            size_budget=float(budget) if budget else None,
             val_samples=args.val_samples, overwrite=True, progress=False)).manifest
     print(f"{name}: bundle {bundle} (--sharing {sharing}) in {time.perf_counter() - t0:.0f} s", flush=True)
     resolutions = manifest.resolutions
@@ -174,9 +177,11 @@ def _bench_bundle(name, checkpoint, data: str, model, payload, bundle: Path, sha
             continue
         be, precision = backends[artifact.backend.value], artifact.precision.value
         key = (be.name, precision)
-        if key not in folded:
-            folded[key] = folded_artifacts(model, be, precision, resolutions if artifact.runs_on_host
+        if key not in folded:  # sizes only (--runs 0) or not runnable here: the largest resolution's is enough
+            folded[key] = folded_artifacts(model, be, precision, resolutions if artifact.runs_on_host and args.runs
                                            else resolutions[:1], calib, tmp / f"{be.name}_{precision}")
+        if artifact.compute_units:  # e.g. TFLite int8's CPU-only artifact beside the GPU-capable one
+            precision += f" ({', '.join(artifact.compute_units)})"
         mine = folded[key]
         one = mine[resolutions[0]][2]
         all_folded = (f"{sum(f[2] for f in mine.values()) / 1e6:.2f}" if len(mine) == len(resolutions)

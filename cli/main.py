@@ -343,6 +343,8 @@ def _run_adapt(args) -> int:
 
 
 def _add_convert(sub) -> None:
+    from resflex.mobile.bundle.schema import DEFAULT_SIZE_BUDGET, Sharing
+
     p = sub.add_parser("convert", help="checkpoint → mobile bundle (ExecuTorch, Core ML, TFLite, ONNX)")
     p.add_argument("checkpoint")
     p.add_argument("--out", required=True, help="bundle directory (written atomically)")
@@ -369,11 +371,15 @@ def _add_convert(sub) -> None:
                         "that point (ExecuTorch, ONNX; the other points, and TFLite, calibrate on the images; Core ML "
                         "int8 is weight-only); images = calibrate every point on --calib-data; auto = qat when the "
                         "checkpoint holds QAT ranges, else images. The manifest records which, per artifact")
-    p.add_argument("--sharing", choices=("size", "speed"), default="size",
+    p.add_argument("--sharing", choices=[s.value for s in Sharing], default="size",
                    help="size: every artifact stores its weights once (per-resolution BN as an extra per-channel op "
                         "in ExecuTorch and TFLite fp32); speed: those fp32 artifacts fold BN per resolution instead "
-                        "(the folded single-resolution speed, about K× the fp32 bytes). int8, ONNX and Core ML are "
-                        "the same in both modes")
+                        "(the folded single-resolution speed, about K× the fp32 bytes); auto: per layer, BN folded "
+                        "where that saves the most time per byte, within --size-budget. int8, ONNX and Core ML are "
+                        "the same in every mode")
+    p.add_argument("--size-budget", type=float, default=None, metavar="RATIO",
+                   help=f"--sharing auto: fp32 artifact size ÷ its floor (every weight shared), ≥ 1 (default "
+                        f"{DEFAULT_SIZE_BUDGET})")
     p.add_argument("--val-samples", type=_int_at_least(1), default=500)
     p.add_argument("--seed", type=int, default=0, help="synthetic data seed (use the training run's)")
     p.add_argument("--keep-going", action=argparse.BooleanOptionalAction, default=False,
@@ -400,7 +406,7 @@ def _run_convert(args) -> int:
         precisions=tuple(args.precision.split(",")), resolutions=args.resolutions, configs=args.configs,
         bn_mode=args.bn,
         scale_code=args.scale_code, data=args.calib_data, calib_samples=args.calib_samples,
-        calib_method=args.calib_method, calib_from=args.calib_from, sharing=args.sharing,
+        calib_method=args.calib_method, calib_from=args.calib_from, sharing=args.sharing, size_budget=args.size_budget,
         val_samples=args.val_samples, seed=args.seed, keep_going=args.keep_going, zip=args.zip,
         overwrite=args.overwrite, progress=args.progress, verbose=args.verbose)
     result = convert(config)

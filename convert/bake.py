@@ -26,7 +26,9 @@ from __future__ import annotations
 
 import collections
 import copy
+import dataclasses
 import enum
+import math
 
 import torch
 import torch.fx
@@ -34,6 +36,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
+from resflex.mobile.bundle.schema import DEFAULT_SIZE_BUDGET
 from resflex.mobile.layers import (
     BNMode,
     MetaConv2d,
@@ -124,6 +127,101 @@ def conv_pairs(module: nn.Module, follower: type, prefix: str = ""):
         for (conv_name, a), (name, b) in zip(items, items[1:]):
             if isinstance(a, nn.Conv2d) and isinstance(b, follower):
                 yield module, conv_name, name, prefix + conv_name
+
+
+@dataclasses.dataclass(frozen=True)
+class LayerCost:
+    """What one (conv, BN) pair costs a multi-resolution fp32 artifact either way: folded per resolution, its
+    `weight_elements` are stored once per extra resolution; shared (BN as a per-channel op after the conv), every
+    inference makes one extra pass over its `output_elements` (at the largest resolution)."""
+
+    name: str  # the conv's fully qualified module name
+    weight_elements: int
+    output_elements: int
+
+    @property
+    def fold_value(self) -> float:
+        """Time saved per byte spent by folding: output elements per weight element."""
+        return self.output_elements / self.weight_elements
+
+
+@dataclasses.dataclass(frozen=True)
+class SharingPlan:
+    """Which convs an fp32 artifact with `methods` resolutions folds BN into per resolution (`folded`: exactly the
+    layers whose `fold_value` is one of `fold_values`); the others store their weights once."""
+
+    folded: tuple[str, ...]
+    shared: tuple[str, ...]
+    fold_values: tuple[float, ...]  # a backend that sees only the converted graph folds the convs with these values
+    floor_bytes: int  # the estimated artifact size with every conv shared
+    extra_bytes: int  # what folding `folded` adds to it
+
+    @property
+    def size_ratio(self) -> float:
+        return (self.floor_bytes + self.extra_bytes) / self.floor_bytes
+
+
+def check_size_budget(size_budget) -> float:
+    """A `--size-budget` as a float ≥ 1 (the artifact's size ÷ its floor, the size with every weight shared)."""
+    try:
+        value = float(size_budget)
+    except (TypeError, ValueError):
+        raise ValueError(f"--size-budget {size_budget!r}: expected a number ≥ 1 (artifact size ÷ the size with every "
+                         f"weight shared, e.g. {DEFAULT_SIZE_BUDGET})") from None
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"--size-budget {size_budget!r}: expected a finite number ≥ 1 (artifact size ÷ the size with "
+                         f"every weight shared, e.g. {DEFAULT_SIZE_BUDGET}; --sharing speed folds every layer)")
+    if value < 1:
+        raise ValueError(f"--size-budget {value:g} cannot be met: the smallest achievable size is the floor, 1.0 × "
+                         "(every weight shared, --sharing size)")
+    return value
+
+
+@torch.no_grad()
+def layer_costs(module: nn.Module, resolution: int, names) -> list[LayerCost]:
+    """`LayerCost` of the convs named in `names` (FQNs), from one forward of `module` at `resolution`."""
+    names, out, hooks = list(names), {}, []
+    for name in names:
+        hooks.append(module.get_submodule(name).register_forward_hook(
+            lambda _m, _i, y, name=name: out.__setitem__(name, y.numel())))
+    try:
+        module(torch.zeros(1, 3, resolution, resolution))
+    finally:
+        for h in hooks:
+            h.remove()
+    return [LayerCost(n, module.get_submodule(n).weight.numel(), out.get(n, 0)) for n in names]
+
+
+def sharing_plan(module: nn.Module, resolution: int, names, methods: int, size_budget: float) -> SharingPlan:
+    """`plan_sharing` for the (conv, BN) pairs whose convs are named in `names`, `module` baked at the largest
+    resolution. Floor: the module's float tensors once plus, per extra resolution, each pair's BN scale and shift."""
+    costs = layer_costs(module, resolution, names)
+    per_method = sum(8 * module.get_submodule(c.name).out_channels for c in costs)
+    state = sum(t.numel() for t in module.state_dict().values() if t.is_floating_point())
+    return plan_sharing(costs, methods, size_budget, 4 * state + (methods - 1) * per_method)
+
+
+def plan_sharing(costs: list[LayerCost], methods: int, size_budget: float, floor_bytes: int) -> SharingPlan:
+    """Fold the layers with the most output per weight element first (the extra pass a shared layer costs grows
+    with its output; the bytes folding costs grow with its weights), each `(methods − 1) × 4 × weight_elements`
+    fp32 bytes, skipping what no longer fits, while the artifact stays within `size_budget` × `floor_bytes`.
+    Layers of equal `fold_value` go together, so the plan is a set of values (a backend that sees only the
+    converted graph can apply it). One method: everything folded (nothing to share)."""
+    size_budget = check_size_budget(size_budget)
+    allowance = (size_budget - 1.0) * floor_bytes
+    groups = collections.defaultdict(list)
+    for cost in costs:
+        groups[cost.fold_value].append(cost)
+    values, spent = [], 0
+    for value in sorted(groups, reverse=True):
+        extra = max(methods - 1, 0) * 4 * sum(c.weight_elements for c in groups[value])
+        if spent + extra <= allowance or methods <= 1:
+            values.append(value)
+            spent += extra
+    chosen = set(values)
+    return SharingPlan(tuple(c.name for c in costs if c.fold_value in chosen),
+                       tuple(c.name for c in costs if c.fold_value not in chosen), tuple(values), int(floor_bytes),
+                       int(spent))
 
 
 def _fold_pairs(module: nn.Module, style: BNStyle) -> None:

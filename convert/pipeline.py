@@ -222,17 +222,19 @@ def _convert(config: ConvertConfig) -> ConvertResult:
                 with native_stderr_filtered():
                     exported, seconds = (background.exported(be.name, precision, time.perf_counter()) if away
                                          else _export_here(be, baked, precision, calib, stage / be.name))
-                    info = _artifact_info(be, exported, stage, baked, val, precision, seconds)
-                info = dataclasses.replace(info, calibration=_calibration(be, precision, calib_used, exported),
-                                           sharing=schema.Sharing(config.sharing))
+                    infos = [_artifact_info(be, ex, stage, baked, val, precision, seconds)
+                             for ex in (exported, *exported.companions)]  # companions: TFLite int8's CPU-only one
+                infos = [dataclasses.replace(info, calibration=_calibration(be, precision, calib_used, exported),
+                                             sharing=schema.Sharing(config.sharing)) for info in infos]
             except Exception as e:  # one backend failing must not lose the others
                 failures.append(schema.Failure(be.name, precision, f"{type(e).__name__}: {e}"))
                 say(f"FAILED {be.name} {precision}: {e}\n{traceback.format_exc(limit=3)}")
                 continue
-            artifacts.append(info)
-            failures += _parity_failures(info, baked, val)
-            points += _operating_points(info, macs, params, config, val)
-            say(_summary(info, seconds, away))
+            for info in infos:
+                artifacts.append(info)
+                failures += _parity_failures(info, baked, val)
+                points += _operating_points(info, macs, params, config, val)
+                say(_summary(info, seconds, away))
         bar.close()
         manifest = _manifest(model, config, resolutions, class_names, artifacts, failures, unseen_bn)
         table = schema.LUT(points)
@@ -338,7 +340,9 @@ def _summary(info: schema.ArtifactInfo, seconds: float, away: bool) -> str:
              + f"parity {'ok' if not bad else 'BELOW TARGET'} at {len(info.parity)} entries"
              + (f" (worst rel. error {worst.max_rel_error:.1e}, agreement {worst.top1_agreement:.3f})"
                 if worst else ""))
-    return (f"{info.backend.value} {info.precision.value}: {info.bytes / 1e6:.2f} MB, {len(info.entries)} entries, "
+    only = f" on {', '.join(info.compute_units)} only" if info.compute_units else ""
+    return (f"{info.backend.value} {info.precision.value}{only}: {info.bytes / 1e6:.2f} MB, "
+            f"{len(info.entries)} entries, "
             f"converted in {seconds:.1f} s{' in a separate process' if away else ''}, {check}")
 
 
@@ -379,7 +383,8 @@ def _artifact_info(be, exported: Exported, stage: Path, baked, val, precision, s
                  for e in exported.entries],
         runs_on_host=on_host, parity=parity,
         extra_files=[schema.FileRef(rel(f), sha256_of(f), size_of(f)) for f in files[1:]],
-        notes=exported.notes, convert_seconds=round(seconds, 2))
+        notes=exported.notes, convert_seconds=round(seconds, 2),
+        compute_units=None if exported.compute_units is None else list(exported.compute_units))
 
 
 def calib_methods(spec: str | None, backends) -> dict:
@@ -430,7 +435,7 @@ def _operating_points(info: schema.ArtifactInfo, macs, params, config, val) -> l
     for e in info.entries:
         spatial = Spatial(e.resolution, tuple(e.stage_scales or ()))
         p = parity.get((e.resolution, *spatial.stage_scales))
-        for unit in schema.COMPUTE_UNITS[info.backend]:
+        for unit in info.compute_units or schema.COMPUTE_UNITS[info.backend]:
             points.append(schema.OperatingPoint(
                 resolution=e.resolution, backend=info.backend, precision=info.precision, compute_unit=unit,
                 artifact=info.file, entry=e.name, macs=macs[spatial], params=params, artifact_bytes=info.bytes,

@@ -10,8 +10,11 @@ Pure Python (no torch, no numpy, no math beyond + − × ÷ min max), so the Kot
 
 All arithmetic is IEEE double, in the order written below; counters are integers.
 
-1. Candidates (once, at construction; `Selector(lut, device, policy)`)
-   For each operating point i of `lut.operating_points` (LUT order):
+1. Candidates (once, at construction; `Selector(lut, device, policy, compute_units)`)
+   First, a point whose artifact is in `compute_units` (artifact file → the units manifest.json offers it on,
+   `ArtifactInfo.compute_units`; e.g. TFLite int8's CPU-only artifact: ["CPU"]) and whose compute_unit is not in
+   that list is dropped: it is never a candidate, dominates nothing and does not count for the energy metric.
+   For each remaining operating point i of `lut.operating_points` (LUT order):
    - class: "accelerator" if its compute_unit is in `policy.accelerator_units`, else "cpu" (unknown units
      count as CPU: heat and load slow them).
    - base latency (ms) and its source, first that applies:
@@ -144,6 +147,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -384,15 +388,21 @@ def base_latency(op: OperatingPoint, device: str, lut: LUT, policy: Policy) -> t
 class Selector:
     """Chooses an operating point per frame from a LUT, a device id and a `Policy` (module docstring)."""
 
-    def __init__(self, lut: LUT, device: str, policy: Policy | None = None):
+    def __init__(self, lut: LUT, device: str, policy: Policy | None = None,
+                 compute_units: Mapping[str, Sequence[str]] | None = None):
         if not isinstance(lut, LUT):
             raise TypeError(f"lut: expected a resflex.mobile.bundle.schema.LUT, got {type(lut).__name__}")
         if not lut.operating_points:
             raise SchemaError("lut: no operating points to choose from (every backend failed in `resflex convert`?)")
         self.lut, self.device, self.policy = lut, device, policy or DEFAULT_POLICY
         points = lut.operating_points
+        units = compute_units or {}
+        offered = [op.artifact not in units or op.compute_unit in units[op.artifact] for op in points]
+        if not any(offered):
+            raise SchemaError("lut: no operating point is on a compute unit its artifact is offered on "
+                              f"(compute_units: {dict(units)})")
         infos = [base_latency(op, device, lut, self.policy) for op in points]
-        metric = "energy_mj" if all(e is not None for _, _, e in infos) else "macs"
+        metric = "energy_mj" if all(e is not None for (_, _, e), ok in zip(infos, offered) if ok) else "macs"
         order = sorted(range(len(points)), key=lambda i: _sort_key(points[i]))
         key_rank = [0] * len(points)
         for rank, i in enumerate(order):
@@ -405,14 +415,14 @@ class Selector:
 
         def dominated(p: int) -> bool:
             for q in range(len(points)):
-                if q == p or cls[q] != cls[p]:
+                if q == p or cls[q] != cls[p] or not offered[q]:
                     continue
                 if top1[q] >= top1[p] and base[q] <= base[p] and (not use_energy or energy[q] <= energy[p]) and \
                         (top1[q] > top1[p] or base[q] < base[p] or (use_energy and energy[q] < energy[p])):
                     return True
             return False
 
-        keep = sorted((i for i in range(len(points)) if not dominated(i)), key=lambda i: (cls[i], i))
+        keep = sorted((i for i in range(len(points)) if offered[i] and not dominated(i)), key=lambda i: (cls[i], i))
         self.energy_metric = metric
         self.sources = [s for _, s, _ in infos]  # per LUT point: "measured" | "model" | "macs"
         self.energy = {i: energy[i] for i in keep}  # per candidate (LUT index), in the energy_metric's unit

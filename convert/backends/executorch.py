@@ -14,9 +14,9 @@ with `bn="affine"` (`conv(x) · scale + shift`, conv untouched) and then:
 
 - **fp32**: a shared conv is followed by a depthwise 1×1 conv holding that resolution's scale and shift (static
   weights; XNNPACK fuses the ReLU/ReLU6 into it). Exact, but one extra pass over the conv's output in every
-  method. MobileNet-like nets have their big activations early, where weights are small, so the convs whose extra
-  pass costs most per weight byte get BN folded per resolution instead, within `fp32_fold_budget` (extra bytes as
-  a fraction of the parameter bytes; `fp32_layers_to_fold`). The rest — most of the bytes — are stored once.
+  method. With `sharing = "auto"` the convs whose extra pass costs most per weight byte (MobileNet-like nets have
+  their big activations early, where weights are small) get BN folded per resolution instead, while the file
+  stays within `size_budget` × its floor (`fp32_plan`, `resflex.convert.bake.plan_sharing`).
 - **int8**: the conv is quantized once from the *unfolded* weight — int8 values `q = round(W / s_w)` with
   per-channel `s_w = max|W| / 127` — and each resolution's BN is folded into the quantization parameters, not
   the int8 values: `W · a_r = (sign(a_r) · q) · (s_w · |a_r|)`, so the method's per-channel weight scales are
@@ -29,9 +29,9 @@ with `bn="affine"` (`conv(x) · scale + shift`, conv untouched) and then:
   `_compact_xnnpack_constants`), and its own XNNPACK graph (~50 KB for MobileNetV2).
 
 `sharing = "speed"` (`resflex convert --sharing speed`) folds BN per resolution into every fp32 conv (the
-BN-folded graph, K× the fp32 bytes; int8 is unchanged: its shared graph already is the folded one);
-`share_weights=False` folds BN per resolution everywhere (fastest graphs, K× the bytes). Measured trade-offs
-(MobileNetV2, 5 resolutions) are printed by `bench/executorch_sharing.py`.
+BN-folded graph, K× the fp32 bytes; int8 is unchanged: its shared graph already is the folded one), "size" folds
+none; `share_weights=False` folds BN per resolution everywhere (fastest graphs, K× the bytes). Measured trade-offs
+(MobileNetV2, 5 resolutions): `bench/convert_bench.py --sharing size,speed,auto`.
 """
 
 from __future__ import annotations
@@ -47,7 +47,14 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from ..bake import ChannelAffine, conv_pairs
+from ..bake import (
+    DEFAULT_SIZE_BUDGET,
+    ChannelAffine,
+    SharingPlan,
+    check_size_budget,
+    conv_pairs,
+    sharing_plan,
+)
 from ..runtimes import ExecuTorchRuntime, Spatial, spatial_keys
 from ..qat_ranges import INPUT_POINT, RangeUse, last_values_of
 from .base import Entry, Exported, check_calib_method
@@ -120,36 +127,11 @@ def _folded(module: nn.Module, only: set[str] | None = None) -> tuple[nn.Module,
     return module.eval(), unfolded
 
 
-@torch.no_grad()
-def fp32_layers_to_fold(module: nn.Module, resolution: int, methods: int, budget: float) -> set[str]:
-    """Which convs an fp32 file with `methods` resolutions folds BN into (the rest share their weights).
-
-    A shared conv costs one extra pass over its output (the depthwise affine) in every method; folding it costs
-    `(methods − 1) ×` its weight bytes. MobileNet-like nets have their big activations early, where weights are
-    small, and their big weights late, where activations are small — so fold greedily by output elements (at
-    `resolution`, the largest) per weight byte while the extra bytes stay within `budget` × the model's parameter
-    bytes. With one method everything is folded (nothing to share)."""
-    pairs = list(_affine_pairs(module))
-    if methods <= 1:
-        return {fqn for *_, fqn in pairs}
-    outputs, hooks = {}, []
-    for parent, conv_name, _, fqn in pairs:
-        hooks.append(parent._modules[conv_name].register_forward_hook(
-            lambda _m, _i, out, fqn=fqn: outputs.__setitem__(fqn, out.numel())))
-    try:
-        module(_example(resolution)[0])
-    finally:
-        for h in hooks:
-            h.remove()
-    weight_bytes = {fqn: parent._modules[conv_name].weight.numel() * 4 for parent, conv_name, _, fqn in pairs}
-    allowance = budget * sum(p.numel() * 4 for p in module.parameters())
-    chosen, spent = set(), 0.0
-    for fqn in sorted(weight_bytes, key=lambda f: -outputs.get(f, 0) / weight_bytes[f]):
-        cost = (methods - 1) * weight_bytes[fqn]
-        if spent + cost <= allowance:
-            chosen.add(fqn)
-            spent += cost
-    return chosen
+def fp32_plan(module: nn.Module, resolution: int, methods: int, size_budget: float) -> SharingPlan:
+    """Which convs of an affine-baked `module` (at `resolution`, the largest) an fp32 file with `methods`
+    resolutions folds BN into (`resflex.convert.bake.plan_sharing`); the rest share their weights and get the
+    depthwise affine, one extra pass over their output per inference."""
+    return sharing_plan(module, resolution, [fqn for *_, fqn in _affine_pairs(module)], methods, size_budget)
 
 
 _DQ_PER_CHANNEL = "quantized_decomposed.dequantize_per_channel.default"
@@ -410,21 +392,19 @@ class ExecuTorchBackend:
     own_process = False  # exported here, or in a `BackgroundExport` child
 
     calib_methods = CALIB_METHODS  # int8 activation observers; the first is the default
-    sharing = "size"  # "speed": fp32 with BN folded per resolution (the int8 graph is the folded one either way)
+    sharing = "size"  # "speed": fp32 with BN folded per resolution; "auto": per layer (the int8 graph is the folded one)
+    size_budget = DEFAULT_SIZE_BUDGET  # "auto": the fp32 file's size ÷ its floor (`fp32_plan`)
     takes_act_ranges = True  # int8: QAT's activation ranges replace the observers of the points they cover
     act_ranges = None  # {resolution: {QAT point: (lo, hi)}} (`convert --calib-from qat`), or None: images only
 
-    def __init__(self, share_weights: bool = True, fp32_fold_budget: float = 0.06, calib_method: str | None = None,
-                 sharing: str = "size", act_ranges=None):
-        """`share_weights=False` folds BN per resolution everywhere (fastest graphs, K× the bytes).
-        `fp32_fold_budget`: extra bytes, as a fraction of the parameter bytes, that an fp32 file may spend on
-        per-resolution BN-folded copies of the convs whose depthwise affine costs the most time
-        (`fp32_layers_to_fold`); 0 shares every conv, `inf` folds every conv. `calib_method`: int8 activation
-        observer (`CALIB_METHODS`, default the first)."""
-        if fp32_fold_budget < 0:
-            raise ValueError(f"fp32_fold_budget must be ≥ 0, got {fp32_fold_budget}")
+    def __init__(self, share_weights: bool = True, calib_method: str | None = None, sharing: str = "size",
+                 size_budget: float = DEFAULT_SIZE_BUDGET, act_ranges=None):
+        """`share_weights=False` folds BN per resolution everywhere (fastest graphs, K× the bytes). `sharing`
+        (fp32): "size" shares every conv, "speed" folds every conv, "auto" folds the convs whose depthwise affine
+        costs the most time per weight byte while the file stays within `size_budget` × its floor (`fp32_plan`).
+        `calib_method`: int8 activation observer (`CALIB_METHODS`, default the first)."""
         self.share_weights = share_weights
-        self.fp32_fold_budget = fp32_fold_budget
+        self.size_budget = check_size_budget(size_budget)
         self.sharing = sharing
         self.calib_method = check_calib_method(self.name, calib_method, self.calib_methods)
         self.act_ranges = act_ranges
@@ -437,11 +417,10 @@ class ExecuTorchBackend:
             raise ValueError("nothing to export: no baked resolutions")
         keys = spatial_keys(baked)  # resolutions (Resizable Networks: × stage-scale configurations), largest first
         resolutions = [Spatial.of(k) for k in keys]
-        programs, sign_patterns, fold, use = {}, [], set(), []
-        fold_fp32 = not self.share_weights or self.sharing == "speed"
-        if precision == "fp32" and not fold_fp32:
-            fold = fp32_layers_to_fold(baked[keys[0]].eval(), resolutions[0].resolution, len(resolutions),
-                                       self.fp32_fold_budget)
+        programs, sign_patterns, use = {}, [], []
+        plan = self.fp32_plan(baked) if precision == "fp32" else None
+        fold_fp32 = plan is None or not plan.shared
+        fold = set(plan.folded) if plan is not None else set()
         for key, sp in zip(keys, resolutions):
             module, r = baked[key].eval(), sp.resolution
             if precision == "fp32":
@@ -470,18 +449,27 @@ class ExecuTorchBackend:
         if not self.share_weights:
             notes += "; BN folded per resolution (weights not shared)"
         elif fold_fp32 and precision == "fp32":
-            notes += "; --sharing speed: BN folded per resolution (fp32 weights not shared)"
+            notes += f"; --sharing {self.sharing}: BN folded per resolution (fp32 weights not shared)"
         elif precision == "fp32":
-            total = sum(1 for _ in _affine_pairs(baked[keys[0]]))
-            notes += (f"; {total - len(fold)} of {total} convs share their weights (per-resolution BN as a depthwise "
-                      f"1x1 conv), {len(fold)} have BN folded per resolution")
+            notes += (f"; --sharing {self.sharing}: {len(plan.shared)} of {len(plan.shared) + len(plan.folded)} convs "
+                      f"share their weights (per-resolution BN as a depthwise 1x1 conv), {len(plan.folded)} have BN "
+                      f"folded per resolution (estimated {plan.size_ratio:.3f}× the floor)")
         else:
             differing = _differing_channels(sign_patterns)
             notes += ("; int8 conv weights quantized once, per-resolution BN in the per-channel weight scales"
                       + (f"; {differing} channel(s) change BN sign across resolutions (their layer is stored per "
                          "resolution)" if differing else ""))
         return Exported(self.name, precision, (file,), "NCHW", entries, runs_on_host=True, notes=notes,
+                        folded_layers=None if plan is None else plan.folded,
                         range_use=sum(use, RangeUse()) if self.act_ranges and use else None)
+
+    def fp32_plan(self, baked: Mapping[int, nn.Module]) -> SharingPlan | None:
+        """The fp32 sharing plan for `baked` (None: BN folded into every conv, `sharing="speed"` or unshared)."""
+        if not self.share_weights or self.sharing == "speed":
+            return None
+        keys = spatial_keys(baked)
+        budget = self.size_budget if self.sharing == "auto" else 1.0
+        return fp32_plan(baked[keys[0]].eval(), Spatial.of(keys[0]).resolution, len(keys), budget)
 
     def runner(self, exported: Exported, out_dir: Path) -> ExecuTorchRuntime:
         return ExecuTorchRuntime(Path(out_dir) / exported.files[0])

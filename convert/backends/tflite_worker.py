@@ -356,6 +356,33 @@ def share_int8_weights(model, ref_index):
     return shared, kept
 
 
+def share_bias_scales(model):
+    """The CPU-only int8 variant: each per-channel CONV_2D / DEPTHWISE_CONV_2D bias takes its filter's scale vector
+    as its own quantization scale, so the builder stores that vector once (`make_builder` dedupes vectors) instead of
+    a per-resolution input_scale × filter_scale copy. TFLite's int8 CPU kernels never read the bias scale
+    (`kernel_util.cc` PopulateConvolutionQuantizationParams uses input_scale × filter_scale; XNNPACK likewise); the
+    GPU delegate and NNAPI do, so the result is correct on CPU only. Returns how many biases took the filter's scale."""
+    codes = [max(oc.builtinCode, oc.deprecatedBuiltinCode) for oc in model.operatorCodes]
+    shared = 0
+    for sg in model.subgraphs:
+        for op in conv_ops(sg, codes):
+            if len(op.inputs) < 3 or op.inputs[2] < 0 or sg.tensors[int(op.inputs[2])].type != 2:  # int32 bias
+                continue
+            fq, bq = sg.tensors[int(op.inputs[1])].quantization, sg.tensors[int(op.inputs[2])].quantization
+            if fq is None or bq is None or fq.scale is None or bq.scale is None:
+                continue
+            if len(fq.scale) > 1 and len(bq.scale) == len(fq.scale):
+                bq.scale = np.asarray(fq.scale, dtype=np.float32)
+                shared += 1
+    return shared
+
+
+def pack(model):
+    builder = make_builder()
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
+
+
 def post_process(flat, job, precision):
     S = schema()
     model = S.ModelT.InitFromPackedBuf(bytearray(flat), 0)
@@ -375,9 +402,13 @@ def post_process(flat, job, precision):
                 if (gi, ti) not in io:
                     t.name = None
     dedupe_buffers(model)
-    builder = make_builder()
-    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
-    return bytes(builder.Output()), report
+    out, cpu_only = pack(model), None
+    if precision == "int8" and job.get("int8_cpu_out"):  # the CPU-only artifact beside it
+        report["bias_scales_shared"] = share_bias_scales(model)
+        cpu_only = pack(model)
+        report["cpu_only_bytes"] = len(cpu_only)
+    return out, report, cpu_only
+
 
 
 def exit_with_parent() -> None:
@@ -409,9 +440,12 @@ def main(path):
     for precision in job["precisions"]:
         t = time.time()
         flat = convert(job, precision, keys)
-        out, report = post_process(flat, job, precision)
+        out, report, cpu_only = post_process(flat, job, precision)
         with open(job["outs"][precision], "wb") as f:
             f.write(out)
+        if cpu_only is not None:
+            with open(job["int8_cpu_out"], "wb") as f:
+                f.write(cpu_only)
         report.update(bytes=len(out), converter_bytes=len(flat), seconds=shared + time.time() - t)
         log(f"{precision}: converter {len(flat)} bytes, stored {len(out)} bytes")
         reports[precision] = report

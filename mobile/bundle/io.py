@@ -510,6 +510,12 @@ class Bundle:
                 if (a.backend, a.precision) != (op.backend, op.precision):
                     raise SchemaError(f"{where}: {op.backend.value} {op.precision.value}, but {MANIFEST} lists "
                                       f"{op.artifact!r} as {a.backend.value} {a.precision.value}")
+                if a.compute_units is not None and op.compute_unit not in a.compute_units:
+                    raise SchemaError(f"{where}.compute_unit {op.compute_unit!r}: {MANIFEST} offers {op.artifact!r} on "
+                                      f"{', '.join(a.compute_units)} only" + (
+                                          " (a CPU-only artifact: its bias scales are ones only the CPU kernels "
+                                          "ignore, so the GPU delegate or NNAPI would compute wrong outputs)"
+                                          if a.compute_units == ["CPU"] else ""))
                 entries = {e.name: e for e in a.entries}
                 if op.entry not in entries:
                     raise SchemaError(f"{where}.entry {op.entry!r} is not an entry of {op.artifact!r} in {MANIFEST} "

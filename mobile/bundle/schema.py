@@ -194,6 +194,10 @@ class ArtifactInfo:
     convert_seconds: float | None = None  # export (bake, convert, quantize) time on the converting machine
     calibration: Calibration | None = None  # int8 activation calibration (manifests before it: not recorded)
     sharing: Sharing | None = None  # `convert --sharing` (manifests before it: size)
+    # the compute units the LUT offers its entries on, each one of COMPUTE_UNITS[backend] (None: all of them —
+    # manifests before it); TFLite int8's CPU-only artifact (bias scales only the CPU kernels ignore): ["CPU"]
+    compute_units: list[str] | None = None
+
 
 
 @dataclasses.dataclass(frozen=True)
@@ -650,6 +654,13 @@ def _check_document(doc: Any, source: str) -> None:
             _unique([e.name for e in a.entries], "entry name", f"{where}.entries")
             _unique([(e.resolution, *(e.stage_scales or ())) for e in a.entries],
                     "entry (resolution, stage scales)", f"{where}.entries")
+            if a.compute_units is not None:
+                allowed = COMPUTE_UNITS[a.backend]
+                bad = [u for u in a.compute_units if u not in allowed]
+                if bad or not a.compute_units:
+                    raise SchemaError(f"{where}.compute_units: {_short(bad or a.compute_units)} — expected a non-empty "
+                                      f"list of {a.backend.value} compute units: {', '.join(allowed)}")
+                _unique(a.compute_units, "compute unit", f"{where}.compute_units")
             own = {a.file, *(x.file for x in a.extra_files)}
             for j, e in enumerate(a.entries):
                 path = entry_file(a, e.name)

@@ -53,6 +53,33 @@ def _with_mlpackage(root: Path) -> Path:
     return root
 
 
+TFLITE_CPU = "tflite/model_int8_cpu.tflite"
+
+
+def _with_cpu_only_tflite(root: Path, lut_units=("CPU",), compute_units=("CPU",)) -> Path:
+    """The valid bundle plus TFLite int8's CPU-only artifact (manifest `compute_units`, as written) with LUT points
+    on `lut_units`."""
+    _valid(root)
+    (root / TFLITE_CPU).parent.mkdir()
+    (root / TFLITE_CPU).write_bytes(b"tflite int8 cpu-only")
+    doc = json.loads((root / "manifest.json").read_text())
+    pte = next(a for a in doc["artifacts"] if a["file"] == PTE)
+    doc["artifacts"].append({**pte, "backend": "tflite", "precision": "int8", "file": TFLITE_CPU, "layout": "NHWC",
+                             "sha256": sha256_of(root / TFLITE_CPU), "bytes": size_of(root / TFLITE_CPU),
+                             "compute_units": list(compute_units) if isinstance(compute_units, tuple) else compute_units,
+                             "entries": [{**e, "name": f"serving_{e['resolution']}",
+                                          "input_shape": [1, e["resolution"], e["resolution"], 3]}
+                                         for e in pte["entries"]]})
+    (root / "manifest.json").write_text(json.dumps(doc))
+    lut = json.loads((root / "lut.json").read_text())
+    mine = [p for p in lut["operating_points"] if p["artifact"] == PTE]
+    lut["operating_points"] += [{**p, "backend": "tflite", "precision": "int8", "compute_unit": unit,
+                                 "artifact": TFLITE_CPU, "entry": f"serving_{p['resolution']}", "latency": {}}
+                                for unit in lut_units for p in mine]
+    (root / "lut.json").write_text(json.dumps(lut))
+    return root
+
+
 def _replace(root: Path, relpath: str, make) -> None:
     (root / relpath).unlink()
     make(root / relpath)
@@ -145,6 +172,18 @@ CASES = [
      lambda r: (_valid(r), _manifest_path(r, "../outside.pte"))),
     ("manifest_absolute_path", "reject", "an absolute artifact path in manifest.json",
      lambda r: (_valid(r), _manifest_path(r, "/etc/hostname"))),
+    ("cpu_only_tflite", "ok", "TFLite int8's CPU-only artifact (compute_units [CPU]) with its LUT points on CPU",
+     _with_cpu_only_tflite),
+    ("cpu_only_tflite_point_on_gpu", "reject", "a LUT point runs the CPU-only artifact on the GPU delegate",
+     lambda r: _with_cpu_only_tflite(r, ("CPU", "GPU"))),
+    ("compute_units_unknown", "reject", "compute_units names a unit its backend does not have (TPU)",
+     lambda r: _with_cpu_only_tflite(r, compute_units=("CPU", "TPU"))),
+    ("compute_units_empty", "reject", "compute_units is an empty list (an artifact no unit may run)",
+     lambda r: _with_cpu_only_tflite(r, compute_units=[])),
+    ("compute_units_repeated", "reject", "compute_units names CPU twice",
+     lambda r: _with_cpu_only_tflite(r, compute_units=("CPU", "CPU"))),
+    ("compute_units_not_a_list", "reject", "compute_units is the string \"CPU\", not a list",
+     lambda r: _with_cpu_only_tflite(r, compute_units="CPU")),
 ]
 
 

@@ -166,3 +166,68 @@ def test_unsafe_pairs_stay_batchnorm_and_stay_correct(hostile, randomized):
         assert "net.bn" in _bns(baked)
         if hostile != "data_dependent":  # the safe pairs elsewhere in the network are still found
             assert "net.block.bn1" not in _bns(baked)
+
+
+# --------------------------------------------------------------------------- the fp32 sharing plan (--sharing auto)
+
+
+def _costs():
+    from resflex.convert.bake import LayerCost
+
+    return [LayerCost("stem", 27, 16384),  # value 606.8: a 3×3 stem on a large map
+            LayerCost("dw_a", 144, 16384), LayerCost("dw_b", 144, 16384),  # value 113.8 each: depthwise 3×3
+            LayerCost("pw", 4096, 8192),  # value 2: a 1×1
+            LayerCost("head", 40960, 640),  # value 0.016: dense-like
+            LayerCost("tiny", 10, 10)]  # value 1: lower than pw's, but small enough to fit where pw does not
+
+
+@pytest.mark.parametrize("budget", [1.0, 1.001, 1.01, 1.05, 1.5, 3.0, 100.0])
+def test_plan_folds_most_output_per_byte_first_and_stays_within_the_budget(budget):
+    from resflex.convert.bake import plan_sharing
+
+    costs, floor, methods = _costs(), 200_000, 5
+    plan = plan_sharing(costs, methods, budget, floor)
+    assert set(plan.folded) | set(plan.shared) == {c.name for c in costs} and not set(plan.folded) & set(plan.shared)
+    extra = sum((methods - 1) * 4 * c.weight_elements for c in costs if c.name in plan.folded)
+    assert plan.extra_bytes == extra and floor + extra <= budget * floor
+    by_value = {c.name: c.fold_value for c in costs}
+    assert set(plan.folded) == {n for n, v in by_value.items() if v in plan.fold_values}
+    assert ("dw_a" in plan.folded) == ("dw_b" in plan.folded)  # equal values go together
+    for name in plan.shared:  # nothing left out would have fitted on top of the plan
+        group = sum((methods - 1) * 4 * c.weight_elements for c in costs if c.fold_value == by_value[name])
+        assert floor + extra + group > budget * floor
+    if budget == 1.0:
+        assert plan.folded == () and plan.size_ratio == 1.0
+    if budget == 1.01:  # 2,000 B: the stem (432 B); the depthwise pair (4,608 B) and pw skipped, not the end
+        assert plan.folded == ("stem", "tiny")
+    if budget == 1.05:
+        assert plan.folded == ("stem", "dw_a", "dw_b", "tiny")
+    if budget == 100.0:
+        assert plan.shared == ()
+
+
+def test_plan_with_one_method_folds_everything():
+    from resflex.convert.bake import plan_sharing
+
+    assert plan_sharing(_costs(), 1, 1.0, 1000).shared == ()
+
+
+def test_sharing_plan_of_a_real_model_measures_outputs_and_the_floor(tiny_model):
+    from resflex.convert.bake import layer_costs, sharing_plan
+
+    baked = bake(tiny_model, 32, bn="affine")
+    names = ["features.0.0", "features.1.0", "features.2.0"]
+    costs = layer_costs(baked, 32, names)
+    convs = [baked.get_submodule(n) for n in names]
+    assert [c.weight_elements for c in costs] == [m.weight.numel() for m in convs]
+    with torch.no_grad():  # output elements at 32 px, as a forward says
+        outs, x = [], torch.zeros(1, 3, 32, 32)
+        hooks = [m.register_forward_hook(lambda _m, _i, y: outs.append(y.numel())) for m in convs]
+        baked(x)
+        for h in hooks:
+            h.remove()
+    assert [c.output_elements for c in costs] == outs
+    plan = sharing_plan(baked, 32, names, 3, 1.2)
+    state = sum(t.numel() for t in baked.state_dict().values())
+    assert plan.floor_bytes == 4 * state + 2 * 8 * sum(m.out_channels for m in convs)
+    assert plan.folded == ("features.0.0",)  # the stem: most output per weight element

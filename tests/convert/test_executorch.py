@@ -15,7 +15,6 @@ pytest.importorskip("executorch")
 from resflex.convert.backends.executorch import (  # noqa: E402
     ExecuTorchBackend,
     executorch_versions,
-    fp32_layers_to_fold,
     pte_named_data,
 )
 from resflex.convert.bake import bake  # noqa: E402
@@ -38,7 +37,7 @@ def exported(tmp_path_factory, signed_randomized):
     try:
         # width 4 (64/128 channels, ~0.22 M weights) so weights, not per-method bookkeeping, dominate the bytes
         model = _model(width=4.0, randomize=signed_randomized)
-        be = ExecuTorchBackend()
+        be = ExecuTorchBackend(sharing="auto")  # fp32: a mixed plan (the stem folded per resolution, the rest shared)
         baked = {r: bake(model, r, bn=be.bn_style) for r in RESOLUTIONS}
         g = torch.Generator().manual_seed(1)
         calib = {r: torch.randn(16, 3, r, r, generator=g) for r in RESOLUTIONS}
@@ -97,8 +96,8 @@ def test_int8_agrees_with_torch_in_the_executorch_runtime(exported):
 def test_weights_are_stored_once(exported, record_property):
     be, baked, out = exported
     k = len(RESOLUTIONS)
-    folded = fp32_layers_to_fold(baked[32], 32, k, be.fp32_fold_budget)
-    assert folded and len(folded) < 3  # the cheap first conv is folded per resolution, the big ones are shared
+    folded = set(out["fp32"][0].folded_layers)
+    assert folded == set(be.fp32_plan(baked).folded) == {"features.0.0"}  # the cheap stem folded, big ones shared
     ratios = {}
     for precision, (full, folder, one, one_folder) in out.items():
         ratios[precision] = (folder / full.files[0]).stat().st_size / (one_folder / one.files[0]).stat().st_size

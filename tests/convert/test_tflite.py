@@ -229,3 +229,57 @@ def test_int8_filters_one_rounding_step_apart_share_the_reference_bytes(monkeypa
     assert tflite_worker.share_int8_weights(model, 0) == (1, 1)
     buffers = [sg.tensors[1].buffer for sg in model.subgraphs]
     assert buffers[1] == buffers[0] and buffers[2] != buffers[0]
+
+
+def _conv_quantization(path):
+    """(filter scales, bias scales) of every per-channel CONV_2D / DEPTHWISE_CONV_2D in every signature."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    model = schema.ModelT.InitFromPackedBuf(bytearray(path.read_bytes()), 0)
+    codes = [max(c.builtinCode, c.deprecatedBuiltinCode) for c in model.operatorCodes]
+    convs = (schema.BuiltinOperator.CONV_2D, schema.BuiltinOperator.DEPTHWISE_CONV_2D)
+    return [(graph.tensors[op.inputs[1]].quantization.scale, graph.tensors[op.inputs[2]].quantization.scale)
+            for graph in model.subgraphs for op in graph.operators
+            if codes[op.opcodeIndex] in convs and len(graph.tensors[op.inputs[1]].quantization.scale) > 1]
+
+
+@needs_onnx2tf
+def test_int8_cpu_only_artifact_stores_bias_scales_as_the_filter_scales(converted):
+    """Beside the GPU-capable int8 file, the CPU-only one: every per-channel conv bias carries its filter's scale
+    vector (stored once), 4 bytes less per bias channel per signature, and LiteRT's CPU kernels (XNNPACK, the
+    optimized and the reference builtins) give bit-identical outputs at every signature."""
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    _, _, out = converted
+    exported, folder = out["int8"]
+    (cpu,) = exported.companions
+    assert exported.compute_units == ("GPU", "NNAPI") and cpu.compute_units == ("CPU",)
+    assert cpu.files == ("model_int8_cpu.tflite",) and cpu.entries == exported.entries and "CPU only" in cpu.notes
+    gpu_path, cpu_path = folder / exported.files[0], folder / cpu.files[0]
+    before, after = _conv_quantization(gpu_path), _conv_quantization(cpu_path)
+    assert len(before) == len(after) == 3 * len(RES)
+    assert not any(np.array_equal(w, b) for w, b in before)  # today: input_scale × filter_scale, per resolution
+    assert all(np.array_equal(w, b) for w, b in after)
+    channels = sum(len(b) for _, b in before)
+    assert gpu_path.stat().st_size - cpu_path.stat().st_size >= 4 * channels
+    rng = np.random.default_rng(3)
+    for resolver in (OpResolverType.AUTO, OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES, OpResolverType.BUILTIN_REF):
+        gpu, mine = (Interpreter(model_path=str(p), experimental_op_resolver_type=resolver) for p in (gpu_path, cpu_path))
+        for entry in exported.entries:
+            x = rng.standard_normal((8, *entry.input_shape[1:])).astype(np.float32)
+            for image in x:
+                want = gpu.get_signature_runner(entry.name)(image=image[None])["logits"]
+                got = mine.get_signature_runner(entry.name)(image=image[None])["logits"]
+                assert np.array_equal(got, want), (resolver, entry.name)
+
+
+@needs_onnx2tf
+@pytest.mark.slow
+def test_int8_cpu_only_artifact_can_be_turned_off(tmp_path):
+    """`TFLiteBackend(int8_cpu_only=False)` writes today's int8 file alone, offered on every TFLite unit."""
+    model = _tiny_model()
+    baked = {r: bake(model, r, bn="fold") for r in RES[-1:]}
+    calib = {r: torch.randn(4, 3, r, r, generator=torch.Generator().manual_seed(1)) for r in RES[-1:]}
+    exported = TFLiteBackend(int8_cpu_only=False).export(baked, "int8", calib, tmp_path)
+    assert exported.companions == () and exported.compute_units is None
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model_int8.tflite"]

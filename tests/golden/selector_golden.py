@@ -3,8 +3,9 @@
     python tests/golden/selector_golden.py tests/golden/selector_golden.json
 
 (then copy the file into the ports' test resources, see README.md here). `emit_golden(path)` writes `{"kind": "resflex.selector_golden", "schema_version": "1.0", "cases": [...]}`; each
-case is {name, description, lut (a full lut.json document), device, policy (every field explicit), steps}, and
-each step is {state, observed_ms, expected}. Replaying a case: build `Selector(lut, device, policy)`; for each
+case is {name, description, lut (a full lut.json document), device, policy (every field explicit), steps,
+optionally compute_units (artifact → units: `Selector(..., compute_units)`)}, and
+each step is {state, observed_ms, expected}. Replaying a case: build `Selector(lut, device, policy, compute_units)`; for each
 step, `d = choose(state)` must equal `expected` (resolution, backend, precision, compute_unit, index, unit_class,
 latency_source and reason exactly; predicted_ms and budget_ms, rounded to 6 decimals, within 1e-6); then, if
 observed_ms is not null, `observe(d, observed_ms)`.
@@ -153,6 +154,7 @@ class Case:
     device: str
     policy: Policy
     steps: tuple[Step, ...]
+    compute_units: dict | None = None  # artifact → the units manifest.json offers it on (Selector's compute_units)
 
 
 def S(**fields) -> dict:
@@ -533,7 +535,26 @@ def cases() -> list[Case]:
               Step(S(), "-Infinity", P(224, I8), ("hold",)),
               Step(S(), None, P(224, I8), ("hold",)))),
     ]
-    return out + tie_cases() + resizable_cases() + switch_rate_cases()
+    return out + tie_cases() + resizable_cases() + switch_rate_cases() + compute_unit_cases()
+
+
+TFL8_CPU, TFL8_GPU = ("tflite", "int8", "CPU"), ("tflite", "int8", "GPU")
+CPU_ONLY_INT8 = "tflite/model_int8_cpu.tflite"
+
+
+def compute_unit_cases() -> list[Case]:
+    """An artifact offered on some compute units only (TFLite int8's CPU-only artifact: bias scales the GPU
+    delegate would misread): a LUT point of it on another unit is never chosen, however fast or accurate."""
+    cpu_only = lambda point: dataclasses.replace(point, artifact=CPU_ONLY_INT8)  # noqa: E731
+    lut = points_lut(cpu_only(op(224, TFL8_CPU, 0.71, 30.0)), cpu_only(op(224, TFL8_GPU, 0.71, 8.0)),
+                     cpu_only(op(160, TFL8_CPU, 0.66, 16.0)), op(160, TFL8_GPU, 0.66, 12.0))
+    units = {CPU_ONLY_INT8: ["CPU"], "tflite/model_int8.tflite": ["GPU", "NNAPI"]}
+    return [Case("cpu_only_artifact_never_on_gpu", "the CPU-only artifact's 224 px point on GPU is faster at equal "
+                 "top-1 but never chosen: CPU 224 px while it fits, then the other artifact's GPU 160 px under load",
+                 lut, "phone", Policy(), (
+                     Step(S(), exact, P(224, TFL8_CPU), ("initial", "fits_budget")),
+                     Step(S(cpu_load=0.9, thermal=2), None, P(160, TFL8_GPU), ("step_down_no_fit", "accelerator"))),
+                 compute_units=units)]
 
 
 # --------------------------------------------------------------------------- encoding, emitting, replaying
@@ -557,7 +578,7 @@ def expected_of(d: Decision) -> dict:
 
 
 def _run_case(case: Case) -> dict:
-    sel = Selector(case.lut, case.device, case.policy)
+    sel = Selector(case.lut, case.device, case.policy, case.compute_units)
     steps = []
     for n, step in enumerate(case.steps):
         d = sel.choose(state_from_json(step.state))
@@ -572,8 +593,9 @@ def _run_case(case: Case) -> dict:
         if observed is not None:
             sel.observe(d, decode(observed))
         steps.append({"state": dict(step.state), "observed_ms": observed, "expected": expected_of(d)})
+    units = {} if case.compute_units is None else {"compute_units": case.compute_units}
     return {"name": case.name, "description": case.description, "lut": schema.to_dict(case.lut), "device": case.device,
-            "policy": case.policy.to_dict(), "steps": steps}
+            "policy": case.policy.to_dict(), "steps": steps, **units}
 
 
 def golden_document() -> dict:
@@ -609,7 +631,7 @@ def replay(document: dict) -> list[str]:
     problems = []
     for case in document["cases"]:
         sel = Selector(schema.from_dict(schema.LUT, case["lut"], f"case {case['name']}"), case["device"],
-                       Policy.from_dict(case["policy"], source=f"case {case['name']} policy"))
+                       Policy.from_dict(case["policy"], source=f"case {case['name']} policy"), case.get("compute_units"))
         for n, step in enumerate(case["steps"]):
             d = sel.choose(state_from_json(step["state"]))
             got, want = expected_of(d), step["expected"]

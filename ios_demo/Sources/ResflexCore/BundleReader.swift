@@ -42,7 +42,9 @@ public struct ResflexBundle {
         var p = base
         let url = root.appendingPathComponent(Policy.file)
         if policy != nil { p = try Policy.parse(try Document.read(url.path, name: Policy.file), base: base, source: Policy.file) }
-        return try OperatingPointSelector(lut: lut, device: device, policy: p)
+        var units: [String: [String]] = [:]
+        for a in manifest.artifacts { if let u = a.computeUnits { units[a.file] = u } }
+        return try OperatingPointSelector(lut: lut, device: device, policy: p, computeUnits: units)
     }
 }
 
@@ -92,6 +94,11 @@ public enum BundleReader {
         }
         for (i, op) in lut.operatingPoints.enumerated() {
             try checkSafe(op.artifact, field: "lut.json: operating_points[\(i)].artifact")
+            if let units = manifest.artifact(file: op.artifact)?.computeUnits, !units.contains(op.computeUnit) {
+                throw BundleError("lut.json: operating_points[\(i)].compute_unit \(op.computeUnit): manifest.json offers " +
+                                  "\(op.artifact) on \(units.joined(separator: ", ")) only" + (units == ["CPU"] ?
+                                  " (a CPU-only artifact: its bias scales are ones only the CPU kernels ignore)" : ""))
+            }
         }
         var verified = Set<String>()
         for (i, a) in manifest.artifacts.enumerated() where backends == nil || backends!.contains(a.backend) {

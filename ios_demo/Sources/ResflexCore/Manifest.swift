@@ -57,6 +57,13 @@ public struct ArtifactInfo: Equatable {
     public let entries: [EntryInfo]
     public let runsOnHost: Bool
     public let extraFiles: [FileRef]
+    /// The units the LUT may offer its entries on (nil: all its backend's); TFLite int8's CPU-only one: ["CPU"].
+    public var computeUnits: [String]? = nil
+
+    /// Where an artifact of each backend can run (schema.py COMPUTE_UNITS).
+    public static let units: [String: [String]] = [
+        "executorch": ["XNNPACK"], "coreml": ["CPU_ONLY", "CPU_AND_GPU", "CPU_AND_NE", "ALL"],
+        "tflite": ["CPU", "GPU", "NNAPI"], "onnx": ["CPUExecutionProvider"]]
 
     public func entry(named name: String) -> EntryInfo? {
         return entries.first { $0.name == name }
@@ -218,10 +225,22 @@ public struct Manifest: Equatable {
         }
         _ = try f.optDouble("convert_seconds", SchemaRules.nonNegative)
         guard case .bool(let runsOnHost)? = f.raw("runs_on_host") else { throw f.fail("runs_on_host", "true or false") }
-        return try ArtifactInfo(backend: f.string("backend"), precision: f.string("precision"), file: file,
+        let backend = try f.string("backend")
+        var units: [String]? = nil
+        if let raw = f.raw("compute_units"), !raw.isNull {
+            let allowed = ArtifactInfo.units[backend] ?? []
+            let what = "a non-empty list of distinct \(backend) compute units: \(allowed.joined(separator: ", "))"
+            guard raw.arrayValue != nil else { throw f.fail("compute_units", what) }
+            let list = try strings(f, "compute_units")
+            if list.isEmpty || Set(list).count != list.count || list.contains(where: { !allowed.contains($0) }) {
+                throw f.fail("compute_units", what + " (got \(list))")
+            }
+            units = list
+        }
+        return try ArtifactInfo(backend: backend, precision: f.string("precision"), file: file,
                                 sha256: f.string("sha256", SchemaRules.sha256),
                                 bytes: f.int("bytes", SchemaRules.nonNegative), layout: layout, entries: entries,
-                                runsOnHost: runsOnHost, extraFiles: extra)
+                                runsOnHost: runsOnHost, extraFiles: extra, computeUnits: units)
     }
 
     private static func list(_ f: Fields, _ name: String) throws -> [JSONValue] {

@@ -34,6 +34,8 @@ public final class OperatingPointSelector {
     public private(set) var candidates: [Int] = []
     /// Indices into lut.operatingPoints that are not available (see `setUnavailable`); empty unless set.
     public private(set) var unavailable: Set<Int> = []
+    /// LUT points on a compute unit their artifact is not offered on (`computeUnits`): never candidates.
+    public let notOffered: Set<Int>
 
     // Per LUT point, computed once (step 1).
     private let baseAll: [Double]
@@ -77,10 +79,20 @@ public final class OperatingPointSelector {
         return try OperatingPointSelector(lut: lut, device: device, policy: policy)
     }
 
-    public init(lut: Lut, device: String, policy: Policy = Policy()) throws {
+    /// `computeUnits`: artifact file → the compute units manifest.json offers it on (`ArtifactInfo.compute_units`);
+    /// a point of such an artifact on another unit is dropped (step 1: never a candidate, dominates nothing).
+    public init(lut: Lut, device: String, policy: Policy = Policy(), computeUnits: [String: [String]]? = nil) throws {
         try policy.validate()
         let points = lut.operatingPoints
         if points.isEmpty { throw SchemaError("lut: no operating points to choose from") }
+        var dropped = Set<Int>()
+        for i in 0..<points.count {
+            if let units = computeUnits?[points[i].artifact], !units.contains(points[i].computeUnit) { dropped.insert(i) }
+        }
+        if dropped.count == points.count {
+            throw SchemaError("lut: no operating point is on a compute unit its artifact is offered on (compute_units)")
+        }
+        self.notOffered = dropped
         self.lut = lut
         self.device = device
         self.policy = policy
@@ -119,7 +131,7 @@ public final class OperatingPointSelector {
     /// nothing, when no point would remain.
     public func setUnavailable(_ indices: Set<Int>) throws {
         let count = lut.operatingPoints.count
-        if (0..<count).allSatisfy({ indices.contains($0) }) {
+        if (0..<count).allSatisfy({ indices.contains($0) || notOffered.contains($0) }) {
             throw SchemaError("lut: no operating point left to choose from (all \(count) are unavailable)")
         }
         let currentIndex = current >= 0 ? candidates[current] : -1
@@ -140,7 +152,7 @@ public final class OperatingPointSelector {
     private func rebuild() {
         let points = lut.operatingPoints
         let count = points.count
-        let available = (0..<count).filter { !unavailable.contains($0) }
+        let available = (0..<count).filter { !unavailable.contains($0) && !notOffered.contains($0) }
         var allMj = true
         for i in available where mjAll[i] == nil { allMj = false }
         energyMetric = allMj ? "energy_mj" : "macs"

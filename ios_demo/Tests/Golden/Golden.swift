@@ -39,6 +39,14 @@ public enum GoldenSelector {
         }
     }
 
+    /// A case's optional compute_units: artifact file → the units manifest.json offers it on.
+    public static func computeUnits(_ c: JSONValue) -> [String: [String]]? {
+        guard let units = c["compute_units"]?.objectValue else { return nil }
+        var out: [String: [String]] = [:]
+        for (artifact, list) in units { out[artifact] = (list.arrayValue ?? []).compactMap { $0.stringValue } }
+        return out
+    }
+
     public static func state(_ s: JSONValue?) -> DeviceState {
         return DeviceState(battery: decode(s?["battery"]), charging: decode(s?["charging"]),
                            powerSave: decode(s?["power_save"]), thermal: decode(s?["thermal"]),

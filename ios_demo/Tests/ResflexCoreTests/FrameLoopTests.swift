@@ -16,7 +16,7 @@ final class FrameLoopTests: XCTestCase {
             let lut = try Lut.fromJSON(try XCTUnwrap(c["lut"]), source: "case \(name) lut")
             let policy = try Policy.fromJSON(try XCTUnwrap(c["policy"]), source: "case \(name) policy")
             let selector = try OperatingPointSelector(lut: lut, device: try XCTUnwrap(c["device"]?.stringValue),
-                                                      policy: policy)
+                                                      policy: policy, computeUnits: GoldenSelector.computeUnits(c))
             let engine = FakeEngine(backends: Set(lut.operatingPoints.map { $0.backend }))
             let clock = ScriptedClock()
             let signals = ScriptedSignals()

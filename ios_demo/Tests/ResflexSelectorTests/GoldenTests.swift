@@ -4,7 +4,7 @@ import XCTest
 import ResflexGolden
 
 /// Replays every case of selector_golden.json (a byte-identical copy of tests/golden/selector_golden.json):
-/// OperatingPointSelector(lut, device, policy); per step choose(state) must equal `expected` (point, index, class, source and
+/// OperatingPointSelector(lut, device, policy, compute_units); per step choose(state) must equal `expected` (point, index, class, source and
 /// reason exactly; predicted_ms and budget_ms within 1e-6 of the 6-decimal values), then observe(d, observed_ms)
 /// when observed_ms is not null. Plus the API around it: defaults, bad input, errors that name the field.
 final class GoldenTests: XCTestCase {
@@ -25,7 +25,8 @@ final class GoldenTests: XCTestCase {
             let name = c["name"]?.stringValue ?? "?"
             let lut = try Lut.fromJSON(try XCTUnwrap(c["lut"]), source: "case \(name) lut")
             let policy = try Policy.fromJSON(try XCTUnwrap(c["policy"]), source: "case \(name) policy")
-            let selector = try OperatingPointSelector(lut: lut, device: try XCTUnwrap(c["device"]?.stringValue), policy: policy)
+            let selector = try OperatingPointSelector(lut: lut, device: try XCTUnwrap(c["device"]?.stringValue), policy: policy,
+                                                      computeUnits: GoldenSelector.computeUnits(c))
             var problems: [String] = []
             for (n, step) in (c["steps"]?.arrayValue ?? []).enumerated() {
                 let d = selector.choose(GoldenSelector.state(step["state"]))

@@ -63,7 +63,9 @@ data class ArtifactInfo(
     val layout: String,
     val entries: List<EntryInfo>,
     val runsOnHost: Boolean,
-    val extraFiles: List<FileRef>
+    val extraFiles: List<FileRef>,
+    /** The units the LUT may offer its entries on (null: all its backend's); TFLite int8's CPU-only one: ["CPU"]. */
+    val computeUnits: List<String>? = null
 ) {
     fun entry(name: String): EntryInfo? {
         for (e in entries) if (e.name == name) return e
@@ -99,6 +101,11 @@ data class Manifest(
         val PRECISIONS = listOf("fp32", "fp16", "int8", "dynamic_int8", "int4")
         @JvmField
         val LAYOUTS = listOf("NCHW", "NHWC")
+        /** Where an artifact of each backend can run (schema.py COMPUTE_UNITS). */
+        @JvmField
+        val COMPUTE_UNITS = mapOf("executorch" to listOf("XNNPACK"),
+            "coreml" to listOf("CPU_ONLY", "CPU_AND_GPU", "CPU_AND_NE", "ALL"),
+            "tflite" to listOf("CPU", "GPU", "NNAPI"), "onnx" to listOf("CPUExecutionProvider"))
         /** InputSpec.interpolation values this reader implements (the README algorithm; "bilinear" is its old name). */
         @JvmField
         val INTERPOLATIONS = listOf("bilinear_antialias", "bilinear")
@@ -255,8 +262,22 @@ data class Manifest(
                 }
             }
             a.optDouble("convert_seconds", SchemaRules.NONNEG)
+            val units = if (a.optArray("compute_units") != null) a.strings("compute_units") else null
+            if (units != null) {
+                val allowed = COMPUTE_UNITS[backend] ?: listOf()
+                for (u in units) {
+                    if (!allowed.contains(u) || units.indexOf(u) != units.lastIndexOf(u)) {
+                        a.fail("compute_units", "$units: expected a non-empty list of distinct $backend compute " +
+                            "units: ${allowed.joinToString(", ")}")
+                    }
+                }
+                if (units.isEmpty()) {
+                    a.fail("compute_units", "[]: expected a non-empty list of $backend compute units: " +
+                        allowed.joinToString(", "))
+                }
+            }
             return ArtifactInfo(backend, precision, file, a.string("sha256", SchemaRules.SHA),
-                a.long("bytes", SchemaRules.NONNEG), layout, entries, a.bool("runs_on_host"), extra)
+                a.long("bytes", SchemaRules.NONNEG), layout, entries, a.bool("runs_on_host"), extra, units)
         }
     }
 }

@@ -155,6 +155,12 @@ class ResflexBundle private constructor(
                     throw BundleError(LUT_FILE, where, "${p.backend} ${p.precision} does not match its artifact " +
                         "${a.file} (${a.backend} ${a.precision})")
                 }
+                val units = a.computeUnits
+                if (units != null && !units.contains(p.computeUnit)) {
+                    throw BundleError(LUT_FILE, "$where.compute_unit", "${p.computeUnit}: manifest.json offers " +
+                        "${a.file} on ${units.joinToString(", ")} only" + if (units == listOf("CPU")) " (a CPU-only " +
+                        "artifact: its bias scales are ones only the CPU kernels ignore)" else "")
+                }
                 val e = a.entry(p.entry) ?: throw BundleError(LUT_FILE, "$where.entry", "${a.file} has no entry " +
                     "${p.entry} (it has ${entryNames(a)})")
                 if (e.resolution != p.resolution) {

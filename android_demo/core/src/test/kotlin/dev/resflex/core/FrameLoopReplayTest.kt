@@ -36,6 +36,9 @@ class FrameLoopReplayTest(private val name: String, private val case: JSONObject
 
     @Test
     fun replay() {
+        // A case with compute_units holds LUT points no bundle may carry (a CPU-only artifact on GPU): ResflexBundle
+        // refuses them (the hostile-bundle table), so only the selector replays it (GoldenTest).
+        if (case.has("compute_units")) return
         val lut = Lut.fromJson(case.getJSONObject("lut"), "case $name lut")
         val policy = Policy.fromJson(case.getJSONObject("policy"), Policy.DEFAULT, "case $name policy")
         val bundle = Synth.bundle(lut, numClasses = 3)

@@ -11,7 +11,13 @@ import java.io.File
  *     val d = sel.choose(DeviceState(battery = 0.42, thermal = 1, cpuLoad = 0.6))
  *     sel.observe(d, 21.7)
  */
-class Selector @JvmOverloads constructor(val lut: Lut, val device: String, val policy: Policy = Policy.DEFAULT) {
+class Selector @JvmOverloads constructor(
+    val lut: Lut,
+    val device: String,
+    val policy: Policy = Policy.DEFAULT,
+    /** Artifact file → the compute units manifest.json offers it on (ArtifactInfo.compute_units); null: none. */
+    val computeUnits: Map<String, List<String>>? = null
+) {
     /** "energy_mj" when every point has a measured energy, else "macs" (a proxy). */
     val energyMetric: String
     /** Per LUT point: "measured" | "model" | "macs". */
@@ -48,7 +54,16 @@ class Selector @JvmOverloads constructor(val lut: Lut, val device: String, val p
         val points = lut.operatingPoints
         require(points.isNotEmpty()) { "lut: no operating points to choose from" }
         val count = points.size
-        // Step 1: base latency and source, class, top-1, energy, key rank.
+        // Step 1: a point on a unit its artifact is not offered on is dropped (never a candidate, dominates nothing).
+        val offered = BooleanArray(count)
+        for (i in 0 until count) {
+            val units = computeUnits?.get(points[i].artifact)
+            offered[i] = units == null || contains(units, points[i].computeUnit)
+        }
+        require(offered.contains(true)) {
+            "lut: no operating point is on a compute unit its artifact is offered on (compute_units: $computeUnits)"
+        }
+        // Base latency and source, class, top-1, energy, key rank.
         val baseAll = DoubleArray(count)
         val sourceAll = ArrayList<String>()
         val mjAll = arrayOfNulls<Double>(count)
@@ -58,7 +73,7 @@ class Selector @JvmOverloads constructor(val lut: Lut, val device: String, val p
             baseAll[i] = b.ms
             sourceAll.add(b.source)
             mjAll[i] = b.energyMj
-            if (b.energyMj == null) allMj = false
+            if (b.energyMj == null && offered[i]) allMj = false
         }
         energyMetric = if (allMj) "energy_mj" else "macs"
         sources = sourceAll
@@ -85,10 +100,10 @@ class Selector @JvmOverloads constructor(val lut: Lut, val device: String, val p
         val keep = ArrayList<Int>()
         for (k in 0..1) {
             for (p in 0 until count) {
-                if (clsAll[p] != k) continue
+                if (clsAll[p] != k || !offered[p]) continue
                 var dominated = false
                 for (q in 0 until count) {
-                    if (q == p || clsAll[q] != clsAll[p]) continue
+                    if (q == p || clsAll[q] != clsAll[p] || !offered[q]) continue
                     if (top1All[q] >= top1All[p] && baseAll[q] <= baseAll[p] &&
                         (!allMj || energyAll[q] <= energyAll[p]) &&
                         (top1All[q] > top1All[p] || baseAll[q] < baseAll[p] ||

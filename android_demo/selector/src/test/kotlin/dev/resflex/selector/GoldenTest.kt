@@ -10,7 +10,7 @@ import org.junit.runners.Parameterized
 
 /**
  * Replays every case of selector_golden.json (a byte-identical copy of tests/golden/selector_golden.json):
- * Selector(lut, device, policy); per step choose(state) must equal `expected` (point, index, class, source and
+ * Selector(lut, device, policy, compute_units); per step choose(state) must equal `expected` (point, index, class, source and
  * reason exactly; predicted_ms and budget_ms rounded to 6 decimals, within 1e-6), then observe(d, observed_ms)
  * when observed_ms is not null. One JUnit test per case.
  */
@@ -22,10 +22,18 @@ class GoldenTest(private val name: String, private val case: JSONObject) {
         fun cases(): Collection<Array<Any>> = GoldenCases.cases()
     }
 
+    /** The case's optional compute_units: artifact file → the units it is offered on. */
+    private fun computeUnits(): Map<String, List<String>>? {
+        val units = case.optJSONObject("compute_units") ?: return null
+        val out = LinkedHashMap<String, List<String>>()
+        for (artifact in units.keys()) out[artifact] = strings(units.getJSONArray(artifact))
+        return out
+    }
+
     @Test
     fun replay() {
         val selector = Selector(Lut.fromJson(case.getJSONObject("lut"), "case $name lut"), case.getString("device"),
-            Policy.fromJson(case.getJSONObject("policy"), Policy.DEFAULT, "case $name policy"))
+            Policy.fromJson(case.getJSONObject("policy"), Policy.DEFAULT, "case $name policy"), computeUnits())
         val steps = case.getJSONArray("steps")
         val problems = ArrayList<String>()
         for (n in 0 until steps.length()) {
