@@ -33,7 +33,7 @@ from resflex.mobile.search import check_configs_for, read_configs
 from .backends.base import Exported
 from .background import Background
 from .qat_ranges import CALIB_FROM, checked_ranges
-from .bake import bake
+from .bake import DEFAULT_SIZE_BUDGET, bake, check_size_budget
 from .runtimes import Spatial
 from resflex.mobile.bundle.io import LUT_FILE, MANIFEST, sha256_of, size_of, staging_dir, write_zip
 from .quiet import converting, native_stderr_filtered
@@ -94,7 +94,8 @@ class ConvertConfig:
     # int8 activation ranges (`qat_ranges.CALIB_FROM`): "qat" = those `train --qat` learned (ExecuTorch, ONNX; the
     # other backends cannot take ranges and calibrate on images), "images", "auto" = qat when the checkpoint has them
     calib_from: str = "auto"
-    sharing: str = "size"  # "size": weights stored once; "speed": BN folded per resolution where that runs faster
+    sharing: str = "size"  # "size": weights stored once; "speed": BN folded per resolution; "auto": per layer
+    size_budget: float | None = None  # "auto" only: fp32 artifact size ÷ its floor (None: `DEFAULT_SIZE_BUDGET`)
     val_samples: int = 500
     seed: int = 0
     keep_going: bool = False
@@ -120,6 +121,11 @@ class ConvertConfig:
         parse_enum(schema.Sharing, self.sharing, "--sharing")
         if self.calib_from not in CALIB_FROM:
             raise ValueError(f"--calib-from {self.calib_from!r}; expected one of: {', '.join(CALIB_FROM)}")
+        if self.size_budget is not None:
+            if self.sharing != schema.Sharing.AUTO.value:
+                raise ValueError(f"--size-budget {self.size_budget!r} applies to --sharing auto only (got --sharing "
+                                 f"{self.sharing})")
+            check_size_budget(self.size_budget)
         if self.resolutions is not None:
             check_resolutions(self.resolutions)
 
@@ -225,7 +231,9 @@ def _convert(config: ConvertConfig) -> ConvertResult:
                     infos = [_artifact_info(be, ex, stage, baked, val, precision, seconds)
                              for ex in (exported, *exported.companions)]  # companions: TFLite int8's CPU-only one
                 infos = [dataclasses.replace(info, calibration=_calibration(be, precision, calib_used, exported),
-                                             sharing=schema.Sharing(config.sharing)) for info in infos]
+                                             sharing=schema.Sharing(config.sharing),
+                                             folded_layers=None if exported.folded_layers is None
+                                             else list(exported.folded_layers)) for info in infos]
             except Exception as e:  # one backend failing must not lose the others
                 failures.append(schema.Failure(be.name, precision, f"{type(e).__name__}: {e}"))
                 say(f"FAILED {be.name} {precision}: {e}\n{traceback.format_exc(limit=3)}")
@@ -249,10 +257,13 @@ def _convert(config: ConvertConfig) -> ConvertResult:
 
 
 def load_backends(config: ConvertConfig, act_ranges=None) -> list:
-    """The exporters of `config.backends`, each built with its int8 calibration method and `config.sharing`."""
+    """The exporters of `config.backends`, each built with its int8 calibration method and `config.sharing` (and
+    `config.size_budget` where the backend plans its fp32 sharing: has a `size_budget`)."""
     classes = [load_backend_class(name) for name in config.backends]
     methods = calib_methods(config.calib_method, classes)
+    budget = DEFAULT_SIZE_BUDGET if config.size_budget is None else config.size_budget
     return [cls(calib_method=methods[cls], sharing=config.sharing,
+                **({"size_budget": budget} if hasattr(cls, "size_budget") else {}),
                 **({"act_ranges": act_ranges} if act_ranges and getattr(cls, "takes_act_ranges", False) else {}))
             for cls in classes]
 

@@ -27,6 +27,7 @@ class Exported:
     entries: tuple[Entry, ...]
     runs_on_host: bool = True
     notes: str = ""
+    folded_layers: tuple[str, ...] | None = None  # fp32 sharing plan: convs with BN folded per resolution
     compute_units: tuple[str, ...] | None = None  # the units the LUT offers its entries on (None: all the backend's)
     companions: tuple[Exported, ...] = ()  # further artifacts of the same conversion (TFLite int8's CPU-only one)
     range_use: RangeUse | None = None  # int8 with QAT ranges: activation points from QAT and from the images

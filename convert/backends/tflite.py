@@ -27,7 +27,9 @@ Weight sharing with BN folded (`bn_style = "fold"`, the fastest graph):
   `MUL(conv(x; W_ref, b / k), k)` with the conv's activation moved onto the MUL, so the filter bytes are shared.
   Costs one elementwise MUL per conv at the smaller resolutions; `share_weights=False` keeps the plain folded
   convs (fastest, but each resolution stores its own filters); so does `sharing = "speed"` (`resflex convert
-  --sharing speed`).
+  --sharing speed`). `sharing = "auto"` keeps the folded filters of the convs whose MUL costs the most time per
+  filter byte within `size_budget` × the floor (`resflex.convert.bake.plan_sharing`; the worker keeps the
+  reference signature's convs whose output elements per filter element are among the plan's `fold_values`).
 
 int8 for CPU (`int8_cpu_only=True`, the default): beside `model_int8.tflite` the same conversion writes
 `model_int8_cpu.tflite`, whose per-channel conv biases take their filter's scale vector as their quantization scale,
@@ -52,9 +54,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
+import torch
 from torch import Tensor, nn
 
 from ..background import ChildJob, worker_folder
+from ..bake import DEFAULT_SIZE_BUDGET, SharingPlan, check_size_budget, sharing_plan
 from ..onnx2tf_env import find_onnx2tf
 from ..runtimes import LiteRTRuntime, Spatial, spatial_keys
 from .base import Entry, Exported, check_calib_method
@@ -86,12 +90,15 @@ class TFLiteBackend:
     # representative dataset and offers no other observer (no histogram / percentile), so min/max is the only choice.
     calib_methods = ("minmax",)
     sharing = "size"  # "speed": float signatures keep their BN-folded filters (no MUL rewrite); int8 is the same
+    size_budget = DEFAULT_SIZE_BUDGET  # "auto": float file size ÷ its floor (`float_plan`)
 
     def __init__(self, share_weights: bool = True, strip_names: bool = True, timeout_s: float | None = 3600.0,
-                 calib_method: str | None = None, sharing: str = "size", int8_cpu_only: bool = True):
+                 calib_method: str | None = None, sharing: str = "size", size_budget: float = DEFAULT_SIZE_BUDGET,
+                 int8_cpu_only: bool = True):
         self.share_weights = share_weights
         self.int8_cpu_only = int8_cpu_only  # int8 also as the CPU-only artifact (module docstring)
         self.sharing = sharing
+        self.size_budget = check_size_budget(size_budget)
         self.strip_names = strip_names
         self.timeout_s = timeout_s
         self.calib_method = check_calib_method(self.name, calib_method, self.calib_methods)
@@ -133,8 +140,11 @@ class TFLiteBackend:
                     np.save(work / f"calib_{tag}.npy", nhwc)
                     item["calib"] = f"calib_{tag}.npy"
                 entries.append(item)
+            plan = self.float_plan(baked)
             job = {"entries": entries, "precisions": list(precisions), "input": INPUT, "output": OUTPUT,
-                   "share_weights": self.share_weights and self.sharing == "size", "strip_names": self.strip_names,
+                   "share_weights": plan is not None, "strip_names": self.strip_names,
+                   "fold_values": [] if plan is None else list(plan.fold_values),
+                   "folded_layers": None if plan is None else list(plan.folded),
                    "reference": signature_key(resolutions[0]),
                    "outs": {p: str((out_dir / artifact_name(p)).resolve()) for p in precisions}}
             if "int8" in precisions and self.int8_cpu_only:
@@ -144,6 +154,18 @@ class TFLiteBackend:
         except BaseException:
             shutil.rmtree(work, ignore_errors=True)
             raise
+
+    def float_plan(self, baked: Mapping[int, nn.Module]) -> SharingPlan | None:
+        """The fp32/fp16 sharing plan over the convs whose BN-folded filters differ between the two largest
+        resolutions (None: every filter kept per resolution — `sharing="speed"`, unshared, or one resolution)."""
+        keys = spatial_keys(baked)
+        if not self.share_weights or self.sharing == "speed" or len(keys) < 2:
+            return None
+        first, second = baked[keys[0]], dict(baked[keys[1]].named_modules())
+        names = [n for n, m in first.named_modules() if isinstance(m, nn.Conv2d)
+                 and isinstance(second.get(n), nn.Conv2d) and not torch.equal(m.weight, second[n].weight)]
+        budget = self.size_budget if self.sharing == "auto" else 1.0
+        return sharing_plan(first.eval(), Spatial.of(keys[0]).resolution, names, len(keys), budget)
 
     def runner(self, exported: Exported, out_dir: Path) -> LiteRTRuntime:
         return LiteRTRuntime(Path(out_dir) / exported.files[0])
@@ -193,23 +215,24 @@ class TFLiteJob(ChildJob):
         rs = self.resolutions
         notes = (f"one multi-signature file, signatures {', '.join(signature_key(r) for r in rs)}; "
                  f"NHWC float32 input; {_PRECISION_NOTES[precision]}")
+        folded = None
         if report.get("convs_shared") is not None:
             notes += (f"; float weights shared through a per-channel MUL in {report['convs_shared']} convs "
-                      f"({report['convs_kept']} kept per resolution)")
+                      f"({report['convs_kept']} kept per resolution; --sharing {self.backend.sharing})")
+            folded = tuple(self.job["folded_layers"] or ())
         if report.get("int8_ties_shared"):
             notes += (f"; {report['int8_ties_shared']} int8 filter(s) one rounding step off the reference's at a few "
                       "values take its bytes (the unfolded weight quantized once)")
         exported = Exported(self.backend.name, precision, (artifact_name(precision),), "NHWC",
                             tuple(Entry(Spatial.of(r).resolution, signature_key(r), INPUT, OUTPUT,
                                         (1, Spatial.of(r).resolution, Spatial.of(r).resolution, 3),
-                                        Spatial.of(r).stage_scales) for r in rs), True, notes)
+                                        Spatial.of(r).stage_scales) for r in rs), True, notes, folded_layers=folded)
         if report.get("cpu_only_bytes") is None:
             return exported
         cpu_only = dataclasses.replace(exported, files=(CPU_ONLY_INT8,), compute_units=("CPU",), notes=notes + (
             f"; CPU only: {report['bias_scales_shared']} conv biases carry their filter's scales (the CPU kernels "
             "ignore bias scales; the GPU delegate and NNAPI read them)"))
         return dataclasses.replace(exported, compute_units=("GPU", "NNAPI"), companions=(cpu_only,))
-
 
 
 _PRECISION_NOTES = {

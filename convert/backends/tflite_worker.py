@@ -190,10 +190,13 @@ def conv_ops(sg, codes):
     return [op for op in sg.operators if codes[op.opcodeIndex] in (O.CONV_2D, O.DEPTHWISE_CONV_2D)]
 
 
-def share_float_weights(model, ref_index):
+def share_float_weights(model, ref_index, fold_values=()):
     """In every subgraph but the reference, rewrite each float conv whose filter is the reference filter scaled
     per output channel (W = k * W_ref: BN folded at another resolution) as MUL(conv(x; W_ref, b / k), k), the
-    conv's fused activation moved to the MUL, so the filter bytes are shared. Returns (convs shared, kept)."""
+    conv's fused activation moved to the MUL, so the filter bytes are shared. A conv whose reference has a number of
+    output elements per filter element in `fold_values` keeps its own folded filter (the sharing plan: its MUL
+    would cost more time than its bytes are worth). Returns (convs shared, kept)."""
+    fold_values = set(fold_values)
     S = schema()
     O = S.BuiltinOperator
     codes = [max(oc.builtinCode, oc.deprecatedBuiltinCode) for oc in model.operatorCodes]
@@ -234,6 +237,11 @@ def share_float_weights(model, ref_index):
     ref = model.subgraphs[ref_index]
     ref_producers = {int(o): op for op in ref.operators for o in op.outputs}
     ref_convs = conv_ops(ref, codes)
+
+    def fold_value(rop):
+        """Output elements per filter element of a reference conv (`resflex.convert.bake.LayerCost.fold_value`)."""
+        shape = lambda index: ref.tensors[int(index)].shape  # noqa: E731
+        return int(np.prod(shape(rop.outputs[0]))) / int(np.prod(shape(rop.inputs[1])))
 
     def match(sg, producers, op, rop):
         """(filter tensor, reference filter tensor, per-channel k; None if the bytes are equal) when the filter of
@@ -283,6 +291,9 @@ def share_float_weights(model, ref_index):
                 kept += 1
                 continue
             wi, rwi, k = found
+            if k is not None and fold_value(rop) in fold_values:
+                kept += 1
+                continue
             if k is None:
                 sg.tensors[wi].buffer = ref.tensors[rwi].buffer
                 shared += 1
@@ -392,7 +403,8 @@ def post_process(flat, job, precision):
     if sorted(keys) != sorted(want):
         raise RuntimeError(f"converter made signatures {sorted(keys)}; expected {sorted(want)}")
     if job["share_weights"] and precision in ("fp32", "fp16") and len(keys) > 1:
-        report["convs_shared"], report["convs_kept"] = share_float_weights(model, keys[job["reference"]])
+        report["convs_shared"], report["convs_kept"] = share_float_weights(model, keys[job["reference"]],
+                                                                           job.get("fold_values", ()))
     if precision == "int8" and len(keys) > 1:
         report["int8_ties_shared"], _ = share_int8_weights(model, keys[job["reference"]])
     if job["strip_names"]:  # names of internal tensors cost ~20 KB per signature; signatures keep their own
@@ -408,7 +420,6 @@ def post_process(flat, job, precision):
         cpu_only = pack(model)
         report["cpu_only_bytes"] = len(cpu_only)
     return out, report, cpu_only
-
 
 
 def exit_with_parent() -> None:

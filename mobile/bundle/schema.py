@@ -52,10 +52,14 @@ class Precision(str, enum.Enum):
 
 
 class Sharing(str, enum.Enum):
-    """`resflex convert --sharing`: what an artifact's fp32 graphs trade (int8 is the same in both modes)."""
+    """`resflex convert --sharing`: what an artifact's fp32 graphs trade (int8 is the same in every mode)."""
 
     SIZE = "size"  # weights stored once; per-resolution BN as an extra per-channel op where the format needs one
     SPEED = "speed"  # BN folded per resolution where the shared graph runs slower than the folded one
+    AUTO = "auto"  # per layer: BN folded where that saves the most time per byte, within `convert --size-budget`
+
+
+DEFAULT_SIZE_BUDGET = 1.05  # `convert --sharing auto --size-budget`: an fp32 artifact's size ÷ its floor
 
 
 class Layout(str, enum.Enum):
@@ -194,10 +198,12 @@ class ArtifactInfo:
     convert_seconds: float | None = None  # export (bake, convert, quantize) time on the converting machine
     calibration: Calibration | None = None  # int8 activation calibration (manifests before it: not recorded)
     sharing: Sharing | None = None  # `convert --sharing` (manifests before it: size)
+    # fp32 sharing plan: the convs (module names) whose BN is folded per resolution; the others store their weights
+    # once (None: not recorded — every conv folded, or no plan applies to this backend / precision)
+    folded_layers: list[str] | None = None
     # the compute units the LUT offers its entries on, each one of COMPUTE_UNITS[backend] (None: all of them —
     # manifests before it); TFLite int8's CPU-only artifact (bias scales only the CPU kernels ignore): ["CPU"]
     compute_units: list[str] | None = None
-
 
 
 @dataclasses.dataclass(frozen=True)

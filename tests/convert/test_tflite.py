@@ -78,7 +78,7 @@ def converted(tmp_path_factory):
         pytest.skip(_onnx2tf_missing())
     pytest.importorskip("ai_edge_litert", reason="the LiteRT interpreter (pip install ai-edge-litert) runs .tflite")
     torch.set_num_threads(1)
-    backend = TFLiteBackend()
+    backend = TFLiteBackend(sharing="auto", size_budget=1.2)  # float: the stem folded per resolution, the rest shared
     model = _tiny_model()
     baked = {r: bake(model, r, bn=backend.bn_style) for r in RES}
     gen = torch.Generator().manual_seed(1)
@@ -165,11 +165,17 @@ def _conv_filter_buffers(path):
 @needs_onnx2tf
 @pytest.mark.parametrize("precision", ["fp32", "fp16", "int8"])
 def test_conv_weights_are_stored_once(converted, precision):
-    _, _, out = converted
+    """Every signature reads the same filter buffers, except (float, `--sharing auto`) the convs the plan folds."""
+    backend, baked, out = converted
     exported, folder = out[precision]
     buffers = _conv_filter_buffers(folder / exported.files[0])
     assert len(buffers) == len(RES) and all(len(b) == 3 for b in buffers.values())
-    assert len({tuple(b) for b in buffers.values()}) == 1  # every signature reads the same filter buffers
+    if precision == "int8":
+        assert len({tuple(b) for b in buffers.values()}) == 1 and exported.folded_layers is None
+        return
+    assert exported.folded_layers == backend.float_plan(baked).folded == ("features.0.0",)
+    stems, rest = zip(*[(b[0], tuple(b[1:])) for b in buffers.values()])
+    assert len(set(stems)) == len(RES) and len(set(rest)) == 1  # the stem's folded filter per signature
 
 
 def test_the_worker_is_a_module_that_imports_neither_resflex_nor_tensorflow():
