@@ -81,3 +81,26 @@ def _tmp() -> str:
     import tempfile
 
     return tempfile.mkdtemp(prefix="resflex_units_")
+
+
+def test_convert_offers_each_tflite_int8_point_on_one_artifact():
+    """The LUT gets the CPU-only artifact's entries on CPU only and the GPU-capable one's on GPU and NNAPI: one
+    artifact per operating point key, never the CPU-only file on the GPU delegate."""
+    from types import SimpleNamespace
+
+    from resflex.convert.pipeline import _operating_points
+    from resflex.convert.runtimes import Spatial
+
+    entries = [schema.EntryInfo(r, f"serving_{r}", "image", "logits", [1, r, r, 3]) for r in (32, 16)]
+    macs = {Spatial(r, ()): 1000 * r for r in (32, 16)}
+    config = SimpleNamespace(data="synthetic")
+
+    def points(file, units):
+        info = schema.ArtifactInfo(schema.Backend.TFLITE, schema.Precision.INT8, file, "0" * 64, 10, schema.Layout.NHWC,
+                                   entries, True, compute_units=units)
+        return [(p.resolution, p.compute_unit, p.artifact) for p in _operating_points(info, macs, 5, config, {})]
+
+    cpu, gpu = points("tflite/model_int8_cpu.tflite", ["CPU"]), points("tflite/model_int8.tflite", ["GPU", "NNAPI"])
+    assert {u for _, u, _ in cpu} == {"CPU"} and {u for _, u, _ in gpu} == {"GPU", "NNAPI"}
+    assert len({(r, u) for r, u, _ in cpu + gpu}) == len(cpu + gpu) == 6
+    assert {u for _, u, _ in points("tflite/model_int8.tflite", None)} == {"CPU", "GPU", "NNAPI"}  # older bundles
