@@ -259,10 +259,12 @@ def _range_overrides(fp32: Path, ranges: Mapping[str, tuple[float, float]]) -> d
             for t, p in point_of.items() if p in ranges}
 
 
-def _activation_points(model) -> int:
-    """Activation tensors a QDQ graph quantizes (QuantizeLinear nodes whose input is not an initializer)."""
+def _activation_points(model) -> set[str]:
+    """Activation tensors a QDQ graph quantizes (QuantizeLinear nodes whose input is not an initializer), by their
+    name before quantization (quantize_static renames a graph output's Q input `NAME_QuantizeLinear_Input`)."""
     inits = {t.name for t in model.graph.initializer}
-    return len({n.input[0] for n in model.graph.node if n.op_type == "QuantizeLinear" and n.input[0] not in inits})
+    return {n.input[0].removesuffix("_QuantizeLinear_Input") for n in model.graph.node
+            if n.op_type == "QuantizeLinear" and n.input[0] not in inits}
 
 
 def _quantize(module: nn.Module, resolution: int, calib: Tensor, work: Path, tag: str | None = None,
@@ -296,7 +298,7 @@ def _quantize(module: nn.Module, resolution: int, calib: Tensor, work: Path, tag
     model = _load(int8)
     if use is not None:
         points = _activation_points(model)
-        use.append(RangeUse(min(len(overrides), points), max(points - len(overrides), 0)))
+        use.append(RangeUse(len(points & overrides.keys()), len(points - overrides.keys())))
     biases = {name: t.detach().numpy() for name, t in folded.state_dict().items() if name.endswith(".bias")}
     flipped = _share_int8_weights(model, unfolded, biases)
     return model, flipped
