@@ -35,7 +35,8 @@ from torch import Tensor, nn
 from .checkpoint import FORMAT as RESFLEX_FORMAT
 from .checkpoint import CheckpointError, check_numbers, load_tensors_only, model_from_payload, save_checkpoint
 from .layers import MetaConv2d, ScaleAwareBatchNorm2d, SwitchableBatchNorm2d, check_resolutions, scale_code
-from .models import PAPER_RESOLUTIONS, Method, ModelConfig, MultiResolutionNet, Preprocessing, model_from_config
+from .models import (PAPER_RESOLUTIONS, Method, ModelConfig, MultiResolutionNet, Preprocessing, SwitchableNet,
+                     model_from_config)
 from .models.mobilenet_v2 import MobileNetV2
 from .models.resnet import ResNet
 
@@ -601,10 +602,11 @@ def import_checkpoint(config: ImportConfig) -> ImportResult:
 
 
 def init_from_single(model: MultiResolutionNet, path: str | Path) -> str:
-    """Start `model` (rsnet, san or single) from single-resolution weights; returns a one-line summary.
+    """Start `model` (rsnet, san or single) from single-resolution weights; returns a one-line summary. Your own
+    network (`switchable`) takes its factory's own state dict (see `map_single_layout`).
 
     Accepted: a torchvision ResNet / MobileNetV2 state dict or a timm state dict of the timm-layout models
-    (MobileNetV3, EfficientNet-Lite0, MobileNetV4-Conv-Small, RegNetX-200MF; see `map_timm_layout`) — bare or under
+    (MobileNetV3, EfficientNet-Lite0, MobileNetV4-Conv-Small, RegNetX-200MF; see `map_single_layout`) — bare or under
     'state_dict' / 'model', `module.` stripped —, a resflex `single` checkpoint, or a resflex checkpoint with the same model config as `model` (e.g. an import, to
     fine-tune it). Convs and classifier are copied (the classifier only if the class count matches; otherwise it keeps
     its fresh initialisation), every private BN starts as the single BN, and a SAN meta-conv gets zero slope and the
@@ -612,6 +614,8 @@ def init_from_single(model: MultiResolutionNet, path: str | Path) -> str:
     """
     path = Path(path)
     payload = load_weights_file(path, "--init")
+    if isinstance(model, SwitchableNet):  # your own network: the factory's own single-resolution state dict
+        return _init_single_layout(model, _state_dict_of(payload, path), path, "your network's own state dict")
     timm = getattr(model, "weights_layout", None) == "timm"
     units, head = ([], model.classifier_path) if timm else model_units(model)
     if payload.get("format") == RESFLEX_FORMAT:
@@ -621,7 +625,7 @@ def init_from_single(model: MultiResolutionNet, path: str | Path) -> str:
             if cfg.arch != mine.arch:
                 raise ValueError(f"--init {path}: a resflex {cfg.arch} checkpoint cannot start a {mine.arch}")
             if timm:  # a single model's keys are the timm layout
-                return _init_timm_layout(model, source.state_dict(), path, "resflex single checkpoint")
+                return _init_single_layout(model, source.state_dict(), path, "resflex single checkpoint")
             layout, sd, kind = _resflex_single(head), source.state_dict(), "resflex single checkpoint"
         else:
             diffs = [f"{f}: {getattr(cfg, f)!r} in the weights vs {getattr(mine, f)!r}"
@@ -647,7 +651,7 @@ def init_from_single(model: MultiResolutionNet, path: str | Path) -> str:
             raise ValueError(f"--init {path} is an official RS-Nets/SAN checkpoint; convert it with "
                              f"`resflex import {path} --out RUN`, then pass RUN/checkpoint.pt to --init")
         if timm:
-            return _init_timm_layout(model, sd, path, "timm state dict")
+            return _init_single_layout(model, sd, path, "timm state dict")
         expected = _torchvision_layout(model).conv(units[0]).keys[0]  # the stem conv
         if expected not in sd:
             raise CheckpointError(
@@ -658,55 +662,70 @@ def init_from_single(model: MultiResolutionNet, path: str | Path) -> str:
     return f"--init {path} ({kind}): convs and BNs copied into every resolution; classifier {note}"
 
 
-def map_timm_layout(model: MultiResolutionNet, source: dict[str, Tensor], origin: str) -> str:
+def map_single_layout(model: MultiResolutionNet, source: dict[str, Tensor], origin: str) -> str:
     """Load `source`, keyed as the model's own single-resolution (`method="single"`) state dict — timm's layout for
-    the registered MobileNetV3 / EfficientNet-Lite / MobileNetV4 / RegNet — into `model` of any method: every private
-    BN (per resolution, or per resolution and stage factor) starts as the single BN, a SAN meta-conv gets zero slope
-    and the kernel as bias, the classifier is copied if its class count matches. Every source key must be used and
-    every shape must match, else nothing is loaded. Returns what happened to the classifier."""
-    mapper, head = _Mapper(model, source, origin), model.classifier_path
+    the registered MobileNetV3 / EfficientNet-Lite / MobileNetV4 / RegNet, the factory's own `state_dict()` for your
+    network (`switchable`, `--arch FILE.py:FACTORY`) — into `model` of any method: every private BN (per resolution,
+    or per resolution and stage factor) starts as the single BN, a SAN meta-conv gets zero slope and the kernel as
+    bias, the classifier is copied if its class count matches (in your network, whose classifier has no known name:
+    tensors of another shape whose first dimension is the class count keep their fresh values). Every source key must
+    be used and every shape must match, else nothing is loaded. Returns what happened to the classifier."""
+    mapper, head = _Mapper(model, source, origin), getattr(model, "classifier_path", None)
+    fresh: list[str] = []
 
-    def bn(base: str, copies: list[str]) -> None:
+    def bn(src: str, copies: list[str]) -> None:
         for stat in (*BN_STATS, "num_batches_tracked"):
-            value = mapper.take(f"{base}.{stat}", optional=stat == "num_batches_tracked")
+            value = mapper.take(f"{src}.{stat}", optional=stat == "num_batches_tracked")
             for copy in copies:
-                mapper.put(f"{copy}.{stat}", value, f"{base}.{stat}")
+                mapper.put(f"{copy}.{stat}", value, f"{src}.{stat}")
 
-    def visit(base: str, module: nn.Module) -> None:
+    def visit(dst: str, src: str, module: nn.Module) -> None:  # dst: the key prefix in `model`, src: in `source`
         if isinstance(module, ScaleAwareBatchNorm2d):
-            return bn(base, [f"{base}.per_scale.{s}.bn.{i}" for s, per in enumerate(module.per_scale)
-                             for i in range(len(per.bn))])
+            return bn(src, [f"{dst}.per_scale.{s}.bn.{i}" for s, per in enumerate(module.per_scale)
+                            for i in range(len(per.bn))])
         if isinstance(module, SwitchableBatchNorm2d):
-            return bn(base, [f"{base}.bn.{i}" for i in range(len(module.bn))])
+            return bn(src, [f"{dst}.bn.{i}" for i in range(len(module.bn))])
         if isinstance(module, MetaConv2d):  # every scale generates the pretrained kernel
-            kernel, last = mapper.take(f"{base}.weight"), "meta" if isinstance(module.meta, nn.Linear) else \
+            kernel, last = mapper.take(f"{src}.weight"), "meta" if isinstance(module.meta, nn.Linear) else \
                 f"meta.{len(module.meta) - 1}"
             if kernel is not None and tuple(kernel.shape) != module.weight_shape:
-                mapper.shapes.append(f"{base}.weight {tuple(kernel.shape)} vs {base} kernel {module.weight_shape}")
+                mapper.shapes.append(f"{src}.weight {tuple(kernel.shape)} vs {dst} kernel {module.weight_shape}")
             elif kernel is not None:
-                mapper.put(f"{base}.{last}.weight", torch.zeros_like(mapper.target[f"{base}.{last}.weight"]),
-                           f"{base}.weight")
-                mapper.put(f"{base}.{last}.bias", kernel.reshape(-1), f"{base}.weight")
+                mapper.put(f"{dst}.{last}.weight", torch.zeros_like(mapper.target[f"{dst}.{last}.weight"]),
+                           f"{src}.weight")
+                mapper.put(f"{dst}.{last}.bias", kernel.reshape(-1), f"{src}.weight")
             return None
-        if base == head:
+        if dst == head:
             return None
-        prefix = f"{base}." if base else ""
         for leaf, _ in [*module.named_parameters(recurse=False), *module.named_buffers(recurse=False)]:
-            if prefix + leaf in mapper.target:
-                mapper.put(prefix + leaf, mapper.take(prefix + leaf, optional=leaf == "num_batches_tracked"),
-                           prefix + leaf)
+            key, src_key = _join(dst, leaf), _join(src, leaf)
+            if key in mapper.target:
+                value, want = mapper.take(src_key, optional=leaf == "num_batches_tracked"), mapper.target[key]
+                if (head is None and value is not None and value.shape != want.shape and want.ndim
+                        and want.shape[0] == model.config.num_classes):
+                    fresh.append(src_key)  # your network's classifier, another class count
+                    continue
+                mapper.put(key, value, src_key)
         for name, child in module.named_children():
-            visit(prefix + name, child)
+            visit(_join(dst, name), _join(src, name), child)
         return None
 
-    visit("", model)
-    note = mapper.head(head, head, required=False)
+    if isinstance(model, SwitchableNet):  # `model.net` is the factory's network: its keys are the source's
+        visit("net", "", model.net)
+    else:
+        visit("", "", model)
+    note = mapper.head(head, head, required=False) if head else (
+        f"kept its fresh initialisation (another class count: {', '.join(fresh)})" if fresh else "copied")
     model.load_state_dict(mapper.finish())
     return note
 
 
-def _init_timm_layout(model: MultiResolutionNet, sd: dict[str, Tensor], path: Path, kind: str) -> str:
-    note = map_timm_layout(model, sd, f"--init {path}")
+def _join(prefix: str, name: str) -> str:
+    return f"{prefix}.{name}" if prefix else name
+
+
+def _init_single_layout(model: MultiResolutionNet, sd: dict[str, Tensor], path: Path, kind: str) -> str:
+    note = map_single_layout(model, sd, f"--init {path}")
     return f"--init {path} ({kind}): convs and BNs copied into every resolution; classifier {note}"
 
 

@@ -27,8 +27,8 @@ from .evaluate import evaluate
 from .layers import DEFAULT_STAGE_SCALES, check_resolutions, check_scales, check_stage_scales, parse_enum
 from .losses import create_loss
 from .qat import check_qat_method, enable_qat
-from .models import Method, MultiResolutionNet, SwitchableNet, create_model, is_arch_spec, list_models
-from .models.foreign import load_single_state_dict, normalize_spec
+from .models import Method, MultiResolutionNet, create_model, is_arch_spec, list_models
+from .models.foreign import normalize_spec
 
 CONFIG_KIND = "resflex.train"
 CONFIG_VERSION = 1
@@ -500,13 +500,9 @@ def train(config: TrainConfig) -> MultiResolutionNet:
     model = create_model(config.arch, config.method, config.resolutions, config.width, len(class_names),
                          config.meta_hidden, config.scales, config.stem_stride)
     if config.init and not config.resume:  # a resumed run already holds the weights it started from
-        from .importer import _state_dict_of, init_from_single, load_weights_file
+        from .importer import init_from_single
 
-        if isinstance(model, SwitchableNet):  # your own network: its own single-resolution state dict
-            sd = _state_dict_of(load_weights_file(config.init, "--init"), Path(config.init))
-            note = load_single_state_dict(model, sd, f"--init {config.init}")
-        else:
-            note = init_from_single(model, config.init)
+        note = init_from_single(model, config.init)
         if rank == 0:
             tqdm.write(note)
     if config.finetune and not config.resume:  # §3.3: optionally fine-tune the chosen sub-network

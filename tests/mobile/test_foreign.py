@@ -13,7 +13,7 @@ from resflex.mobile import switchable
 from resflex.mobile.checkpoint import load_checkpoint, save_checkpoint
 from resflex.mobile.layers import ScaleAwareBatchNorm2d, StageResize, SwitchableBatchNorm2d
 from resflex.mobile.models import ModelConfig, create_model
-from resflex.mobile.models.foreign import load_single_state_dict
+from resflex.mobile.importer import map_single_layout
 
 RESOLUTIONS = (32, 24, 16)
 USER_NET = textwrap.dedent("""
@@ -140,8 +140,8 @@ def test_init_loads_the_factory_state_dict_into_every_copy(user_file):
     spec = f"{user_file}:make"
     pretrained = _pretrained(spec, num_classes=10)
     model = create_model(spec, "rsnet", RESOLUTIONS, num_classes=4)  # another class count: fresh classifier
-    note = load_single_state_dict(model, pretrained.state_dict(), "--init w.pt")
-    assert "head.weight" in note
+    note = map_single_layout(model, pretrained.state_dict(), "--init w.pt")
+    assert note == "kept its fresh initialisation (another class count: head.weight, head.bias)"
     sd = model.state_dict()
     for i in range(len(RESOLUTIONS)):
         assert torch.equal(sd[f"net.features.4.bn.{i}.running_var"], pretrained.features[4].running_var)
@@ -157,7 +157,8 @@ def test_cli_train_eval_convert_select(user_file, tmp_path, capsys):
     assert main(["train", "--arch", spec, "--resolutions", "32,24,16", "--epochs", "1", "--batch-size", "16",
                  "--train-samples", "64", "--val-samples", "32", "--num-classes", "4", "--workers", "0",
                  "--no-progress", "--init", str(weights), "--out", str(run)]) == 0
-    assert "every private BN starts as the single BN" in capsys.readouterr().out
+    assert "(your network's own state dict): convs and BNs copied into every resolution; classifier copied" in \
+        capsys.readouterr().out
     ck = str(run / "checkpoint.pt")
     assert main(["eval", ck, "--resolutions", "32,28,16", "--val-samples", "32", "--workers", "0"]) == 0
     assert "(rsnet)" in capsys.readouterr().out
