@@ -274,6 +274,12 @@ def _act_ranges(config: ConvertConfig, payload: dict, resolutions) -> dict | Non
         return None
     ranges = qat_ranges(payload, config.checkpoint)  # a malformed, NaN or inverted range: CheckpointError
     if config.calib_from == "qat":
+        others = [b for b in config.backends if not getattr(load_backend_class(b), "takes_act_ranges", False)]
+        if others:
+            warnings.warn(f"--calib-from qat: {', '.join(others)} take no activation ranges: TFLite int8 is "
+                          "calibrated on the images (the TF converter reads ranges from a representative dataset "
+                          "only), Core ML int8 quantizes weights only (W8A8: calibrated on the images); the manifest "
+                          "records calibration.source per artifact", stacklevel=4)
         return checked_ranges(ranges, resolutions, config.checkpoint)
     return ranges if ranges and all(ranges.get(r) for r in resolutions) else None
 

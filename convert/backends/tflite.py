@@ -39,6 +39,16 @@ compute input_scale × filter_scale and never read the bias scale, so its output
 delegate and NNAPI read it. The manifest records `compute_units: ["CPU"]` for it and `["GPU", "NNAPI"]` for
 `model_int8.tflite`, so the LUT offers each int8 point on one artifact, and readers refuse a CPU-only artifact's point
 on another unit. An app that runs TFLite on CPU only ships the smaller file; one that may use the GPU ships both.
+
+QAT activation ranges (`convert --calib-from qat`) do not reach this backend: its int8 is always calibrated on
+`calib[r]` (the manifest says `calibration.source: images`). The TF converter takes activation ranges only from a
+`representative_dataset` (onnx2tf's own `-oiqt` path the same: `converter.representative_dataset =
+representative_dataset_gen`, fed from `-cind` data) or from FakeQuant ops in the graph, and onnx2tf makes none from
+an ONNX QDQ graph: a QuantizeLinear whose consumers are DequantizeLinear is dropped ("If QuantizeLinear is
+immediately followed by Cast -> DequantizeLinear or DequantizeLinear only, bypass fake-quant", ops/QuantizeLinear.py),
+any other becomes float `round(x / y_scale) + zero_point` / `clip_by_value` / multiply ops, which the converter
+then calibrates like any tensor. Inserting `tf.quantization.fake_quant_with_min_max_vars` at the QAT points of the
+onnx2tf Keras model in the worker would be the way in; not built.
 """
 
 from __future__ import annotations

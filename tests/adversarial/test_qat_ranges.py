@@ -84,3 +84,14 @@ def test_calib_from_images_does_not_read_the_table_and_unknown_values_are_listed
         assert _act_ranges(config, payload, RES) is None
     good = ConvertConfig(checkpoint=str(ckpt), out="b", precisions=("int8",))  # auto, with ranges at every resolution
     assert _act_ranges(good, {"qat_ranges": _table()}, RES)[16] == {INPUT_POINT: (-2.0, 4.0), "features.0": (0.0, 6.0)}
+
+
+def test_calib_from_qat_warns_for_backends_that_take_no_ranges(tmp_path):
+    from resflex.convert.pipeline import _act_ranges
+
+    ckpt = _checkpoint(tmp_path, _table())
+    config = ConvertConfig(checkpoint=str(ckpt), out="b", backends=("onnx", "tflite"), precisions=("int8",),
+                           calib_from="qat")
+    with pytest.warns(UserWarning, match="--calib-from qat: tflite take no activation ranges: TFLite int8 is "
+                                         "calibrated on the images"):
+        assert _act_ranges(config, {"qat_ranges": _table()}, RES)[32][INPUT_POINT] == (-1.0, 3.0)
