@@ -5,6 +5,7 @@ single-resolution artifact and against the BN floor, per-resolution latency agai
     python bench/quant_bench.py --checkpoint /tmp/q35/checkpoint.pt
     python bench/quant_bench.py --checkpoint FLOAT/checkpoint.pt QAT/checkpoint.pt   # PTQ vs QAT side by side
     python bench/quant_bench.py --checkpoint C --backends onnx --methods onnx=minmax,percentile --calib-samples 64 256
+    python bench/quant_bench.py --checkpoint FLOAT/checkpoint.pt QAT/checkpoint.pt --calib-from images qat
 
 Each row is one `resflex convert` (`resflex.convert.pipeline.convert`, one backend, the given precision and
 `--calib-method BACKEND=METHOD`) into `--out`; agreement and accuracy come from the bundle's manifest (convert runs
@@ -36,7 +37,7 @@ from results import recorded  # bench/results.py
 from resflex.convert.backends.base import Entry
 from resflex.mobile.bundle.io import Bundle
 from resflex.convert.pipeline import ConvertConfig, convert, load_backend, split_images
-from resflex.mobile.checkpoint import load_checkpoint
+from resflex.mobile.checkpoint import load_checkpoint, qat_ranges
 
 DEFAULT_BACKENDS = ("executorch", "onnx", "tflite")
 
@@ -49,6 +50,9 @@ def parse_args(argv=None):
     p.add_argument("--methods", default=None,
                    help="BACKEND=M1,M2;BACKEND=...: calibration methods per backend (default: all it offers)")
     p.add_argument("--calib-samples", type=int, nargs="+", default=[256], help="calibration images per resolution")
+    p.add_argument("--calib-from", nargs="+", choices=("images", "qat"), default=["images", "qat"],
+                   help="int8 activation ranges (`convert --calib-from`): qat rows only for a checkpoint with QAT "
+                        "ranges and a backend that takes them (ExecuTorch, ONNX)")
     p.add_argument("--val-samples", type=int, default=1000, help="agreement/accuracy images per resolution")
     p.add_argument("--no-fp32", action="store_true", help="skip the fp32 reference rows")
     p.add_argument("--runs", type=int, default=15, help="timed runs per artifact and resolution (0: no latency)")
@@ -57,6 +61,7 @@ def parse_args(argv=None):
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--out", default="bench/out/quant", help="bundles go to OUT/<backend>_<precision>_<method>_<n>")
     p.add_argument("--reuse", action="store_true", help="measure bundles already in --out instead of converting")
+    p.add_argument("--section", default="quant_bench", help="RESULTS.md section name")
     p.add_argument("--record", action=argparse.BooleanOptionalAction, default=True,
                    help="also write the table into bench/RESULTS.md")
     return p.parse_args(argv)
@@ -73,7 +78,7 @@ def methods_for(args, be) -> list[str]:
 
 def main(argv=None) -> None:
     args = parse_args(argv)
-    with recorded("quant_bench", args.record):
+    with recorded(args.section, args.record):
         return _run(args)
 
 
@@ -100,15 +105,17 @@ def _rows(args, checkpoint, model, payload, resolutions, floor_bytes, out_root: 
     label, rows = training_label(payload), []
     for name in args.backends.split(","):
         be = load_backend(name)
-        jobs = [] if args.no_fp32 or "fp32" not in be.precisions else [("fp32", "-", 0)]
+        jobs = [] if args.no_fp32 or "fp32" not in be.precisions else [("fp32", "-", 0, "images")]
         if "int8" in be.precisions:
-            jobs += [("int8", m, n) for m in methods_for(args, be) for n in args.calib_samples]
+            sources = [s for s in args.calib_from if s == "images" or (
+                qat_ranges(payload) and getattr(be, "takes_act_ranges", False))]
+            jobs += [("int8", m, n, s) for s in sources for m in methods_for(args, be) for n in args.calib_samples]
         if "int4" in be.precisions:  # Core ML: weight-only, nothing to calibrate
-            jobs += [("int4", "-", 0)]
+            jobs += [("int4", "-", 0, "images")]
         folded = {}
-        for precision, method, samples in jobs:
+        for precision, method, samples, source in jobs:
             t0 = time.perf_counter()
-            out = out_root / f"{name}_{precision}_{method}_{samples}"
+            out = out_root / f"{name}_{precision}_{method}_{samples}" / source
             if args.reuse and (out / "manifest.json").exists():
                 manifest = Bundle.open(out).manifest
             else:
@@ -116,9 +123,9 @@ def _rows(args, checkpoint, model, payload, resolutions, floor_bytes, out_root: 
                     checkpoint=checkpoint, out=str(out), backends=(name,), precisions=(precision,),
                     calib_samples=max(samples, 1), calib_method=None if method == "-" else
                     f"{name}={method}",
-                    val_samples=args.val_samples, overwrite=True, progress=False)).manifest
+                    calib_from=source, val_samples=args.val_samples, overwrite=True, progress=False)).manifest
             if not manifest.artifacts:
-                rows.append(f"| {label} | {name} | {precision} | {method} | {samples or '-'} | failed: "
+                rows.append(f"| {label} | {name} | {precision} | {method} | {source} | {samples or '-'} | failed: "
                             f"{manifest.failures[0].error[:80] if manifest.failures else '?'} |")
                 continue
             (artifact,) = manifest.artifacts
@@ -133,7 +140,7 @@ def _rows(args, checkpoint, model, payload, resolutions, floor_bytes, out_root: 
                                                          else resolutions[:1], calib, Path(tmp) / precision)
                 rows.append(f"| {label} " + _row(args, be, artifact, folded[precision], resolutions, floor_bytes,
                                                  out, precision, method, samples))
-            print(f"{label} {name} {precision} {method} {samples or ''}: {time.perf_counter() - t0:.0f} s",
+            print(f"{label} {name} {precision} {method} {samples or ''} {source}: {time.perf_counter() - t0:.0f} s",
                   flush=True)
     return rows
 
@@ -155,6 +162,14 @@ def reference_parity(model, payload, artifact, bundle: Path, resolutions, sample
         rows.append(_parity(runner, entry, bake(model, e.resolution, bn="fold"), x, y, artifact.precision.value,
                             Evaluator.MIL_REFERENCE))
     return dataclasses.replace(artifact, parity=rows)
+
+
+def ranges_used(artifact) -> str:
+    """Where the int8 activation ranges came from: images, or qat with its point counts (QAT / images)."""
+    c = artifact.calibration
+    if c is None:
+        return "-"
+    return "images" if c.source == "images" else f"QAT {c.points_from_qat} + images {c.points_from_images}"
 
 
 def _row(args, be, artifact, folded, resolutions, floor_bytes, bundle: Path, precision, method, samples) -> str:
@@ -180,7 +195,7 @@ def _row(args, be, artifact, folded, resolutions, floor_bytes, bundle: Path, pre
             pairs["folded", e.resolution] = folded[e.resolution][:2]
         lat = interleaved_latency(pairs, args.runs, args.warmup)
         latency = f"{max(lat['bundle', r][1] / lat['folded', r][1] for r in resolutions):.2f}×"
-    return (f"| {be.name} | {precision} | {method} | {samples or '-'} | {quality} | "
+    return (f"| {be.name} | {precision} | {method} | {ranges_used(artifact)} | {samples or '-'} | {quality} | "
             f"{artifact.bytes / one:.2f}× | {floor:.2f}× | {latency} |")
 
 
@@ -189,13 +204,15 @@ def print_table(args, rows, resolutions, floor_bytes) -> None:
     print(f"\n### int8: {', '.join(Path(c).as_posix() for c in args.checkpoint)}, resolutions {res}, "
           f"{args.val_samples} validation images per resolution\n")
     print("training: float (quantized after training) or QAT (`resflex train --qat`); agreement: top-1 of the "
-          "artifact (its own runtime) = top-1 of the torch model; drop: torch top-1 − "
+          "artifact (its own runtime) = top-1 of the torch model; ranges from: the int8 activation ranges "
+          "(`convert --calib-from`; QAT N + images M = activation quantization points, summed over resolutions); "
+          "drop: torch top-1 − "
           "artifact top-1 (points, + = worse); size: the 5-resolution artifact ÷ the BN-folded single-resolution "
           f"artifact; floor: that ratio if each extra resolution added only its BN ({floor_bytes} B); latency: worst "
           "resolution's thread-CPU time ÷ the folded single-resolution artifact's.\n")
-    print(f"| training | backend | precision | calibration | samples | min agreement % | agreement % ({res}) | "
-          f"max drop pt | drop pt ({res}) | artifact top-1 % ({res}) | size | floor | latency |")
-    print("|---|---|---|---|---:|---:|---|---:|---|---|---:|---:|---:|")
+    print(f"| training | backend | precision | calibration | ranges from | samples | min agreement % | agreement % "
+          f"({res}) | max drop pt | drop pt ({res}) | artifact top-1 % ({res}) | size | floor | latency |")
+    print("|---|---|---|---|---|---:|---:|---|---:|---|---|---:|---:|---:|")
     print("\n".join(rows))
 
 
