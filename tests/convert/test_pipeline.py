@@ -82,6 +82,20 @@ def test_sharing_mode_is_recorded_in_the_manifest(tiny_checkpoint, tmp_path):
         ConvertConfig(str(tiny_checkpoint), str(tmp_path / "c"), sharing="fast")
 
 
+@pytest.mark.slow  # one ExecuTorch conversion (~15 s on an idle 2-core machine)
+def test_auto_sharing_plan_is_recorded_and_every_entry_passes_parity(tiny_checkpoint, tmp_path):
+    """`--sharing auto`: ExecuTorch fp32 folds the stem per resolution (most output per weight byte), shares the
+    rest; the manifest names the folded convs and every entry still matches torch."""
+    pytest.importorskip("executorch")
+    config = dict(FAST, backends=("executorch",))
+    result = convert(ConvertConfig(str(tiny_checkpoint), str(tmp_path / "a"), precisions=("fp32",), sharing="auto",
+                                   size_budget=1.2, **config))
+    (art,) = Bundle.open(tmp_path / "a").manifest.artifacts
+    assert art == result.manifest.artifacts[0] and art.sharing.value == "auto"
+    assert art.folded_layers == ["features.0.0"] and "2 of 3 convs share their weights" in art.notes
+    assert len(art.parity) == 3 and all(p.passed and p.max_rel_error <= 1e-4 for p in art.parity)
+
+
 def test_tampered_artifact_fails_checksum(tiny_checkpoint, tmp_path):
     convert(ConvertConfig(str(tiny_checkpoint), str(tmp_path / "b"), precisions=("fp32",), **FAST))
     victim = tmp_path / "b" / "onnx" / "model_fp32_24.onnx"
