@@ -46,8 +46,8 @@ def parse_args(argv=None):
     p.add_argument("--calib", type=int, default=8, help="calibration images per resolution (int8)")
     p.add_argument("--runs", type=int, default=30, help="timed runs per method (medians reported)")
     p.add_argument("--warmup", type=int, default=5)
-    p.add_argument("--fp32-fold-budget", type=float, default=None,
-                   help="ExecuTorchBackend(fp32_fold_budget=...); default: the backend's default")
+    p.add_argument("--size-budget", type=float, default=None,
+                   help="fp32 --sharing auto with this --size-budget (default: the backend's default sharing)")
     p.add_argument("--out", default=None, help="where the .pte files go (default: a temporary directory)")
     p.add_argument("--record", action=argparse.BooleanOptionalAction, default=True,
                    help="also write the tables into bench/RESULTS.md")
@@ -131,9 +131,9 @@ def _run(args) -> None:
     out_root = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="et_sharing_"))
     print(f"versions: {executorch_versions()}; .pte files under {out_root}\n")
     size_rows, latency_rows = [], []
-    be = ExecuTorchBackend() if args.fp32_fold_budget is None else ExecuTorchBackend(
-        fp32_fold_budget=args.fp32_fold_budget)
-    print(f"fp32_fold_budget = {be.fp32_fold_budget}")
+    be = ExecuTorchBackend() if args.size_budget is None else ExecuTorchBackend(sharing="auto",
+                                                                               size_budget=args.size_budget)
+    print(f"sharing = {be.sharing}, size_budget = {be.size_budget}")
     k = len(args.resolutions)
     for width in args.widths:
         model = random_bn(create_model(args.arch, "rsnet", args.resolutions, width=width,

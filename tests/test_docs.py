@@ -60,4 +60,4 @@ def test_included_pages_rewrite_repository_links(tmp_path, monkeypatch):
 
 def test_choices_start_their_own_sentence(pages):
     # `--sharing` help ends without a full stop; its choices used to run on ("in both modes Choices: size, speed").
-    assert "in both modes. Choices: size, speed." in pages["cli/convert.md"]
+    assert "in every mode. Choices: size, speed, auto." in pages["cli/convert.md"]
