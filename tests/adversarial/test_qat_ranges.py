@@ -12,7 +12,7 @@ from resflex.mobile.models import create_model
 from resflex.mobile.qat import INPUT_POINT
 
 RES = (32, 16)
-NAMES = ["a", "b", "c", "d"]
+NAMES = ["red-horizontal", "green-horizontal", "red-vertical", "green-vertical"]  # the synthetic set's first 4
 
 
 def _checkpoint(tmp_path, table=None, name="checkpoint.pt"):
@@ -95,3 +95,15 @@ def test_calib_from_qat_warns_for_backends_that_take_no_ranges(tmp_path):
     with pytest.warns(UserWarning, match="--calib-from qat: tflite take no activation ranges: TFLite int8 is "
                                          "calibrated on the images"):
         assert _act_ranges(config, {"qat_ranges": _table()}, RES)[32][INPUT_POINT] == (-1.0, 3.0)
+
+
+def test_cli_calib_from_qat_without_ranges(tmp_path, capsys, monkeypatch):
+    from resflex.cli.main import main
+
+    ckpt = _checkpoint(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    argv = ["convert", str(ckpt), "--out", "b", "--backends", "onnx", "--precision", "int8", "--calib-from", "qat",
+            "--no-progress"]
+    assert main(argv) == 2
+    assert f"--calib-from qat: {ckpt} holds no QAT activation ranges" in capsys.readouterr().err
+    assert not (tmp_path / "b").exists()
