@@ -38,6 +38,7 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from resflex.mobile.bundle.schema import DEFAULT_SIZE_BUDGET
 from resflex.mobile.layers import (
+    DEFAULT_BN_MODE,
     BNMode,
     MetaConv2d,
     ScaleAwareBatchNorm2d,
@@ -324,7 +325,7 @@ def _pair_by_dataflow(module: nn.Module, resolution: int) -> int:
 def bake(
     model: MultiResolutionNet,
     resolution: int,
-    bn_mode: BNMode | str = BNMode.INTERPOLATE,
+    bn_mode: BNMode | str = DEFAULT_BN_MODE,
     scale_code: ScaleCode | str = ScaleCode.IDEAL,
     bn: BNStyle | str = BNStyle.KEEP,
     stage_scales=None,

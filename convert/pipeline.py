@@ -26,7 +26,7 @@ from resflex.mobile import __version__
 from resflex.mobile.bundle import schema
 from resflex.mobile.checkpoint import load_checkpoint, qat_ranges
 from resflex.mobile.evaluate import eval_loader, first_images
-from resflex.mobile.layers import BNMode, ScaleCode, check_resolutions, parse_enum, recalibrate_bn
+from resflex.mobile.layers import DEFAULT_BN_MODE, BNMode, ScaleCode, check_resolutions, parse_enum, recalibrate_bn
 from resflex.mobile.macs import count_macs, count_params
 from resflex.mobile.search import check_configs_for, read_configs
 
@@ -292,7 +292,7 @@ def _serving(model, config: ConvertConfig) -> tuple[list[Spatial], str]:
     if unseen and config.bn_mode is None:
         raise ValueError(f"resolutions {unseen} are not in the checkpoint (trained at {list(trained)}); pass --bn "
                          f"{'|'.join(m.value for m in BNMode)} to serve them")
-    return spatials, config.bn_mode or BNMode.INTERPOLATE.value
+    return spatials, config.bn_mode or DEFAULT_BN_MODE.value
 
 
 def _unseen_bn(model, config: ConvertConfig, spatials, bn_mode: str, images: int) -> schema.UnseenBN | None:

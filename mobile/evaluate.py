@@ -11,7 +11,7 @@ import torch
 
 from .checkpoint import load_checkpoint
 from .data import EvalTransform, SyntheticImages, build_dataset, check_class_names, make_loader
-from .layers import BNMode, ScaleCode, check_resolutions, parse_enum, recalibrate_bn
+from .layers import DEFAULT_BN_MODE, BNMode, ScaleCode, check_resolutions, parse_enum, recalibrate_bn
 from .models import MultiResolutionNet
 
 
@@ -43,7 +43,7 @@ def evaluate(
     model: MultiResolutionNet,
     data: str,
     resolutions: Sequence[int],
-    bn_mode: BNMode | str = BNMode.INTERPOLATE,
+    bn_mode: BNMode | str = DEFAULT_BN_MODE,
     scale_code: ScaleCode | str = ScaleCode.IDEAL,
     *,
     batch_size: int = 128,
@@ -97,7 +97,7 @@ class EvalConfig:
     checkpoints: tuple[str, ...]
     data: str = "synthetic"
     resolutions: tuple[int, ...] | None = None  # default: every checkpoint's training resolutions
-    bn_mode: str = BNMode.INTERPOLATE.value  # rule for resolutions a checkpoint was not trained at
+    bn_mode: str = DEFAULT_BN_MODE.value  # rule for resolutions a checkpoint was not trained at
     scale_code: str = ScaleCode.IDEAL.value  # SAN at unseen resolutions
     stage_scales: tuple[float, ...] | None = None  # resizable: the configuration to evaluate (default: full)
     batch_size: int = 128

@@ -2,6 +2,7 @@
 
 from .meta_conv import MetaConv2d, scale_code
 from .resolution import (
+    DEFAULT_BN_MODE,
     BNMode,
     ResolutionAware,
     ScaleCode,
@@ -10,6 +11,7 @@ from .resolution import (
     neighbours,
     parse_enum,
     set_resolution,
+    upper_resolution,
 )
 from .stage_resize import (
     DEFAULT_STAGE_SCALES,
@@ -23,6 +25,7 @@ from .stage_resize import (
 from .switchable_bn import SwitchableBatchNorm2d, recalibrate_bn
 
 __all__ = [
+    "DEFAULT_BN_MODE",
     "DEFAULT_STAGE_SCALES",
     "BNMode",
     "MetaConv2d",
@@ -42,4 +45,5 @@ __all__ = [
     "scale_code",
     "set_resolution",
     "set_stage_scales",
+    "upper_resolution",
 ]

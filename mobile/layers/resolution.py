@@ -19,6 +19,12 @@ class BNMode(str, enum.Enum):
     NEAREST = "nearest"  # proxy inference: the BN of the nearest training resolution
     INTERPOLATE = "interpolate"  # linear interpolation between the two neighbouring BNs (SAN supp. Eq. 1)
     RECALIBRATE = "recalibrate"  # statistics recomputed on data (`recalibrate_bn`), affine interpolated
+    UPPER = "upper"  # the BN of the smallest training resolution ≥ T (the largest beyond the range)
+
+
+# The data-free default: no data-free rule measured ≥ `nearest` at every unseen resolution of every data set of the
+# bench (bench/RESULTS.md, bn_unseen); where images are at hand, `recalibrate` is the better choice.
+DEFAULT_BN_MODE = BNMode.NEAREST
 
 
 class ScaleCode(str, enum.Enum):
@@ -56,6 +62,13 @@ def nearest_resolution(resolutions: Sequence[int], r: int) -> int:
     return min(resolutions, key=lambda s: (abs(s - r), -s))
 
 
+def upper_resolution(resolutions: Sequence[int], r: int) -> int:
+    """The smallest training resolution ≥ r; the largest when r is above them all. Strided 3×3 convs round map sizes
+    up (⌈h/2⌉), so between two training resolutions a multiple of 2^k apart the maps at stride 2^k are the upper
+    one's — and its BNs are one set trained together, where an interpolated or per-layer mix never was."""
+    return min((s for s in resolutions if s >= r), default=max(resolutions))
+
+
 def neighbours(resolutions: Sequence[int], r: int) -> tuple[int, int, float]:
     """(lo, hi, t) with lo <= r <= hi neighbouring training resolutions and r = (1-t)·lo + t·hi.
 
@@ -79,7 +92,7 @@ class ResolutionAware(nn.Module):
         super().__init__()
         self.resolutions = check_resolutions(resolutions)
         self.resolution = self.resolutions[0]
-        self.bn_mode = BNMode.INTERPOLATE
+        self.bn_mode = DEFAULT_BN_MODE
         self.scale_code = ScaleCode.IDEAL
 
     def switch(self, resolution: int, bn_mode: BNMode, scale_code: ScaleCode) -> None:
@@ -95,7 +108,7 @@ class ResolutionAware(nn.Module):
 def set_resolution(
     module: nn.Module,
     resolution: int,
-    bn_mode: BNMode | str = BNMode.INTERPOLATE,
+    bn_mode: BNMode | str = DEFAULT_BN_MODE,
     scale_code: ScaleCode | str = ScaleCode.IDEAL,
 ) -> None:
     """Switch every resolution-aware layer inside `module` to `resolution`."""

@@ -8,15 +8,16 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .resolution import BNMode, ResolutionAware, nearest_resolution, neighbours, set_resolution
+from .resolution import DEFAULT_BN_MODE, BNMode, ResolutionAware, nearest_resolution, neighbours, set_resolution, \
+    upper_resolution
 
 
 class SwitchableBatchNorm2d(ResolutionAware):
     """Private BN per training resolution, shared by nothing else.
 
     At a training resolution the layer is exactly that resolution's `BatchNorm2d` (train or eval). At any
-    other resolution (eval only) it uses `parameters_at(r)`: the nearest BN, an interpolation of the two
-    neighbouring BNs, or recalibrated statistics, depending on the active `BNMode`.
+    other resolution (eval only) it uses `parameters_at(r)`: the nearest BN (default), the next larger one, an
+    interpolation of the two neighbouring BNs, or recalibrated statistics, depending on the active `BNMode`.
     """
 
     def __init__(self, num_features: int, resolutions: Sequence[int], eps: float = 1e-5, momentum: float = 0.1):
@@ -33,10 +34,11 @@ class SwitchableBatchNorm2d(ResolutionAware):
         """The private BN of a training resolution."""
         return self.bn[self.resolutions.index(resolution)]
 
-    def parameters_at(self, resolution: int, mode: BNMode = BNMode.INTERPOLATE) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    def parameters_at(self, resolution: int, mode: BNMode = DEFAULT_BN_MODE) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """(γ, β, running mean, running var) this layer uses at `resolution` in `mode`."""
-        if resolution in self.resolutions or mode is BNMode.NEAREST:
-            bn = self.bn_at(resolution if resolution in self.resolutions else nearest_resolution(self.resolutions, resolution))
+        pick = {BNMode.NEAREST: nearest_resolution, BNMode.UPPER: upper_resolution}.get(mode)
+        if resolution in self.resolutions or pick is not None:
+            bn = self.bn_at(resolution if resolution in self.resolutions else pick(self.resolutions, resolution))
             return bn.weight, bn.bias, bn.running_mean, bn.running_var
         lo, hi, t = neighbours(self.resolutions, resolution)
         a, b = self.bn_at(lo), self.bn_at(hi)

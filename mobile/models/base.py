@@ -12,6 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from ..layers import (
+    DEFAULT_BN_MODE,
     DEFAULT_STAGE_SCALES,
     BNMode,
     MetaConv2d,
@@ -228,7 +229,7 @@ class MultiResolutionNet(nn.Module):
         super().__init__()
         self.config = config
         self.preprocessing = preprocessing or Preprocessing()
-        self._state = (config.resolutions[0], BNMode.INTERPOLATE, ScaleCode.IDEAL)
+        self._state = (config.resolutions[0], DEFAULT_BN_MODE, ScaleCode.IDEAL)
         self._stage_scales: tuple[float, ...] = ()
 
     @property
@@ -250,7 +251,7 @@ class MultiResolutionNet(nn.Module):
         """The active spatial configuration: one factor per stage (() for models without stages)."""
         return self._stage_scales or self.full_config
 
-    def set_config(self, resolution: int, stage_scales=None, bn_mode: BNMode | str = BNMode.INTERPOLATE,
+    def set_config(self, resolution: int, stage_scales=None, bn_mode: BNMode | str = DEFAULT_BN_MODE,
                    scale_code: ScaleCode | str = ScaleCode.IDEAL) -> None:
         """Switch to an operating point: input `resolution` and (resizable models) one trained factor per stage.
 
@@ -268,7 +269,7 @@ class MultiResolutionNet(nn.Module):
             self._stage_scales = stage_scales
 
     @contextlib.contextmanager
-    def at_config(self, resolution: int, stage_scales=None, bn_mode: BNMode | str = BNMode.INTERPOLATE,
+    def at_config(self, resolution: int, stage_scales=None, bn_mode: BNMode | str = DEFAULT_BN_MODE,
                   scale_code: ScaleCode | str = ScaleCode.IDEAL) -> Iterator[MultiResolutionNet]:
         """Temporarily switch to a configuration; the previous resolution and stage scales are restored on exit."""
         previous, scales = self._state, self.stage_scales
@@ -278,7 +279,7 @@ class MultiResolutionNet(nn.Module):
         finally:
             self.set_config(*previous[:1], scales or None, *previous[1:])
 
-    def set_resolution(self, resolution: int, bn_mode: BNMode | str = BNMode.INTERPOLATE,
+    def set_resolution(self, resolution: int, bn_mode: BNMode | str = DEFAULT_BN_MODE,
                        scale_code: ScaleCode | str = ScaleCode.IDEAL) -> None:
         """Make every later forward run at `resolution` (see `BNMode` / `ScaleCode` for unseen ones)."""
         set_resolution(self, resolution, bn_mode, scale_code)
@@ -309,7 +310,7 @@ class MultiResolutionNet(nn.Module):
             self.train(was_training)
 
     @contextlib.contextmanager
-    def at_resolution(self, resolution: int, bn_mode: BNMode | str = BNMode.INTERPOLATE,
+    def at_resolution(self, resolution: int, bn_mode: BNMode | str = DEFAULT_BN_MODE,
                       scale_code: ScaleCode | str = ScaleCode.IDEAL) -> Iterator[MultiResolutionNet]:
         """Temporarily switch resolution; the previous one is restored on exit."""
         previous = self._state

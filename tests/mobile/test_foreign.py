@@ -87,7 +87,7 @@ def test_unseen_resolution_interpolates_and_bakes(user_file):
     with model.at_resolution(28, bn_mode="nearest"):
         assert not torch.allclose(model(x), interpolated)
     for style in ("keep", "fold", "affine"):
-        assert torch.allclose(bake(model, 28, bn=style)(x), interpolated, atol=1e-5)
+        assert torch.allclose(bake(model, 28, "interpolate", bn=style)(x), interpolated, atol=1e-5)
 
 
 def test_resizable_detects_the_stage_where_the_map_shrinks(user_file):

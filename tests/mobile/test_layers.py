@@ -4,6 +4,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from resflex.mobile.layers import (
+    DEFAULT_BN_MODE,
     BNMode,
     MetaConv2d,
     ScaleCode,
@@ -13,6 +14,7 @@ from resflex.mobile.layers import (
     recalibrate_bn,
     scale_code,
     set_resolution,
+    upper_resolution,
 )
 
 RES = (64, 48, 32)
@@ -65,7 +67,7 @@ def test_interpolated_forward_matches_functional_batch_norm_and_clamps_outside_r
     sbn = randomized_bn()
     x = torch.randn(2, 4, 3, 3)
     set_resolution(sbn, 40, "interpolate")
-    w, b, m, v = sbn.parameters_at(40)
+    w, b, m, v = sbn.parameters_at(40, BNMode.INTERPOLATE)
     torch.testing.assert_close(sbn(x), F.batch_norm(x, m, v, w, b, False, 0.0, sbn.eps))
     set_resolution(sbn, 100, "interpolate")  # above the range: the largest BN
     torch.testing.assert_close(sbn(x), sbn.bn_at(64)(x))
@@ -81,6 +83,23 @@ def test_nearest_mode_uses_nearest_trained_bn_with_ties_to_the_larger():
     assert torch.equal(sbn(x), sbn.bn_at(32)(x))
     set_resolution(sbn, 60, "nearest")
     assert torch.equal(sbn(x), sbn.bn_at(64)(x))
+
+
+def test_upper_mode_uses_the_next_larger_training_resolutions_bn():
+    """`upper`: the smallest training resolution ≥ T, the largest above the range — not the nearest, and not a mix
+    of two BNs. The default stays `nearest` (no data-free rule beat it on every data set)."""
+    sbn = randomized_bn()
+    x = torch.randn(2, 4, 3, 3)
+    assert DEFAULT_BN_MODE is BNMode.NEAREST and sbn.bn_mode is BNMode.NEAREST
+    assert [upper_resolution(RES, r) for r in (33, 47, 48, 49, 70, 8)] == [48, 48, 48, 64, 64, 32]
+    set_resolution(sbn, 33)  # the default: nearest, 32
+    assert torch.equal(sbn(x), sbn.bn_at(32)(x))
+    set_resolution(sbn, 33, "upper")
+    assert torch.equal(sbn(x), sbn.bn_at(48)(x))
+    set_resolution(sbn, 70, "upper")
+    assert torch.equal(sbn(x), sbn.bn_at(64)(x))
+    set_resolution(sbn, 20, "upper")
+    assert torch.equal(sbn(x), sbn.bn_at(32)(x))
 
 
 def test_training_at_an_unseen_resolution_is_refused():
@@ -205,8 +224,8 @@ def test_interpolated_bn_weighs_by_each_layers_map_size():
     assert [[m.map_sizes[r] for r in (24, 26, 30, 32)] for m in layers] == [[12, 13, 15, 16], [6, 7, 8, 8],
                                                                              [6, 7, 8, 8]]
     second = layers[1]
-    _, _, mean, _ = second.parameters_at(30)
+    _, _, mean, _ = second.parameters_at(30, BNMode.INTERPOLATE)
     assert torch.equal(mean, second.bn_at(32).running_mean)  # 30 px has 32 px's map size here: its statistics
-    _, _, mean, _ = second.parameters_at(26)  # size 7 halfway between 6 and 8: t = 0.5 (by resolution: 0.25)
+    _, _, mean, _ = second.parameters_at(26, BNMode.INTERPOLATE)  # size 7 halfway between 6 and 8: t = 0.5 (by resolution: 0.25)
     assert torch.allclose(mean, torch.lerp(second.bn_at(24).running_mean, second.bn_at(32).running_mean, 0.5))
     assert model.resolution == 26 and not model.training  # the probe restored the state
