@@ -278,7 +278,9 @@ class _MILEvaluator:
     _gelu = staticmethod(lambda x, mode="EXACT": F.gelu(x, approximate="tanh" if mode == "TANH_APPROXIMATION"
                                                         else "none"))
     _leaky_relu = staticmethod(lambda x, alpha=0.01: F.leaky_relu(x, float(alpha)))
-    _hard_sigmoid = staticmethod(lambda x, alpha=0.2, beta=0.5: torch.clamp(x * float(alpha) + float(beta), 0, 1))
+    # nn.Hardsigmoid; nn.Hardswish converts to mul(thresholded_relu(x, -3), sigmoid_hard(that, 1/6, 0.5))
+    _sigmoid_hard = staticmethod(lambda x, alpha=0.2, beta=0.5: torch.clamp(x * float(alpha) + float(beta), 0, 1))
+    _thresholded_relu = staticmethod(lambda x, alpha=1.0: torch.where(x >= float(alpha), x, torch.zeros_like(x)))
     _clip = staticmethod(lambda x, alpha, beta: torch.clamp(x, float(alpha), float(beta)))
     _add = staticmethod(lambda x, y: torch.as_tensor(x) + y)
     _sub = staticmethod(lambda x, y: torch.as_tensor(x) - y)
