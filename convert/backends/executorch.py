@@ -365,8 +365,32 @@ def _compact_xnnpack_constants():
         node_visitor.hashlib = original_hashlib
 
 
+def _edge_and_lower(programs: Mapping[str, torch.export.ExportedProgram]):
+    """The programs in edge dialect with XNNPACK delegates, decomposed once per method: `to_edge` keeping the ops
+    XNNPACK asks to keep (`ops_to_not_decompose`), then `to_backend`. `to_edge_transform_and_lower` gets the same
+    graphs (byte-identical `.pte`) with three decomposition retraces per method, not one, because XNNPACK declares
+    `check_op_support` (issue 23 item 6: lowering −20 % CPU). A kept op that XNNPACK then leaves outside its
+    delegate (its own check refuses it, e.g. a max-pool with stride > kernel) must be decomposed after all: that
+    case is lowered again by `to_edge_transform_and_lower`."""
+    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+    from executorch.exir import EdgeCompileConfig, to_edge, to_edge_transform_and_lower
+    from executorch.exir.program._program import _sanity_check_graph_for_non_decomp_ops
+
+    keep = sorted({op for ep in programs.values() for op in XnnpackPartitioner().ops_to_not_decompose(ep)[0]},
+                  key=str)
+    edge = to_edge(dict(programs), compile_config=EdgeCompileConfig(preserve_ops=keep))
+    edge = edge.to_backend(XnnpackPartitioner())
+    try:
+        for method in programs:
+            _sanity_check_graph_for_non_decomp_ops(method, edge.exported_program(method), keep, None,
+                                                   generate_error=True)
+    except RuntimeError:  # a kept op left undelegated
+        return to_edge_transform_and_lower(dict(programs), partitioner=[XnnpackPartitioner()])
+    return edge
+
+
 def _lower(programs: Mapping[str, torch.export.ExportedProgram], alias: tuple[str, str]):
-    """`to_edge_transform_and_lower` with XNNPACK, then `.to_executorch()` (constants compacted: see
+    """XNNPACK lowering (`_edge_and_lower`), then `.to_executorch()` (constants compacted: see
     `_compact_xnnpack_constants`, SEGMENT_ALIGNMENT); `alias = (name, of)` adds method `name` as a copy of the
     already lowered method `of` (same delegate bytes, stored once) instead of lowering it again."""
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
@@ -375,7 +399,7 @@ def _lower(programs: Mapping[str, torch.export.ExportedProgram], alias: tuple[st
     name, of = alias
     _without_provenance(programs)
     with _compact_xnnpack_constants():
-        edge = to_edge_transform_and_lower(dict(programs), partitioner=[XnnpackPartitioner()])
+        edge = _edge_and_lower(programs)
         try:
             lowered = {method: edge.exported_program(method) for method in programs}
             lowered[name] = copy.deepcopy(lowered[of])

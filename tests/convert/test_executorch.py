@@ -226,3 +226,50 @@ def test_colliding_content_keys_fail_loudly(tmp_path, monkeypatch, signed_random
     with pytest.raises(ValueError, match="Duplicate key"):
         ExecuTorchBackend().export(baked, "fp32", {}, tmp_path)
     assert not list(tmp_path.glob("*.pte"))
+
+
+@pytest.mark.parametrize("precision", ["fp32", "int8"])
+def test_lowering_decomposed_once_writes_the_bytes_of_to_edge_transform_and_lower(tmp_path, monkeypatch, precision,
+                                                                                 signed_randomized):
+    """`_edge_and_lower` (one decomposition retrace per method, issue 23 item 6) writes the same `.pte`, byte for
+    byte, as ExecuTorch's `to_edge_transform_and_lower` (three per method)."""
+    import resflex.convert.backends.executorch as et
+    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+    from executorch.exir import to_edge_transform_and_lower
+
+    torch.set_num_threads(1)
+    be = ExecuTorchBackend()
+    model = _model(width=0.5, randomize=signed_randomized)
+    baked = {r: bake(model, r, bn=be.bn_style) for r in (24, 16)}
+    g = torch.Generator().manual_seed(1)
+    calib = {r: torch.randn(8, 3, r, r, generator=g) for r in baked}
+    once = be.export(baked, precision, calib, tmp_path / "once")
+    monkeypatch.setattr(et, "_edge_and_lower", lambda programs: to_edge_transform_and_lower(
+        dict(programs), partitioner=[XnnpackPartitioner()]))
+    be.export(baked, precision, calib, tmp_path / "standard")
+    file = once.files[0]
+    assert (tmp_path / "once" / file).read_bytes() == (tmp_path / "standard" / file).read_bytes()
+
+
+def test_a_kept_op_xnnpack_refuses_is_lowered_by_to_edge_transform_and_lower(tmp_path, monkeypatch):
+    """XNNPACK asks to keep max_pool2d undecomposed, then refuses one with stride > kernel: the one-decomposition
+    path would leave it undecomposed outside the delegate, so the export lowers again the standard way, and the
+    file runs and matches torch."""
+    import executorch.exir
+    import resflex.convert.backends.executorch as et
+    from resflex.convert.runtimes import ExecuTorchRuntime
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(1, stride=2), nn.Flatten(),
+                        nn.Linear(4 * 8 * 8, 5)).eval()
+    x = torch.randn(1, 3, 16, 16)
+    standard = executorch.exir.to_edge_transform_and_lower
+    calls = []
+    monkeypatch.setattr(executorch.exir, "to_edge_transform_and_lower",
+                        lambda *a, **k: calls.append(1) or standard(*a, **k))
+    program = et._lower({"forward_16": torch.export.export(net, (x,))}, alias=("forward", "forward_16"))
+    assert calls == [1]
+    path = tmp_path / "pool.pte"
+    path.write_bytes(program.buffer)
+    got = ExecuTorchRuntime(path).method("forward_16").execute((x,))[0]
+    np.testing.assert_allclose(got.numpy(), net(x).detach().numpy(), rtol=1e-5, atol=1e-5)
