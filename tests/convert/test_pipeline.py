@@ -208,3 +208,22 @@ def test_fp32_parity_failure_says_how_far_the_model_is_from_float64():
     assert gap > 0.01 and "ill-conditioned" in hint
     well = _float64_hint({Spatial(): torch.nn.Flatten()}, {8: (x, torch.zeros(4, dtype=torch.long))}, bad)
     assert "ill-conditioned" not in well and float(well.split("is ")[1].split(" from")[0]) < 1e-6
+
+
+def test_parity_reference_runs_once_per_module_and_batch():
+    """Every backend and precision of a BN style shares the baked modules: the torch reference logits of a parity
+    batch are computed once and reused (issue 23 item 6), equal to a fresh forward; another batch or module is
+    computed anew."""
+    from resflex.convert.pipeline import _reference_logits
+
+    calls = []
+    module = torch.nn.Linear(3, 2).eval()
+    module.register_forward_hook(lambda m, i, o: calls.append(1))
+    x, other = torch.randn(4, 3), torch.randn(4, 3)
+    first = _reference_logits(module, x)
+    assert _reference_logits(module, x) is first and len(calls) == 1
+    with torch.no_grad():
+        np.testing.assert_array_equal(first, module(x).numpy())
+    _reference_logits(module, other)
+    _reference_logits(torch.nn.Linear(3, 2).eval(), x)
+    assert len(calls) == 3  # the direct forward above + the other batch (the other module has no hook)
