@@ -66,7 +66,8 @@ def _with_cpu_only_tflite(root: Path, lut_units=("CPU",), compute_units=("CPU",)
     pte = next(a for a in doc["artifacts"] if a["file"] == PTE)
     doc["artifacts"].append({**pte, "backend": "tflite", "precision": "int8", "file": TFLITE_CPU, "layout": "NHWC",
                              "sha256": sha256_of(root / TFLITE_CPU), "bytes": size_of(root / TFLITE_CPU),
-                             "compute_units": list(compute_units) if isinstance(compute_units, tuple) else compute_units,
+                             "compute_units": list(compute_units) if isinstance(compute_units, tuple)
+                             else compute_units,
                              "entries": [{**e, "name": f"serving_{e['resolution']}",
                                           "input_shape": [1, e["resolution"], e["resolution"], 3]}
                                          for e in pte["entries"]]})

@@ -270,7 +270,8 @@ def test_int8_cpu_only_artifact_stores_bias_scales_as_the_filter_scales(converte
     assert gpu_path.stat().st_size - cpu_path.stat().st_size >= 4 * channels
     rng = np.random.default_rng(3)
     for resolver in (OpResolverType.AUTO, OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES, OpResolverType.BUILTIN_REF):
-        gpu, mine = (Interpreter(model_path=str(p), experimental_op_resolver_type=resolver) for p in (gpu_path, cpu_path))
+        gpu, mine = (Interpreter(model_path=str(p), experimental_op_resolver_type=resolver)
+                     for p in (gpu_path, cpu_path))
         for entry in exported.entries:
             x = rng.standard_normal((8, *entry.input_shape[1:])).astype(np.float32)
             for image in x:

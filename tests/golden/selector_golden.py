@@ -3,10 +3,10 @@
     python tests/golden/selector_golden.py tests/golden/selector_golden.json
 
 (then copy the file into the ports' test resources, see README.md here). `emit_golden(path)` writes `{"kind": "resflex.selector_golden", "schema_version": "1.0", "cases": [...]}`; each
-case is {name, description, lut (a full lut.json document), device, policy (every field explicit), steps,
-optionally compute_units (artifact → units: `Selector(..., compute_units)`)}, and
-each step is {state, observed_ms, expected}. Replaying a case: build `Selector(lut, device, policy, compute_units)`; for each
-step, `d = choose(state)` must equal `expected` (resolution, backend, precision, compute_unit, index, unit_class,
+case is {name, description, lut (a full lut.json document), device, policy (every field explicit), steps, and
+optionally compute_units (artifact file → the units it is offered on)}, and each step is {state, observed_ms,
+expected}. Replaying a case: build `Selector(lut, device, policy, compute_units)`; for each step,
+`d = choose(state)` must equal `expected` (resolution, backend, precision, compute_unit, index, unit_class,
 latency_source and reason exactly; predicted_ms and budget_ms, rounded to 6 decimals, within 1e-6); then, if
 observed_ms is not null, `observe(d, observed_ms)`.
 
@@ -631,7 +631,8 @@ def replay(document: dict) -> list[str]:
     problems = []
     for case in document["cases"]:
         sel = Selector(schema.from_dict(schema.LUT, case["lut"], f"case {case['name']}"), case["device"],
-                       Policy.from_dict(case["policy"], source=f"case {case['name']} policy"), case.get("compute_units"))
+                       Policy.from_dict(case["policy"], source=f"case {case['name']} policy"),
+                       case.get("compute_units"))
         for n, step in enumerate(case["steps"]):
             d = sel.choose(state_from_json(step["state"]))
             got, want = expected_of(d), step["expected"]
