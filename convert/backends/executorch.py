@@ -277,9 +277,8 @@ def _observer_ranges(prepared: torch.fx.GraphModule, ranges: Mapping[str, tuple[
     if not ranges:
         return {}
     observers = _activation_observers(prepared)
-    observed = {n for nodes in observers.values() for n in nodes}
     values = [(n.name, {fqn for fqn, _ in (n.meta.get("nn_module_stack") or {}).values()})
-              for n in prepared.graph.nodes if n in observed or n.op == "call_function"]
+              for n in prepared.graph.nodes if n.op == "call_function"]
     point_of = last_values_of(values, ranges)
     point_of.update({n.name: INPUT_POINT for n in prepared.graph.nodes if n.op == "placeholder"})
     out = {}
