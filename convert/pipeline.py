@@ -241,8 +241,10 @@ def _convert(config: ConvertConfig) -> ConvertResult:
                 with native_stderr_filtered():
                     exported, seconds = (background.exported(be.name, precision, time.perf_counter()) if away
                                          else _export_here(be, baked, precision, calib, stage / be.name))
+                    checking = time.perf_counter(), time.process_time()
                     infos = [_artifact_info(be, ex, stage, baked, val, precision, seconds)
                              for ex in (exported, *exported.companions)]  # companions: TFLite int8's CPU-only one
+                    checked = time.perf_counter() - checking[0], time.process_time() - checking[1]
                 infos = [dataclasses.replace(info, calibration=_calibration(be, precision, calib_used, exported),
                                              sharing=schema.Sharing(config.sharing),
                                              folded_layers=None if exported.folded_layers is None
@@ -255,7 +257,7 @@ def _convert(config: ConvertConfig) -> ConvertResult:
                 artifacts.append(info)
                 failures += _parity_failures(info, baked, val)
                 points += _operating_points(info, macs, params, config, val)
-                say(_summary(info, seconds, away))
+                say(_summary(info, seconds, away) + f"; checked in {checked[0]:.1f} s ({checked[1]:.1f} s CPU)")
         bar.close()
         manifest = _manifest(model, config, resolutions, class_names, artifacts, failures, unseen_bn)
         table = schema.LUT(points)
