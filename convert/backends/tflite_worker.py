@@ -42,6 +42,7 @@ def saved_model(job):
         t = time.time()
         if spatial_means_as_pools(item["onnx"]):
             log(f"{item['onnx']}: spatial ReduceMean → GlobalAveragePool + Flatten")
+        unrooted_node_names(item["onnx"])
         model = onnx2tf.convert(input_onnx_file_path=item["onnx"], output_folder_path=f"onnx2tf_{tag}",
                                 disable_model_save=True, non_verbose=True)
         shape = tuple(int(d) for d in model.inputs[0].shape)
@@ -52,9 +53,26 @@ def saved_model(job):
         setattr(root, f"model_{tag}", model)
         setattr(root, f"serve_{tag}", fn)
         signatures[key] = fn.get_concrete_function()
+        # onnx2tf makes some weights (a grouped conv's kernel) outside the Keras model's tracking: keep every variable
+        # the signature reads on the root, or saving refuses the 'untracked' resource
+        setattr(root, f"variables_{tag}", list(signatures[key].variables))
         log(f"onnx2tf {key}: {time.time() - t:.1f} s")
     tf.saved_model.save(root, "merged_saved_model", signatures=signatures)
     return list(signatures)
+
+
+def unrooted_node_names(path):
+    """Drop the leading '/' of the ONNX node names at `path` (torch.onnx writes '/features/features.6/Conv'): onnx2tf
+    names a grouped conv's kernel variable after its node, and TensorFlow refuses to save a variable whose name
+    starts with '/' ("not a valid root scope name")."""
+    import onnx
+
+    model = onnx.load(path)
+    rooted = [n for n in model.graph.node if n.name.startswith("/")]
+    for node in rooted:
+        node.name = node.name.lstrip("/")
+    if rooted:
+        onnx.save(model, path)
 
 
 def spatial_means_as_pools(path):

@@ -204,21 +204,57 @@ def test_squeeze_excite_convs_run_as_integer_in_onnx_int8(tmp_path):
     assert (ops.count("QLinearConv"), ops.count("Conv")) == (6, 0)
 
 
-@pytest.mark.slow  # a Core ML conversion: ~60 s on the loaded 2-core machine
-def test_core_ml_parity_evaluates_hardswish_and_hardsigmoid(tmp_path):
-    """nn.Hardswish converts to MIL thresholded_relu + sigmoid_hard, nn.Hardsigmoid to sigmoid_hard: the reference
-    evaluator knew neither, so a user network with them lost both Core ML artifacts ("op 'thresholded_relu' not
-    supported"). Now evaluated, at fp16 parity."""
+class MobileOps(nn.Module):
+    """The ops of the registered mobile architectures in one small user network: hard-swish, squeeze-excite with
+    hard-sigmoid, a 5×5 depthwise conv, a grouped conv (RegNet) and a universal inverted bottleneck (MobileNetV4:
+    depthwise, expand, depthwise, project, residual)."""
+
+    def __init__(self, num_classes: int = 4):
+        super().__init__()
+
+        def conv_bn(cin, cout, k, stride=1, groups=1):
+            return [nn.Conv2d(cin, cout, k, stride, k // 2, groups=groups, bias=False), nn.BatchNorm2d(cout)]
+
+        self.stem = nn.Sequential(*conv_bn(3, 16, 3, 2), nn.Hardswish())
+        self.dw5 = nn.Sequential(*conv_bn(16, 16, 5, groups=16), nn.Hardswish(), SqueezeExcite(16))
+        self.grouped = nn.Sequential(*conv_bn(16, 32, 3, 2, groups=4), nn.ReLU())
+        self.uib = nn.Sequential(*conv_bn(32, 32, 3, groups=32), *conv_bn(32, 64, 1), nn.ReLU(),
+                                 *conv_bn(64, 64, 3, groups=64), nn.ReLU(), *conv_bn(64, 32, 1))
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(32, num_classes))
+
+    def forward(self, x):
+        x = self.grouped(self.dw5(self.stem(x)))
+        return self.head(x + self.uib(x))
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(_onnx2tf_missing(), reason="onnx2tf environment not installed")
+def test_mobile_ops_through_tflite_and_core_ml(tmp_path, signed_randomized):
+    """Hard-swish, hard-sigmoid SE, 5×5 depthwise, grouped conv and UIB in a switchable network, to TFLite fp32 and
+    Core ML fp16 with parity at every resolution. Before: TFLite failed on the grouped conv (onnx2tf's untracked
+    kernel variable, named after its '/'-rooted ONNX node, could not be saved) and Core ML's reference evaluator
+    knew neither thresholded_relu nor sigmoid_hard (what nn.Hardswish / nn.Hardsigmoid convert to)."""
     import numpy as np
 
     from resflex.convert.backends.coreml import CoreMLBackend, ReferenceRunner
+    from resflex.mobile import switchable
 
     torch.manual_seed(0)
-    net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.Hardswish(), SqueezeExcite(8), nn.Conv2d(8, 8, 3, padding=1),
-                        nn.Hardsigmoid(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 4)).eval()
-    exported = CoreMLBackend().export({16: net}, "fp16", {}, tmp_path)
-    x = torch.randn(4, 3, 16, 16)
-    got = ReferenceRunner(tmp_path / exported.files[0]).run(exported.entries[0], x.numpy())
-    with torch.no_grad():
-        ref = net(x).numpy()
-    assert np.abs(got - ref).max() / np.abs(ref).max() < 1e-2
+    model = signed_randomized(switchable(MobileOps(), (24, 16)).eval())
+    x = {r: torch.randn(4, 3, r, r) for r in (24, 16)}
+    ref = {}
+    for r in (24, 16):
+        with model.at_resolution(r), torch.no_grad():
+            ref[r] = model(x[r]).numpy()
+    tflite = TFLiteBackend()
+    exported = tflite.export({r: bake(model, r, bn=tflite.bn_style) for r in (24, 16)}, "fp32", {}, tmp_path / "t")
+    runner = tflite.runner(exported, tmp_path / "t")
+    for entry in exported.entries:
+        got = runner.run(entry, x[entry.resolution].numpy())
+        assert np.abs(got - ref[entry.resolution]).max() / np.abs(ref[entry.resolution]).max() <= 1e-4
+    coreml = CoreMLBackend()
+    exported = coreml.export({r: bake(model, r, bn=coreml.bn_style) for r in (24, 16)}, "fp16", {}, tmp_path / "c")
+    runner = ReferenceRunner(tmp_path / "c" / exported.files[0])
+    for entry in exported.entries:
+        got = runner.run(entry, x[entry.resolution].numpy())
+        assert np.abs(got - ref[entry.resolution]).max() / np.abs(ref[entry.resolution]).max() < 1e-2
