@@ -16,8 +16,8 @@ class SwitchableBatchNorm2d(ResolutionAware):
     """Private BN per training resolution, shared by nothing else.
 
     At a training resolution the layer is exactly that resolution's `BatchNorm2d` (train or eval). At any
-    other resolution (eval only) it uses `parameters_at(r)`: the nearest BN (default), the next larger one, an
-    interpolation of the two neighbouring BNs, or recalibrated statistics, depending on the active `BNMode`.
+    other resolution (eval only) it uses `parameters_at(r)`: an interpolation of the two neighbouring BNs (default),
+    the nearest BN, the next larger one, or recalibrated statistics, depending on the active `BNMode`.
     """
 
     def __init__(self, num_features: int, resolutions: Sequence[int], eps: float = 1e-5, momentum: float = 0.1):

@@ -87,12 +87,12 @@ def test_nearest_mode_uses_nearest_trained_bn_with_ties_to_the_larger():
 
 def test_upper_mode_uses_the_next_larger_training_resolutions_bn():
     """`upper`: the smallest training resolution ≥ T, the largest above the range — not the nearest, and not a mix
-    of two BNs. The default stays `nearest` (no data-free rule beat it on every data set)."""
+    of two BNs. The default stays `interpolate` (no data-free rule beat `nearest` on every data set)."""
     sbn = randomized_bn()
     x = torch.randn(2, 4, 3, 3)
-    assert DEFAULT_BN_MODE is BNMode.NEAREST and sbn.bn_mode is BNMode.NEAREST
+    assert DEFAULT_BN_MODE is BNMode.INTERPOLATE and sbn.bn_mode is BNMode.INTERPOLATE
     assert [upper_resolution(RES, r) for r in (33, 47, 48, 49, 70, 8)] == [48, 48, 48, 64, 64, 32]
-    set_resolution(sbn, 33)  # the default: nearest, 32
+    set_resolution(sbn, 33, "nearest")
     assert torch.equal(sbn(x), sbn.bn_at(32)(x))
     set_resolution(sbn, 33, "upper")
     assert torch.equal(sbn(x), sbn.bn_at(48)(x))
