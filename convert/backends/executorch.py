@@ -373,10 +373,13 @@ def _edge_and_lower(programs: Mapping[str, torch.export.ExportedProgram]):
     case is lowered again by `to_edge_transform_and_lower`."""
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
     from executorch.exir import EdgeCompileConfig, to_edge, to_edge_transform_and_lower
-    from executorch.exir.program._program import _sanity_check_graph_for_non_decomp_ops
+    from executorch.exir.program._program import (
+        _remove_invalid_ops_for_not_decompose,
+        _sanity_check_graph_for_non_decomp_ops,
+    )
 
-    keep = sorted({op for ep in programs.values() for op in XnnpackPartitioner().ops_to_not_decompose(ep)[0]},
-                  key=str)
+    asked = {op for ep in programs.values() for op in XnnpackPartitioner().ops_to_not_decompose(ep)[0]}
+    keep = _remove_invalid_ops_for_not_decompose(sorted(asked, key=str))  # as the standard path filters them
     edge = to_edge(dict(programs), compile_config=EdgeCompileConfig(preserve_ops=keep))
     edge = edge.to_backend(XnnpackPartitioner())
     try:
