@@ -70,3 +70,21 @@ def test_sharing_mode_must_be_a_known_one(tiny_checkpoint, tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["convert", str(tiny_checkpoint), "--out", str(tmp_path / "b"), "--sharing", "balanced"])
     assert re.search(r"invalid choice: 'balanced' \(choose from '?size'?, '?speed'?, '?auto'?\)", capsys.readouterr().err)
+
+
+@pytest.mark.parametrize("folded, message", [
+    (5, "folded_layers: expected a list, got int"),
+    ("features.0.0", "folded_layers: expected a list, got str"),
+    ([1], r"folded_layers\[0\]: expected str, got 1"),
+    (["features.0.0", "features.0.0"], r"folded_layers: repeated value\(s\) \['features.0.0'\]"),
+])
+def test_a_bundle_with_a_malformed_sharing_plan_is_refused_naming_the_field(crafted, docs, folded, message):
+    from resflex.mobile.bundle import schema
+    from resflex.mobile.bundle.io import Bundle
+
+    manifest = docs.manifest()
+    manifest["artifacts"][1].update(sharing="auto", folded_layers=["features.0.0"])  # the ExecuTorch fp32 one
+    assert Bundle.open(crafted("good", manifest=manifest)).manifest.artifacts[1].folded_layers == ["features.0.0"]
+    manifest["artifacts"][1]["folded_layers"] = folded
+    with pytest.raises(schema.SchemaError, match=rf"artifacts\[1\]\.{message}"):
+        Bundle.open(crafted("bad", manifest=manifest))
