@@ -45,7 +45,7 @@ from resflex.mobile.data import write_digits
 from resflex.mobile.train import MultiResolutionStep, TrainConfig, resize_batch, train
 
 
-MODELS = ("rsnet", "san", "single")
+MODELS = ("rsnet", "san", "resizable", "single")
 
 
 def parse_models(text: str) -> tuple[str, ...]:
@@ -98,6 +98,8 @@ def train_all(args, seed: int = 0) -> dict[str, Path]:
         runs["RS-Net (MRED)"] = ("rsnet", args.resolutions)
     if "san" in models:
         runs["SAN"] = ("san", args.resolutions)
+    if "resizable" in models:  # its full configuration at each input resolution
+        runs["Resizable"] = ("resizable", args.resolutions)
     if "single" in models:
         runs.update({f"I-Net {r}": ("single", (r,)) for r in args.resolutions})
     root = Path(args.out) if seed == 0 else Path(args.out) / f"seed{seed}"
@@ -187,6 +189,7 @@ def seed_table(args, paths_per_seed: dict[int, dict[str, Path]]) -> str:
                 + f" | {statistics.fmean(overall):+.1f} ± {standard_error(overall):.1f} |"]  # goal on it: ≥ 0
     lines += claim("RS-Net − I-Net ± s.e. (goal ≥ −0.5 pt)", "RS-Net (MRED)", "I-Nets", lambda d: d >= -0.5)
     lines += claim("SAN − RS-Net ± s.e. (goal within 1 pt)", "SAN", "RS-Net (MRED)", lambda d: abs(d) <= 1.0)
+    lines += claim("Resizable − RS-Net ± s.e. (goal within 1 pt)", "Resizable", "RS-Net (MRED)", lambda d: abs(d) <= 1.0)
     if "I-Nets" in walls:
         lines += ["", "| training cost (wall of one run ÷ sum of the I-Net runs, per seed) | mean |", "|---|---:|"]
         for key, w in walls.items():
@@ -293,7 +296,7 @@ def _run(args) -> None:
     print(f"\n## Top-1 (%) on {args.data} val (at most {args.val_samples} images), seed {first}; "
           "* = training resolution\n")
     print(accuracy_table(args, paths[first]))
-    if len(args.seeds) > 1:
+    if len(args.seeds) > 1 or ("single" in args.models and len(args.models) > 1):  # one seed: s.e. 0
         budget = "equal budget, " if (args.epochs_multi or args.epochs) == args.epochs else ""
         print(f"\n## Top-1 (%) at the training resolutions over seeds (nearest BN; {budget}{args.epochs} epochs"
               f"{'' if budget else f', switchable {args.epochs_multi}'}), and the papers' claims\n")
