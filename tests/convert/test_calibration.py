@@ -138,7 +138,16 @@ def test_old_manifests_without_calibration_still_read(tiny_checkpoint, tmp_path)
     convert(ConvertConfig(str(tiny_checkpoint), str(tmp_path / "b"), backends=("onnx",), precisions=("int8",),
                           calib_samples=8, val_samples=8, progress=False, keep_going=True))
     data = json.loads((tmp_path / "b" / "manifest.json").read_text())
-    assert data["artifacts"][0]["calibration"] == {"method": ONNX_METHODS[0], "samples": 8}
+    assert data["artifacts"][0]["calibration"] == {"method": ONNX_METHODS[0], "samples": 8, "source": "images",
+                                                   "points_from_qat": None, "points_from_images": None}
+    data["artifacts"][0]["calibration"] = {"method": "minmax", "samples": 8}  # before --calib-from: images
+    assert from_dict(Manifest, data).artifacts[0].calibration == Calibration("minmax", 8, "images")
+    data["artifacts"][0]["calibration"] = {"method": "minmax", "samples": 8, "source": "training"}
+    with pytest.raises(ValueError, match=r"calibration.source: 'training' does not match"):
+        from_dict(Manifest, data, "manifest.json")
+    data["artifacts"][0]["calibration"] = {"method": "minmax", "samples": 8, "source": "qat", "points_from_qat": -1}
+    with pytest.raises(ValueError, match=r"calibration.points_from_qat: -1 is out of range"):
+        from_dict(Manifest, data, "manifest.json")
     del data["artifacts"][0]["calibration"]
     assert from_dict(Manifest, data).artifacts[0].calibration is None
     data["artifacts"][0]["calibration"] = {"method": "Bad Method", "samples": 8}
