@@ -482,6 +482,20 @@ def trim_metrics(path: Path, epochs_done: int) -> None:
         atomic_write(path, lambda tmp: Path(tmp).write_text("".join(kept), encoding="utf-8"))
 
 
+def _grouped_conv_on_cpu(model: nn.Module, device, rank: int) -> bool:
+    """True (with a note) for a model with grouped, non-depthwise convs trained on CPU: oneDNN's NHWC backward
+    corrupts the heap there (torch 2.13: RegNetX aborts with "double free or corruption" within 40 steps at
+    32 px; NCHW, or oneDNN off, trains), so such a model trains in NCHW."""
+    grouped = [n for n, m in model.named_modules()
+               if isinstance(m, nn.Conv2d) and 1 < m.groups < m.in_channels]
+    if not grouped or torch.device(device).type != "cpu":
+        return False
+    if rank == 0:
+        tqdm.write(f"channels_last off: {len(grouped)} grouped convs (e.g. {grouped[0]}) crash oneDNN's NHWC "
+                   "backward on CPU; training in NCHW")
+    return True
+
+
 def train(config: TrainConfig) -> MultiResolutionNet:
     """Train a multi-resolution model as `config` says; returns it (unwrapped, on the training device)."""
     check_run_folder(config)  # before anything is changed: a bad --out fails here, with the folder intact
@@ -515,7 +529,8 @@ def train(config: TrainConfig) -> MultiResolutionNet:
     model.to(device)
     qat = enable_qat(model) if config.qat else None  # fake-quantized weights, per-resolution activation ranges
     criterion.to(device)
-    if config.channels_last:
+    channels_last = config.channels_last and not _grouped_conv_on_cpu(model, device, rank)
+    if channels_last:
         model.to(memory_format=torch.channels_last)
     groups = recipe_groups(model, model.optimizer_groups(config.weight_decay), config.lr, config.summed_losses)
     groups.append({"params": list(criterion.parameters()), "weight_decay": 0.0, "lr": config.lr})
@@ -591,7 +606,7 @@ def train(config: TrainConfig) -> MultiResolutionNet:
                 continue
             images = model.preprocessing.normalize(images.to(device, non_blocking=True))
             target = target.to(device, non_blocking=True)
-            if config.channels_last:
+            if channels_last:
                 images = images.contiguous(memory_format=torch.channels_last)
             with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
                 loss, logits, parts = runner(images, target)

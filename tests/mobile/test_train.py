@@ -1,4 +1,7 @@
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -234,3 +237,15 @@ def test_san_meta_learners_are_not_the_classifier():
     lr_of = {id(q): g["lr"] for g in groups for q in g["params"]}
     meta = [q for m in model.modules() if isinstance(m, MetaConv2d) for q in m.parameters()]
     assert meta and all(lr_of[id(q)] == 0.02 for q in meta)
+
+
+def test_grouped_conv_model_trains_on_cpu_with_default_channels_last(tmp_path):
+    """RegNetX's grouped convs in NHWC abort torch 2.13's CPU backward within ~40 steps ("double free or
+    corruption"): training falls back to NCHW for such a model and finishes (run in a child, a native abort)."""
+    code = (f"from resflex.mobile.train import TrainConfig, train\n"
+            f"train(TrainConfig(arch='regnet_x_200mf', width=0.25, resolutions=(32, 16), epochs=1, workers=0, "
+            f"train_samples=64 * 15, val_samples=64, progress=False, out={str(tmp_path / 'run')!r}))\n")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=600)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "channels_last off" in run.stdout + run.stderr
