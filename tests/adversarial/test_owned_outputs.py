@@ -302,12 +302,12 @@ def test_resume_after_a_kill_between_metrics_and_checkpoint_logs_each_epoch_once
                            progress=False, out=str(tmp_path / "run"), device="cpu")
     real_save = T.save_checkpoint
 
-    def killed_at_epoch_2(path, model, class_names, train_state):  # metrics of epoch 2 appended, then kill -9
+    def killed_at_epoch_2(path, model, class_names, train_state, **kw):  # metrics of epoch 2 appended, then kill -9
         if train_state["epoch"] == 2:
             with open(config.metrics_path, "a") as f:
                 f.write('{"epoch": 3, "train_lo')  # and a half line from a kill mid-append
             raise KeyboardInterrupt
-        real_save(path, model, class_names, train_state)
+        real_save(path, model, class_names, train_state, **kw)
 
     monkeypatch.setattr(T, "save_checkpoint", killed_at_epoch_2)
     with pytest.raises(KeyboardInterrupt):

@@ -45,8 +45,8 @@ def test_resume_continues_exactly(tmp_path, monkeypatch):
 
     real_save = train_module.save_checkpoint
 
-    def save_then_die(path, model, class_names, train_state):  # the process is killed right after epoch 1
-        real_save(path, model, class_names, train_state)
+    def save_then_die(path, model, class_names, train_state, **kw):  # the process is killed right after epoch 1
+        real_save(path, model, class_names, train_state, **kw)
         raise KeyboardInterrupt
 
     interrupted = tiny_config(tmp_path / "b")
@@ -165,8 +165,8 @@ def test_resizable_resume_continues_exactly(tmp_path, monkeypatch):
     train(straight)
     real_save = train_module.save_checkpoint
 
-    def save_then_die(path, model, class_names, train_state):
-        real_save(path, model, class_names, train_state)
+    def save_then_die(path, model, class_names, train_state, **kw):
+        real_save(path, model, class_names, train_state, **kw)
         raise KeyboardInterrupt
 
     monkeypatch.setattr(train_module, "save_checkpoint", save_then_die)
