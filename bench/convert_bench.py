@@ -41,10 +41,8 @@ from resflex.convert.pipeline import BACKENDS, ConvertConfig, convert, load_back
 from resflex.mobile.checkpoint import load_checkpoint, save_checkpoint
 from resflex.cli.main import parse_resolutions
 from resflex.mobile.data import SyntheticImages
-from resflex.mobile.layers import SwitchableBatchNorm2d
+from resflex.mobile.layers import SwitchableBatchNorm2d, randomize_private_bn
 from resflex.mobile.models import create_model
-
-from executorch_sharing import random_bn  # bench/ is on sys.path when a bench script runs
 
 
 def parse_args(argv=None):
@@ -75,8 +73,8 @@ def parse_args(argv=None):
 def random_checkpoint(width: float, resolutions, path: Path, seed: int = 0, class_names=None) -> Path:
     """An untrained RS-Net MobileNetV2 whose per-resolution BNs differ (a few γ negative, same sign everywhere)."""
     class_names = class_names or SyntheticImages(num_classes=10).classes
-    model = random_bn(create_model("mobilenet_v2", "rsnet", resolutions, width=width,
-                                   num_classes=len(class_names)), seed)
+    model = randomize_private_bn(create_model("mobilenet_v2", "rsnet", resolutions, width=width,
+                                              num_classes=len(class_names)), seed)
     return save_checkpoint(path, model, class_names)
 
 

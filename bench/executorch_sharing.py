@@ -32,7 +32,7 @@ from resflex.convert.backends.executorch import ExecuTorchBackend, executorch_ve
 from resflex.convert.bake import bake
 from resflex.convert.runtimes import ExecuTorchRuntime
 from resflex.cli.main import parse_resolutions
-from resflex.mobile.layers import SwitchableBatchNorm2d
+from resflex.mobile.layers import randomize_private_bn
 from resflex.mobile.models import create_model
 
 
@@ -52,20 +52,6 @@ def parse_args(argv=None):
     p.add_argument("--record", action=argparse.BooleanOptionalAction, default=True,
                    help="also write the tables into bench/RESULTS.md")
     return p.parse_args(argv)
-
-
-def random_bn(model: torch.nn.Module, seed: int = 0, negative: float = 0.05) -> torch.nn.Module:
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for layer in model.modules():
-            if isinstance(layer, SwitchableBatchNorm2d):
-                sign = torch.where(torch.rand(layer.num_features, generator=g) < negative, -1.0, 1.0)
-                for bn in layer.bn:
-                    bn.weight.copy_(sign * torch.empty(layer.num_features).uniform_(0.5, 1.5, generator=g))
-                    bn.bias.normal_(0, 0.2, generator=g)
-                    bn.running_mean.normal_(0, 0.2, generator=g)
-                    bn.running_var.uniform_(0.5, 2.0, generator=g)
-    return model.eval()
 
 
 def export_all(be: ExecuTorchBackend, model, precision: str, resolutions, calib, out: Path) -> dict:
@@ -136,8 +122,8 @@ def _run(args) -> None:
     print(f"sharing = {be.sharing}, size_budget = {be.size_budget}")
     k = len(args.resolutions)
     for width in args.widths:
-        model = random_bn(create_model(args.arch, "rsnet", args.resolutions, width=width,
-                                       num_classes=args.num_classes))
+        model = randomize_private_bn(create_model(args.arch, "rsnet", args.resolutions, width=width,
+                                                  num_classes=args.num_classes))
         g = torch.Generator().manual_seed(1)
         calib = {r: torch.randn(args.calib, 3, r, r, generator=g) for r in args.resolutions}
         for precision in args.precisions:

@@ -22,7 +22,7 @@ from .stage_resize import (
     check_stage_scales,
     set_stage_scales,
 )
-from .switchable_bn import SwitchableBatchNorm2d, recalibrate_bn
+from .switchable_bn import SwitchableBatchNorm2d, randomize_private_bn, recalibrate_bn
 
 __all__ = [
     "DEFAULT_BN_MODE",
@@ -41,6 +41,7 @@ __all__ = [
     "nearest_resolution",
     "neighbours",
     "parse_enum",
+    "randomize_private_bn",
     "recalibrate_bn",
     "scale_code",
     "set_resolution",

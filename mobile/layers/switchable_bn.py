@@ -137,3 +137,23 @@ def recalibrate_bn(model: nn.Module, batches: Iterable[Tensor], resolution: int)
             layer._moments = None
     model.train(was_training)
     return images
+
+
+@torch.no_grad()
+def randomize_private_bn(model: nn.Module, seed: int = 0, negative: float = 0.05, spread: float = 0.2) -> nn.Module:
+    """Random, different BN parameters and statistics per resolution in every `SwitchableBatchNorm2d` of `model`, so
+    an untrained model's resolutions really differ (benchmarks and tests of conversion, not training).
+
+    Per channel γ = ±U(0.5, 1.5) with the sign drawn once per layer (a `negative` fraction negative, the same sign
+    at every resolution, as in trained models), β and the running mean ~ N(0, `spread`), the running variance
+    U(0.5, 2.0). Seeded by `seed`; returns `model` in eval mode."""
+    g = torch.Generator().manual_seed(seed)
+    for layer in model.modules():
+        if isinstance(layer, SwitchableBatchNorm2d):
+            sign = torch.where(torch.rand(layer.num_features, generator=g) < negative, -1.0, 1.0)
+            for bn in layer.bn:
+                bn.weight.copy_(sign * torch.empty(layer.num_features).uniform_(0.5, 1.5, generator=g))
+                bn.bias.normal_(0, spread, generator=g)
+                bn.running_mean.normal_(0, spread, generator=g)
+                bn.running_var.uniform_(0.5, 2.0, generator=g)
+    return model.eval()

@@ -1,8 +1,7 @@
 import pytest
-import torch
 
 from resflex.mobile.checkpoint import save_checkpoint
-from resflex.mobile.layers import SwitchableBatchNorm2d
+from resflex.mobile.layers import SwitchableBatchNorm2d, randomize_private_bn
 from resflex.mobile.models import create_model
 
 RESOLUTIONS = (32, 24, 16)
@@ -23,19 +22,9 @@ def tiny_checkpoint(tmp_path, randomized):
 
 
 def signed_random_bn(model, seed: int = 0):
-    """Different BN statistics per resolution (so the methods really differ); a few channels have a negative γ
+    """Different BN statistics per resolution (so the methods really differ); a few channels (20 %) have a negative γ
     at every resolution, which the int8 scale folding must handle."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for layer in model.modules():
-            if isinstance(layer, SwitchableBatchNorm2d):
-                sign = torch.where(torch.rand(layer.num_features, generator=g) < 0.2, -1.0, 1.0)
-                for bn in layer.bn:
-                    bn.weight.copy_(sign * torch.empty(layer.num_features).uniform_(0.5, 1.5, generator=g))
-                    bn.bias.normal_(0, 0.3, generator=g)
-                    bn.running_mean.normal_(0, 0.3, generator=g)
-                    bn.running_var.uniform_(0.5, 2.0, generator=g)
-    return model.eval()
+    return randomize_private_bn(model, seed, negative=0.2, spread=0.3)
 
 
 @pytest.fixture(scope="session")

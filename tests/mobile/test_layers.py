@@ -11,6 +11,7 @@ from resflex.mobile.layers import (
     SwitchableBatchNorm2d,
     check_resolutions,
     nearest_resolution,
+    randomize_private_bn,
     recalibrate_bn,
     scale_code,
     set_resolution,
@@ -135,6 +136,25 @@ def test_recalibrate_mode_without_statistics_says_what_to_do():
     set_resolution(sbn, 40, "recalibrate")
     with pytest.raises(RuntimeError, match="recalibrate_bn"):
         sbn(torch.randn(1, 4, 2, 2))
+
+
+def test_randomize_private_bn_differs_per_resolution_with_one_sign_per_channel():
+    """The benchmarks' and conversion tests' random BNs: seeded, different at every resolution, γ's sign shared by
+    every resolution of a channel, about the asked fraction negative."""
+    def net(seed=0, **kw):
+        return randomize_private_bn(nn.Sequential(nn.Conv2d(3, 64, 1), SwitchableBatchNorm2d(64, RES)).train(),
+                                    seed, **kw)
+
+    a, b, other = net(negative=0.3), net(negative=0.3), net(seed=1, negative=0.3)
+    assert not a.training
+    bns = a[1].bn
+    torch.testing.assert_close(bns[0].running_var, b[1].bn[0].running_var, rtol=0, atol=0)  # seeded
+    assert not torch.equal(bns[0].weight, other[1].bn[0].weight)
+    assert not torch.equal(bns[0].running_mean, bns[1].running_mean)  # resolutions differ
+    signs = torch.stack([bn.weight.sign() for bn in bns])
+    assert (signs == signs[0]).all() and 0 < (signs[0] < 0).sum() < 64
+    assert (net()[1].bn[0].weight < 0).sum() < (signs[0] < 0).sum()  # the default 5 % negative: fewer
+    assert all(((bn.running_var >= 0.5) & (bn.running_var <= 2.0)).all() for bn in bns)
 
 
 def test_bad_resolutions_and_modes_are_named():
