@@ -154,22 +154,27 @@ def _scales(entry) -> list[float] | None:
     return list(entry.stage_scales) or None
 
 
-_REFERENCE_LOGITS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # module → {id(batch): (batch, logits)}
+class _ReferenceLogits:
+    """The torch modules' logits on parity batches, for one `convert` call: every backend and precision of a BN style
+    shares the baked modules, so each module's logits on a batch are computed once per call, not once per artifact.
+    One per call, so conversions never share it; an entry goes with its module (weak keys: Core ML's int4 copies)."""
 
+    def __init__(self):
+        # module → {id(batch): (batch, logits)}
+        self._by_module: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
-def _reference_logits(module: torch.nn.Module, x: torch.Tensor) -> np.ndarray:
-    """The torch module's logits on a parity batch, computed once per module and batch: every backend and precision
-    of a BN style shares the baked modules, so the reference runs once per style and entry, not once per artifact."""
-    per_module = _REFERENCE_LOGITS.setdefault(module, {})
-    if id(x) not in per_module:  # the batch is kept beside its logits, so its id is not reused meanwhile
-        with torch.no_grad():
-            per_module[id(x)] = (x, module(x).numpy())
-    return per_module[id(x)][1]
+    def __call__(self, module: torch.nn.Module, x: torch.Tensor) -> np.ndarray:
+        per_module = self._by_module.setdefault(module, {})
+        if id(x) not in per_module:  # the batch is kept beside its logits, so its id is not reused meanwhile
+            with torch.no_grad():
+                per_module[id(x)] = (x, module(x).numpy())
+        return per_module[id(x)][1]
 
 
 def _parity(runner, entry, module, x: torch.Tensor, y: torch.Tensor, precision: str,
-            evaluator: schema.Evaluator) -> schema.Parity:
-    ref = _reference_logits(module, x)
+            evaluator: schema.Evaluator, references: _ReferenceLogits | None = None) -> schema.Parity:
+    """An entry's parity row; `references`: the conversion's cache of torch logits (None: computed here)."""
+    ref = (_ReferenceLogits() if references is None else references)(module, x)
     out = runner.run(entry, x.numpy())  # the runtime runs the batch one image at a time, as exported
     err = float(np.abs(out - ref).max() / max(np.abs(ref).max(), 1e-12))
     agree = float((out.argmax(1) == ref.argmax(1)).mean())
@@ -226,6 +231,7 @@ def _convert(config: ConvertConfig) -> ConvertResult:
     macs = {s: count_macs(baked_for("fold")[s], torch.zeros(1, 3, s.resolution, s.resolution)) for s in spatials}
     params = count_params(baked_for("fold")[spatials[0]])
     artifacts, failures, points = [], [], []
+    references = _ReferenceLogits()  # this conversion's torch logits per baked module and parity batch
     exports = [(be, p) for be in backends for p in precisions_for(be, config.precisions)]
 
     with staging_dir(Path(config.out), config.overwrite, "resflex convert") as stage, ExitStack() as exits:
@@ -242,7 +248,7 @@ def _convert(config: ConvertConfig) -> ConvertResult:
                     exported, seconds = (background.exported(be.name, precision, time.perf_counter()) if away
                                          else _export_here(be, baked, precision, calib, stage / be.name))
                     checking = time.perf_counter(), time.process_time()
-                    infos = [_artifact_info(be, ex, stage, baked, val, precision, seconds)
+                    infos = [_artifact_info(be, ex, stage, baked, val, precision, seconds, references)
                              for ex in (exported, *exported.companions)]  # companions: TFLite int8's CPU-only one
                     checked = time.perf_counter() - checking[0], time.process_time() - checking[1]
                 infos = [dataclasses.replace(info, calibration=_calibration(be, precision, calib_used, exported),
@@ -393,7 +399,8 @@ def _manifest(model, config: ConvertConfig, resolutions, class_names, artifacts,
     )
 
 
-def _artifact_info(be, exported: Exported, stage: Path, baked, val, precision, seconds) -> schema.ArtifactInfo:
+def _artifact_info(be, exported: Exported, stage: Path, baked, val, precision, seconds,
+                   references: _ReferenceLogits) -> schema.ArtifactInfo:
     folder = stage / be.name
     main = folder / exported.files[0]
     files = [folder / f for f in exported.files]
@@ -405,8 +412,8 @@ def _artifact_info(be, exported: Exported, stage: Path, baked, val, precision, s
         runner, evaluator = be.reference_runner(exported, folder), schema.Evaluator.MIL_REFERENCE
     if runner is not None:
         reference = getattr(be, "parity_reference", lambda module, _: module)
-        parity = [_parity(runner, e, reference(baked[e.spatial], precision), *val[e.resolution], precision, evaluator)
-                  for e in exported.entries]
+        parity = [_parity(runner, e, reference(baked[e.spatial], precision), *val[e.resolution], precision, evaluator,
+                          references) for e in exported.entries]
     rel = lambda p: p.relative_to(stage).as_posix()  # noqa: E731
     return schema.ArtifactInfo(
         backend=schema.Backend(be.name), precision=schema.Precision(precision), file=rel(main),

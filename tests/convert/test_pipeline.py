@@ -213,17 +213,42 @@ def test_fp32_parity_failure_says_how_far_the_model_is_from_float64():
 def test_parity_reference_runs_once_per_module_and_batch():
     """Every backend and precision of a BN style shares the baked modules: the torch reference logits of a parity
     batch are computed once and reused (issue 23 item 6), equal to a fresh forward; another batch or module is
-    computed anew."""
-    from resflex.convert.pipeline import _reference_logits
+    computed anew, and another cache (another conversion) shares nothing."""
+    from resflex.convert.pipeline import _ReferenceLogits
 
     calls = []
     module = torch.nn.Linear(3, 2).eval()
     module.register_forward_hook(lambda m, i, o: calls.append(1))
     x, other = torch.randn(4, 3), torch.randn(4, 3)
-    first = _reference_logits(module, x)
-    assert _reference_logits(module, x) is first and len(calls) == 1
+    references = _ReferenceLogits()
+    first = references(module, x)
+    assert references(module, x) is first and len(calls) == 1
     with torch.no_grad():
         np.testing.assert_array_equal(first, module(x).numpy())
-    _reference_logits(module, other)
-    _reference_logits(torch.nn.Linear(3, 2).eval(), x)
+    references(module, other)
+    references(torch.nn.Linear(3, 2).eval(), x)
     assert len(calls) == 3  # the direct forward above + the other batch (the other module has no hook)
+    second = _ReferenceLogits()(module, x)
+    assert second is not first and len(calls) == 4
+    np.testing.assert_array_equal(second, first)
+
+
+def test_each_conversion_computes_its_reference_logits_once_per_entry(tiny_checkpoint, tmp_path, monkeypatch):
+    """ONNX fp32 and int8 share the baked modules: one conversion runs each resolution's torch reference once for
+    its two artifacts; a second conversion has its own cache and runs them again."""
+    from resflex.convert.pipeline import _ReferenceLogits
+
+    computed, real = [], _ReferenceLogits.__call__
+
+    def counting(self, module, x):
+        computed.append((self, id(x) not in self._by_module.get(module, {})))  # self: kept alive, ids unique
+        return real(self, module, x)
+
+    monkeypatch.setattr(_ReferenceLogits, "__call__", counting)
+    for out in ("a", "b"):
+        result = convert(ConvertConfig(str(tiny_checkpoint), str(tmp_path / out), precisions=("fp32", "int8"), **FAST))
+        assert result.ok and len(result.manifest.artifacts) == 2
+    caches = list(dict.fromkeys(cache for cache, _ in computed))
+    assert len(caches) == 2  # one per conversion
+    for cache in caches:
+        assert [fresh for c, fresh in computed if c == cache] == [True] * 3 + [False] * 3  # 3 resolutions, 2 artifacts
