@@ -4,7 +4,8 @@ The file holds a method `forward_{r}` for every resolution `r` plus `forward` (=
 takes one normalised NCHW float32 image (batch 1) and returns float32 logits. Export follows ExecuTorch's
 standard steps for every method — `torch.export.export` → `to_edge_transform_and_lower({...}, partitioner=
 [XnnpackPartitioner()])` → `.to_executorch()` — and int8 is PT2E static quantization (`XNNPACKQuantizer`,
-symmetric per-channel weights, per-tensor activations) calibrated separately at every resolution.
+symmetric per-channel weights, per-tensor activations) calibrated separately at every resolution, except that
+the linear layer computing the logits quantizes its input at run time and returns float (`_float_logits`).
 
 How the weights are shared. ExecuTorch keeps one copy of byte-identical constants: XNNPACK names every constant
 by the SHA-256 of its bytes in the program's NamedDataStore, and identical delegate blobs (`forward` and the
@@ -218,6 +219,23 @@ def _activation_config(method: str):
     return dataclasses.replace(config, input_activation=act, output_activation=act)
 
 
+def _float_logits(model: torch.fx.GraphModule) -> torch.fx.GraphModule:
+    """Quantize the linear layer that computes the logits dynamically (XNNPACK's qd8 × qc8w fully-connected: int8
+    input quantized at run time, the same per-channel int8 weight, float output) instead of statically, so the
+    program returns float logits: rounded to 256 static levels they tie where the float ones differ by less than a
+    step (the ONNX backend's `_float_logits`, same reason). Runs before the global static annotation, which then
+    leaves that node alone; a model whose logits come from another op is left as it is."""
+    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import get_symmetric_quantization_config
+    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer_utils import OP_TO_ANNOTATOR
+
+    output = next(n for n in model.graph.nodes if n.op == "output")
+    last = output.args[0][0] if isinstance(output.args[0], (tuple, list)) else output.args[0]
+    if isinstance(last, torch.fx.Node) and last.target == torch.ops.aten.linear.default:
+        dynamic = get_symmetric_quantization_config(is_per_channel=True, is_dynamic=True)
+        OP_TO_ANNOTATOR["linear"](model, dynamic, lambda n: n is last)
+    return model
+
+
 def _quantized(module: nn.Module, resolution: int, calib: Tensor, method: str = CALIB_METHODS[0],
                ranges: Mapping[str, tuple[float, float]] | None = None, use: list | None = None
                ) -> torch.fx.GraphModule:
@@ -240,6 +258,9 @@ def _quantized(module: nn.Module, resolution: int, calib: Tensor, method: str = 
         # conv-bn patterns: matching them re-exports a dozen pattern graphs on every prepare (seconds each time).
         SUPPORTED_PATTERNS = [p for p in XNNPACKQuantizer.SUPPORTED_PATTERNS if "_bn" not in p.name]
 
+        def annotate(self, model: torch.fx.GraphModule) -> torch.fx.GraphModule:
+            return super().annotate(_float_logits(model))
+
     quantizer = Quantizer().set_global(_activation_config(method))
     example = (torch.zeros(2, 3, resolution, resolution),)
     batch = torch.export.Dim("batch", min=1, max=max(CALIB_BATCH, 2))
@@ -258,12 +279,14 @@ def _quantized(module: nn.Module, resolution: int, calib: Tensor, method: str = 
 
 
 def _activation_observers(prepared: torch.fx.GraphModule) -> dict[str, list[torch.fx.Node]]:
-    """{observer module name: the nodes it observes} for the activation observers PT2E inserted (not weights)."""
+    """{observer module name: the nodes it observes} for the static activation observers PT2E inserted (not
+    weights, not the logits layer's dynamic input quantization, which needs no range)."""
     from torchao.quantization.pt2e import ObserverBase
 
     out: dict[str, list[torch.fx.Node]] = {}
     for node in prepared.graph.nodes:
-        if node.op == "call_module" and isinstance(getattr(prepared, node.target), ObserverBase):
+        observer = getattr(prepared, node.target) if node.op == "call_module" else None
+        if isinstance(observer, ObserverBase) and not getattr(observer, "is_dynamic", False):
             src = node.args[0]
             if isinstance(src, torch.fx.Node) and src.op != "get_attr":
                 out.setdefault(node.target, []).append(src)

@@ -16,25 +16,25 @@ BatchNorm — the same problem, and the same answer, as the ExecuTorch backend's
   optimisations (`ConvMulFusion`, `ConvAddFusion`) fold the Mul and Add into the conv when a session is created, in
   memory, so the graph it runs is the BN-folded one (no Mul or Add left in the optimised graph; per-resolution latency
   within ±7 % of the BN-folded single-resolution file in `bench/convert_bench.py`, i.e. timing noise).
-- **int8**: each resolution is quantized by `quantize_static` from its BN-folded graph (calibrated at that
-  resolution; QDQ, symmetric per-channel int8 weights, per-tensor asymmetric uint8 activations) — the graph ONNX
-  Runtime fuses into QLinearConv / QLinearAdd. Activations are uint8 because on x86 ONNX Runtime runs int8
-  activations only after rewriting each Q → DQ pair to uint8 (`QDQS8ToU8Transformer`), which skips a Q with more
-  than one consumer (`CheckOutputEdges(graph, node, 1)`); `ConvNodeGroupSelector::Check` then refuses the int8
-  input (`!int8_allowed_`), so every conv before and after a residual branch point stayed DQ → float Conv → Q (15 of
-  MobileNetV2's 52 convs, and its 10 Adds float). With uint8 there is nothing to rewrite: all 52 fuse, the same
-  numbers (the rewrite only shifts the zero point by 128), 0.68× the int8-activation graph's latency. Per-channel symmetric quantization of a folded weight `W · a_r` gives scales `s_w · |a_r|` and
-  values `sign(a_r) · round(W / s_w)` only up to float rounding (the division by `|a_r| s_w` is not exactly the
-  division by `s_w`), so the int8 bytes are *almost* identical across resolutions, which is not enough to share
-  them (MobileNetV2 ×0.35, 5 resolutions with random BN: 50 of 52 convs came out identical, the other 2 differed
-  in 6 of 1.9 M values). Each conv's weight is therefore re-quantized from the *unfolded* weight: `q = round(W /
-  s_w)` once (ONNX Runtime's own per-channel symmetric int8 rule), and the resolution's BN goes into the
-  quantization parameters: values `sign(a_r) · q`, per-channel scales `s_w · |a_r|`, the int32 bias re-quantized
-  at `x_scale · s_w · |a_r|`.
-  Same graph, same speed, identical int8 bytes at every resolution whose BN scales have the same signs (a channel
-  whose γ changes sign makes that layer's bytes differ there: correct, not shared; `Exported.notes` counts the
-  convs with negative BN scales). What each resolution keeps of its own: per channel its weight scale and int32
-  bias — 8 bytes, as fp32's scale and shift. The bias scale is not stored: it is `x_scale · w_scale` by
+- **int8**: each resolution is quantized by `quantize_static` from its BN-folded graph (calibrated at that resolution;
+  QDQ, symmetric per-channel int8 weights, per-tensor asymmetric uint8 activations) — the graph ONNX Runtime fuses
+  into QLinearConv / QLinearAdd; the logits stay float (`_float_logits`: no Q → DQ on the output). Activations are
+  uint8 because on x86 ONNX Runtime runs int8 activations only after rewriting each Q → DQ pair to uint8
+  (`QDQS8ToU8Transformer`), which skips a Q with more than one consumer (`CheckOutputEdges(graph, node, 1)`);
+  `ConvNodeGroupSelector::Check` then refuses the int8 input (`!int8_allowed_`), so every conv before and after a
+  residual branch point stayed DQ → float Conv → Q (15 of MobileNetV2's 52 convs, and its 10 Adds float). With uint8
+  there is nothing to rewrite: all 52 fuse, the same numbers (the rewrite only shifts the zero point by 128), 0.68×
+  the int8-activation graph's latency. Per-channel symmetric quantization of a folded weight `W · a_r` gives scales
+  `s_w · |a_r|` and values `sign(a_r) · round(W / s_w)` only up to float rounding (the division by `|a_r| s_w` is not
+  exactly the division by `s_w`), so the int8 bytes are *almost* identical across resolutions, which is not enough to
+  share them (MobileNetV2 ×0.35, 5 resolutions with random BN: 50 of 52 convs came out identical, the other 2 differed
+  in 6 of 1.9 M values). Each conv's weight is therefore re-quantized from the *unfolded* weight: `q = round(W / s_w)`
+  once (ONNX Runtime's own per-channel symmetric int8 rule), and the resolution's BN goes into the quantization
+  parameters: values `sign(a_r) · q`, per-channel scales `s_w · |a_r|`, the int32 bias re-quantized at
+  `x_scale·s_w·|a_r|`. Same graph, same speed, identical int8 bytes at every resolution whose BN scales have the same
+  signs (a channel whose γ changes sign makes that layer's bytes differ there: correct, not shared; `Exported.notes`
+  counts the convs with negative BN scales). What each resolution keeps of its own: per channel its weight scale and
+  int32 bias — 8 bytes, as fp32's scale and shift. The bias scale is not stored: it is `x_scale · w_scale` by
   definition, so the graph computes it with a Mul that ONNX Runtime's constant folding evaluates at session creation
   (same float32 values, same QLinearConv fusion, bit-identical outputs); the all-zero zero points are left out
   (DequantizeLinear's default).
@@ -173,11 +173,11 @@ def _load(path: Path):
     return onnx.load(str(path), load_external_data=False)
 
 
-def _unshare_constants(path: Path) -> None:
-    """Give each `Identity` of an initializer its own copy, in place. torch.onnx stores equal constants once and
-    feeds the other users through an Identity; quantize_static then quantizes such a bias for its first conv only,
-    and ONNX Runtime leaves every other conv behind the Identity in float (MobileNetV3's zero-initialized
-    squeeze-excite biases: 20 float convs of 53 at width 0.35)."""
+def _unshare_constants(path: Path):
+    """Give each `Identity` of an initializer its own copy, in place; returns the model. torch.onnx stores equal
+    constants once and feeds the other users through an Identity; quantize_static then quantizes such a bias for its
+    first conv only, and ONNX Runtime leaves every other conv behind the Identity in float (MobileNetV3's
+    zero-initialized squeeze-excite biases: 20 float convs of 53 at width 0.35)."""
     import onnx
 
     model = onnx.load(str(path))
@@ -194,6 +194,7 @@ def _unshare_constants(path: Path) -> None:
         graph.node.remove(node)
     if copies:
         onnx.save(model, str(path))
+    return model
 
 
 @contextlib.contextmanager
@@ -248,10 +249,9 @@ def _module_scopes(node_name: str) -> set[str]:
     return owners
 
 
-def _range_overrides(fp32: Path, ranges: Mapping[str, tuple[float, float]]) -> dict[str, list[dict]]:
-    """quantize_static's TensorQuantOverrides holding QAT's (lo, hi) for every tensor of the exported graph that is a
-    QAT point (the input, or the last output computed inside the point's module: `resflex.convert.qat_ranges`)."""
-    graph = _load(fp32).graph
+def _range_overrides(graph, ranges: Mapping[str, tuple[float, float]]) -> dict[str, list[dict]]:
+    """quantize_static's TensorQuantOverrides holding QAT's (lo, hi) for every tensor of the exported `graph` that is
+    a QAT point (the input, or the last output computed inside the point's module: `resflex.convert.qat_ranges`)."""
     values = [(out, _module_scopes(n.name)) for n in graph.node for out in n.output]
     point_of = last_values_of(values, ranges)
     point_of.update({i.name: INPUT_POINT for i in graph.input})
@@ -285,10 +285,10 @@ def _quantize(module: nn.Module, resolution: int, calib: Tensor, work: Path, tag
     folded, unfolded = _folded(module)
     fp32, int8 = work / f"fp32_{tag or resolution}.onnx", work / f"int8_{tag or resolution}.onnx"
     export_onnx_file(folded, resolution, fp32)
-    _unshare_constants(fp32)
+    exported = _unshare_constants(fp32)
     # the histogram calibrators print their progress: kept off the terminal unless the conversion is verbose
     printed = contextlib.nullcontext() if is_verbose() else contextlib.redirect_stdout(io.StringIO())
-    overrides = _range_overrides(fp32, ranges) if ranges else {}
+    overrides = _range_overrides(exported.graph, ranges) if ranges else {}
     with _quiet_quantizer(), printed:
         quantize_static(str(fp32), str(int8), _CalibrationReader(calib), quant_format=QuantFormat.QDQ,
                         per_channel=True, activation_type=getattr(QuantType, ACTIVATIONS),
@@ -296,12 +296,38 @@ def _quantize(module: nn.Module, resolution: int, calib: Tensor, work: Path, tag
                         calibrate_method=calibrators[method],
                         extra_options={"TensorQuantOverrides": overrides} if overrides else None)
     model = _load(int8)
+    _float_logits(model)
     if use is not None:
         points = _activation_points(model)
         use.append(RangeUse(len(points & overrides.keys()), len(points - overrides.keys())))
     biases = {name: t.detach().numpy() for name, t in folded.state_dict().items() if name.endswith(".bias")}
     flipped = _share_int8_weights(model, unfolded, biases)
     return model, flipped
+
+
+def _float_logits(model) -> bool:
+    """Remove, in place, the QuantizeLinear → DequantizeLinear pair `quantize_static` puts on the graph output, so the
+    classifier reads int8 and writes float logits (ONNX Runtime runs the Gemm as QGemm with a float output). Logits
+    rounded to 256 levels tie where the float ones differ by less than a step: top-1 agreement of a trained
+    MobileNetV3-Small ×0.25 fell to 80 % on near ties alone (bench/RESULTS.md, arch_bench_trained). True if removed."""
+    graph = model.graph
+    producer = {o: n for n in graph.node for o in n.output}
+    out = graph.output[0].name
+    dq = producer.get(out)
+    q = producer.get(dq.input[0]) if dq is not None and dq.op_type == "DequantizeLinear" else None
+    if q is None or q.op_type != "QuantizeLinear" or producer.get(q.input[0]) is None:
+        return False
+    if sum(q.output[0] in n.input for n in graph.node) != 1 or sum(q.input[0] in n.input for n in graph.node) != 1:
+        return False  # the quantized logits feed something else too: leave the graph as it is
+    last = producer[q.input[0]]
+    last.output[list(last.output).index(q.input[0])] = out
+    graph.node.remove(q)
+    graph.node.remove(dq)
+    used = {i for n in graph.node for i in n.input}
+    kept = [t for t in graph.initializer if t.name in used]
+    del graph.initializer[:]
+    graph.initializer.extend(kept)
+    return True
 
 
 def _share_int8_weights(model, unfolded: Mapping[str, tuple[Tensor, Tensor]], biases: Mapping[str, np.ndarray]):
