@@ -12,7 +12,11 @@ Per precision, every resolution becomes one signature `serving_{r}` (input `imag
    calibrated per signature on `calib[r]` (NHWC, batch 1), with float32 input and output (QUANTIZE / DEQUANTIZE at
    the ends) — the converter settings of onnx2tf's `-oiqt` output `*_integer_quant.tflite` (its
    `*_full_integer_quant.tflite` has int8 I/O unless `-iqd float32 -oqd float32`), here calibrated on our own data
-   and built multi-signature;
+   and built multi-signature; the logits stay float (`tflite_worker.float_logits`): the classifier's int8
+   FULLY_CONNECTED → DEQUANTIZE becomes a hybrid FULLY_CONNECTED (input DEQUANTIZEd, same int8 filter, float bias,
+   input quantized per run, version 12), as 256-level logits tie on near ties (issue 22). The GPU delegate takes
+   FULLY_CONNECTED only up to version 9 (`model_builder.cc` CheckMaxSupportedOpVersion(registration, 9)), so on GPU
+   that last op runs on the CPU;
 3. a post-pass on the flatbuffer stores each distinct constant once, writes each distinct numeric vector once
    (e.g. the all-zero int8 zero points) and, with `strip_names` (default), drops the names of internal tensors
    (signature inputs and outputs keep theirs; the signature runner addresses tensors by signature names).
@@ -230,6 +234,9 @@ class TFLiteJob(ChildJob):
             notes += (f"; float weights shared through a per-channel MUL in {report['convs_shared']} convs "
                       f"({report['convs_kept']} kept per resolution; --sharing {self.backend.sharing})")
             folded = tuple(self.job["folded_layers"] or ())
+        if report.get("float_logits"):
+            notes += (f"; float logits: the classifier's FULLY_CONNECTED runs hybrid (int8 filter, float input and "
+                      f"output) in {report['float_logits']} signature(s)")
         if report.get("int8_ties_shared"):
             notes += (f"; {report['int8_ties_shared']} int8 filter(s) one rounding step off the reference's at a few "
                       "values take its bytes (the unfolded weight quantized once)")

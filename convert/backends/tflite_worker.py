@@ -406,6 +406,92 @@ def share_bias_scales(model):
     return shared
 
 
+def float_logits(model):
+    """int8: each signature output that is a DEQUANTIZE of a FULLY_CONNECTED's int8 output (the classifier) becomes
+    that FULLY_CONNECTED's own float output, the op run hybrid: its int8 input DEQUANTIZEd (the old output tensor
+    reused for it), its int32 bias float (bias × input_scale × filter_scale[c], the value the int8 kernel adds), its
+    int8 filter bytes unchanged (still shared across signatures). Logits rounded to the 256 levels of one int8 scale
+    tie where the float ones differ by less than a step (issue 22). The kernel (`fully_connected.cc`
+    EvalHybridDense) quantizes the input per batch row at run time (`asymmetricQuantizeInputs`: BatchQuantizeFloats
+    with an offset), applies a per-channel filter's scales (VerifyPerChannelQuantization) and writes float; the
+    opcode version (`op_version.cc`) is 12 for a per-channel filter, 9 per-tensor. Returns how many were rewritten."""
+    S = schema()
+    O = S.BuiltinOperator
+    codes = [max(oc.builtinCode, oc.deprecatedBuiltinCode) for oc in model.operatorCodes]
+
+    def opcode(code, version):
+        for i, oc in enumerate(model.operatorCodes):
+            if codes[i] == code and oc.version == version:
+                return i
+        oc = S.OperatorCodeT()
+        oc.builtinCode, oc.deprecatedBuiltinCode, oc.version = code, min(code, 127), version
+        model.operatorCodes.append(oc)
+        codes.append(code)
+        return len(codes) - 1
+
+    def new_buffer(array):
+        b = S.BufferT()
+        b.data = np.frombuffer(np.ascontiguousarray(array).tobytes(), dtype=np.uint8).copy()
+        model.buffers.append(b)
+        return len(model.buffers) - 1
+
+    def scales(t):
+        q = t.quantization
+        return None if q is None or q.scale is None or not len(q.scale) else np.asarray(q.scale, dtype=np.float64)
+
+    rewritten = 0
+    for sd in model.signatureDefs:
+        sg = model.subgraphs[sd.subgraphIndex]
+        producers = {int(o): op for op in sg.operators for o in op.outputs}
+        uses = {}
+        for i in [int(i) for op in sg.operators for i in op.inputs] + [int(i) for i in sg.outputs]:
+            uses[i] = uses.get(i, 0) + 1
+        for out in sd.outputs:
+            oi = int(out.tensorIndex)
+            dq = producers.get(oi)
+            if dq is None or codes[dq.opcodeIndex] != O.DEQUANTIZE or sg.tensors[oi].type != 0:
+                continue
+            qi = int(dq.inputs[0])
+            fc = producers.get(qi)
+            if fc is None or codes[fc.opcodeIndex] != O.FULLY_CONNECTED or uses.get(qi) != 1:
+                continue
+            xi, wi = int(fc.inputs[0]), int(fc.inputs[1])
+            bi = int(fc.inputs[2]) if len(fc.inputs) > 2 and fc.inputs[2] >= 0 else None
+            x, w, q = sg.tensors[xi], sg.tensors[wi], sg.tensors[qi]
+            opts = fc.builtinOptions
+            w_scale, x_scale = scales(w), scales(x)
+            if (x.type, w.type, q.type) != (9, 9, 9) or w_scale is None or x_scale is None or opts is None \
+                    or opts.weightsFormat != S.FullyConnectedOptionsWeightsFormat.DEFAULT \
+                    or np.any(np.asarray(w.quantization.zeroPoint if w.quantization.zeroPoint is not None else 0)):
+                continue
+            if bi is not None:
+                b = sg.tensors[bi]
+                data = model.buffers[b.buffer].data
+                if b.type != 2 or data is None or not len(data) or uses.get(bi) != 1:
+                    continue
+                bias = np.frombuffer(bytes(data), dtype=np.int32) * float(x_scale[0]) * w_scale
+                b.type, b.quantization, b.buffer = 0, None, new_buffer(bias.astype(np.float32))
+            # the int8 output tensor, now unused, becomes the dequantized input
+            q.type, q.quantization, q.name = 0, None, None
+            q.shape = np.array(x.shape, dtype=np.int32)
+            q.shapeSignature = None if x.shapeSignature is None else np.array(x.shapeSignature, dtype=np.int32)
+            dq.inputs, dq.outputs = np.array([xi], dtype=np.int32), np.array([qi], dtype=np.int32)
+            fc.inputs[0], fc.outputs = qi, np.array([oi], dtype=np.int32)
+            opts.asymmetricQuantizeInputs = True
+            fc.opcodeIndex = opcode(O.FULLY_CONNECTED, 12 if len(w_scale) > 1 else 9)
+            sg.operators.remove(dq)
+            sg.operators.insert(sg.operators.index(fc), dq)
+            rewritten += 1
+    used = sorted({op.opcodeIndex for sg in model.subgraphs for op in sg.operators})
+    if len(used) < len(model.operatorCodes):  # the int8 FULLY_CONNECTED's entry, if no op uses it any more
+        new = {old: n for n, old in enumerate(used)}
+        model.operatorCodes = [model.operatorCodes[i] for i in used]
+        for sg in model.subgraphs:
+            for op in sg.operators:
+                op.opcodeIndex = new[op.opcodeIndex]
+    return rewritten
+
+
 def pack(model):
     builder = make_builder()
     builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
@@ -425,6 +511,8 @@ def post_process(flat, job, precision):
                                                                            job.get("fold_values", ()))
     if precision == "int8" and len(keys) > 1:
         report["int8_ties_shared"], _ = share_int8_weights(model, keys[job["reference"]])
+    if precision == "int8":
+        report["float_logits"] = float_logits(model)
     if job["strip_names"]:  # names of internal tensors cost ~20 KB per signature; signatures keep their own
         io = {(sd.subgraphIndex, int(m.tensorIndex)) for sd in model.signatureDefs for m in sd.inputs + sd.outputs}
         for gi, sg in enumerate(model.subgraphs):

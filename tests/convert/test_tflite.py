@@ -140,6 +140,43 @@ def test_int8_agrees_on_top1(converted):
         assert (got.argmax(1) == want.argmax(1)).mean() >= 0.9, entry.name
 
 
+def _logits_ops(path):
+    """signature key → (producer of the signature's output, its builtin code, its opcode version, its input tensors,
+    its output tensor)."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    model = schema.ModelT.InitFromPackedBuf(bytearray(path.read_bytes()), 0)
+    result = {}
+    for sig in model.signatureDefs:
+        graph = model.subgraphs[sig.subgraphIndex]
+        (out,) = sig.outputs
+        op = next(op for op in graph.operators if int(out.tensorIndex) in op.outputs)
+        code = model.operatorCodes[op.opcodeIndex]
+        result[sig.signatureKey.decode()] = (op, max(code.builtinCode, code.deprecatedBuiltinCode), code.version,
+                                             [graph.tensors[i] for i in op.inputs], graph.tensors[op.outputs[0]])
+    return result
+
+
+@needs_onnx2tf
+def test_int8_logits_are_the_classifier_fully_connecteds_float_output(converted):
+    """Both int8 files: the classifier's FULLY_CONNECTED runs hybrid (float input and logits, the int8 filter stored
+    once for every signature, float bias, inputs quantized at run time), so the logits are not rounded to 256 levels
+    (issue 22); opcode version 12 (per-channel hybrid, `op_version.cc`)."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    _, _, out = converted
+    exported, folder = out["int8"]
+    for name in (exported.files[0], *(c.files[0] for c in exported.companions)):
+        ops = _logits_ops(folder / name)
+        assert sorted(ops) == sorted(e.name for e in exported.entries), name
+        for key, (op, code, version, (x, w, b), y) in ops.items():
+            assert code == schema.BuiltinOperator.FULLY_CONNECTED and version == 12, (name, key)
+            assert (x.type, w.type, b.type, y.type) == (schema.TensorType.FLOAT32, schema.TensorType.INT8,
+                                                        schema.TensorType.FLOAT32, schema.TensorType.FLOAT32)
+            assert len(w.quantization.scale) == w.shape[0] > 1 and op.builtinOptions.asymmetricQuantizeInputs
+        assert len({w.buffer for *_, (_, w, _), _ in ops.values()}) == 1, name
+
+
 def _conv_filter_buffers(path):
     """signature key → buffer index of each CONV_2D's filter data (through a fp16 DEQUANTIZE), in order."""
     from ai_edge_litert import schema_py_generated as schema
