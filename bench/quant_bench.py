@@ -53,6 +53,8 @@ def parse_args(argv=None):
     p.add_argument("--calib-from", nargs="+", choices=("images", "qat"), default=["images", "qat"],
                    help="int8 activation ranges (`convert --calib-from`): qat rows only for a checkpoint with QAT "
                         "ranges and a backend that takes them (ExecuTorch, ONNX)")
+    p.add_argument("--data", default="synthetic", help="calibration (train/) and agreement (val/) images: "
+                   "'synthetic' or the ImageFolder root the checkpoints were trained on (`convert --calib-data`)")
     p.add_argument("--val-samples", type=int, default=1000, help="agreement/accuracy images per resolution")
     p.add_argument("--no-fp32", action="store_true", help="skip the fp32 reference rows")
     p.add_argument("--runs", type=int, default=15, help="timed runs per artifact and resolution (0: no latency)")
@@ -101,7 +103,7 @@ def _run(args) -> None:
 
 
 def _rows(args, checkpoint, model, payload, resolutions, floor_bytes, out_root: Path) -> list[str]:
-    calib = {r: split_images(model, "synthetic", "train", r, 64, 0, payload["class_names"])[0] for r in resolutions}
+    calib = {r: split_images(model, args.data, "train", r, 64, 0, payload["class_names"])[0] for r in resolutions}
     label, rows = training_label(payload), []
     for name in args.backends.split(","):
         be = load_backend(name)
@@ -123,7 +125,8 @@ def _rows(args, checkpoint, model, payload, resolutions, floor_bytes, out_root: 
                     checkpoint=checkpoint, out=str(out), backends=(name,), precisions=(precision,),
                     calib_samples=max(samples, 1), calib_method=None if method == "-" else
                     f"{name}={method}",
-                    calib_from=source, val_samples=args.val_samples, overwrite=True, progress=False)).manifest
+                    calib_from=source, data=args.data, val_samples=args.val_samples, overwrite=True,
+                    progress=False)).manifest
             if not manifest.artifacts:
                 rows.append(f"| {label} | {name} | {precision} | {method} | {source} | {samples or '-'} | failed: "
                             f"{manifest.failures[0].error[:80] if manifest.failures else '?'} |")
@@ -131,7 +134,8 @@ def _rows(args, checkpoint, model, payload, resolutions, floor_bytes, out_root: 
             artifact = manifest.artifacts[0]  # TFLite int8's CPU-only companion follows: bit-identical outputs on CPU
             if name == "coreml" and not artifact.runs_on_host:  # convert checked it with the MIL reference
                 if precision == "int4":  # convert's parity is against the int4-grid module: here, the float one
-                    artifact = reference_parity(model, payload, artifact, out, resolutions, args.val_samples)
+                    artifact = reference_parity(model, payload, artifact, out, resolutions, args.val_samples,
+                                                args.data)
                 method = "weights (MIL ref.)"
             with tempfile.TemporaryDirectory(prefix="folded_") as tmp:
                 if precision not in folded:  # per backend × precision; independent of the calibration method
@@ -145,7 +149,7 @@ def _rows(args, checkpoint, model, payload, resolutions, floor_bytes, out_root: 
     return rows
 
 
-def reference_parity(model, payload, artifact, bundle: Path, resolutions, samples: int):
+def reference_parity(model, payload, artifact, bundle: Path, resolutions, samples: int, data: str):
     """A Core ML artifact's parity rows computed with the MIL reference evaluator (Core ML cannot run here)."""
     import dataclasses
 
@@ -157,7 +161,7 @@ def reference_parity(model, payload, artifact, bundle: Path, resolutions, sample
     runner = ReferenceRunner(bundle / artifact.file)
     rows = []
     for e in artifact.entries:
-        x, y = split_images(model, "synthetic", "val", e.resolution, samples, 0, payload["class_names"])
+        x, y = split_images(model, data, "val", e.resolution, samples, 0, payload["class_names"])
         entry = Entry(e.resolution, e.name, e.input_name, e.output_name, tuple(e.input_shape))
         rows.append(_parity(runner, entry, bake(model, e.resolution, bn="fold"), x, y, artifact.precision.value,
                             Evaluator.MIL_REFERENCE))
