@@ -45,7 +45,8 @@ from resflex.mobile.data import write_digits
 from resflex.mobile.train import MultiResolutionStep, TrainConfig, resize_batch, train
 
 
-MODELS = ("rsnet", "san", "resizable", "single")
+MODELS = ("rsnet", "rsnet_late", "rsnet_ce", "san", "resizable", "single")  # rsnet: train's default (MRED);
+# rsnet_late: MRED with its KD term after the warm-up (--distill-after-warmup); rsnet_ce: CE only (--no-distill)
 
 
 def parse_models(text: str) -> tuple[str, ...]:
@@ -78,7 +79,8 @@ def parse_args(argv=None):
                    help="training seeds (data order, augmentation, synthetic training images, initial weights); "
                         "the full matrix is shown for the first, the claims over all")
     p.add_argument("--models", type=parse_models, default=MODELS,
-                   help="which of rsnet, san, single (the I-Nets) to train, comma-separated")
+                   help="which of rsnet (MRED), rsnet_late (MRED, its KD term after the warm-up), rsnet_ce (CE "
+                        "only), san, resizable, single (the I-Nets) to train, comma-separated")
     p.add_argument("--out", default="runs/train_bench")
     p.add_argument("--skip-training", action="store_true",
                    help="reuse finished checkpoints already in --out (an interrupted run is trained again)")
@@ -93,25 +95,31 @@ def parse_args(argv=None):
 def train_all(args, seed: int = 0) -> dict[str, Path]:
     """Train RS-Net, SAN and one I-Net per resolution (those in --models) with identical settings and one seed;
     returns checkpoint paths (seed 0 directly under --out, others under --out/seedN)."""
+    # name → (method, resolutions, distill (None: train's default), distill_after_warmup, run folder)
     models, runs = args.models, {}
     if "rsnet" in models:
-        runs["RS-Net (MRED)"] = ("rsnet", args.resolutions)
+        runs["RS-Net (MRED)"] = ("rsnet", args.resolutions, True, False, "rsnet")
+    if "rsnet_late" in models:  # MRED's L_kd (RS-Nets Eq. 10) off during the warm-up
+        runs["RS-Net (MRED, KD after warm-up)"] = ("rsnet", args.resolutions, True, True, "rsnet_late")
+    if "rsnet_ce" in models:  # the same network and recipe, L_cls only (RS-Nets Eq. 2 without Eq. 6 and 10)
+        runs["RS-Net (CE only)"] = ("rsnet", args.resolutions, False, False, "rsnet_ce")
     if "san" in models:
-        runs["SAN"] = ("san", args.resolutions)
+        runs["SAN"] = ("san", args.resolutions, None, False, "san")
     if "resizable" in models:  # its full configuration at each input resolution
-        runs["Resizable"] = ("resizable", args.resolutions)
+        runs["Resizable"] = ("resizable", args.resolutions, None, False, "resizable")
     if "single" in models:
-        runs.update({f"I-Net {r}": ("single", (r,)) for r in args.resolutions})
+        runs.update({f"I-Net {r}": ("single", (r,), None, False, "inet") for r in args.resolutions})
     root = Path(args.out) if seed == 0 else Path(args.out) / f"seed{seed}"
     # The input-size recipe of the switchable networks (from their largest resolution) for every run: an I-Net is
     # the same network (stem stride, crops) trained at one resolution, as in the papers' comparison.
     recipe = TrainConfig(resolutions=args.resolutions)
     paths = {}
-    for name, (method, res) in runs.items():
-        out = root / name.split()[0].lower().replace("-", "") / "-".join(map(str, res))
+    for name, (method, res, distill, after_warmup, folder) in runs.items():
+        out = root / folder / "-".join(map(str, res))
         config = TrainConfig(data=args.data, arch=args.arch, method=method, resolutions=res, width=args.width,
                              epochs=args.epochs if method == "single" else (args.epochs_multi or args.epochs),
-                             flip=args.flip, stem_stride=recipe.stem_stride, min_crop=recipe.min_crop,
+                             flip=args.flip, stem_stride=recipe.stem_stride, min_crop=recipe.min_crop, distill=distill,
+                             distill_after_warmup=after_warmup,
                              batch_size=args.batch_size, lr=args.lr,
                              train_samples=args.train_samples, val_samples=args.val_samples, workers=args.workers,
                              seed=seed, out=str(out), overwrite=True, progress=False, device="cpu")
@@ -188,6 +196,11 @@ def seed_table(args, paths_per_seed: dict[int, dict[str, Path]]) -> str:
                                            zip(diffs, errors))
                 + f" | {statistics.fmean(overall):+.1f} ± {standard_error(overall):.1f} |"]  # goal on it: ≥ 0
     lines += claim("RS-Net − I-Net ± s.e. (goal ≥ −0.5 pt)", "RS-Net (MRED)", "I-Nets", lambda d: d >= -0.5)
+    lines += claim("RS-Net (CE only) − I-Net ± s.e. (goal ≥ −0.5 pt)", "RS-Net (CE only)", "I-Nets",
+                   lambda d: d >= -0.5)
+    lines += claim("RS-Net (CE only) − RS-Net (MRED) ± s.e.", "RS-Net (CE only)", "RS-Net (MRED)", lambda d: d >= 0)
+    lines += claim("RS-Net (MRED, KD after warm-up) − RS-Net (MRED) ± s.e.", "RS-Net (MRED, KD after warm-up)",
+                   "RS-Net (MRED)", lambda d: d >= 0)
     lines += claim("SAN − RS-Net ± s.e. (goal within 1 pt)", "SAN", "RS-Net (MRED)", lambda d: abs(d) <= 1.0)
     lines += claim("Resizable − RS-Net ± s.e. (goal within 1 pt)", "Resizable", "RS-Net (MRED)", lambda d: abs(d) <= 1.0)
     if "I-Nets" in walls:

@@ -110,6 +110,10 @@ def _add_train(sub) -> None:
                    help="MRED (rsnet), scale distillation (san) or, for resizable, distillation from the full "
                         "configuration; default on for rsnet, off for san (opt-in, as the official code's --kd) and "
                         "resizable (as the paper)")
+    p.add_argument("--distill-after-warmup", action=argparse.BooleanOptionalAction, default=d.distill_after_warmup,
+                   help="rsnet's MRED: its KD term only from the end of --warmup-epochs on (teachers are near chance "
+                        "before); default off: from the first step, as the paper. On for short runs: +4.1 pt at 3 "
+                        "epochs on the digits, -0.1 at 12 (bench/RESULTS.md, recipe_distill)")
     p.add_argument("--sync-bn", action=argparse.BooleanOptionalAction, default=d.sync_bn, help="GPU DDP only")
     p.add_argument("--amp", action=argparse.BooleanOptionalAction, default=d.amp, help="GPU only")
     p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=d.channels_last,

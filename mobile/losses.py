@@ -39,12 +39,14 @@ class MREDLoss(CrossEntropySum):
 
     Ensemble logits z_0 = Σ_s softmax(α)_s · z_s (Eq. 5); L_ens = H(y, p_0) updates only α, the logits are
     detached (Eq. 6); L_kd = 2/(S+1) · Σ_{t<s} KL(p_t ‖ p_s) over teachers t ∈ {ensemble, larger resolutions}
-    and students s ∈ {smaller resolutions}, teachers detached (Eq. 10). Total L = L_cls + L_ens + L_kd.
+    and students s ∈ {smaller resolutions}, teachers detached (Eq. 10). Total L = L_cls + L_ens + kd_weight · L_kd;
+    with --distill-after-warmup `train` sets kd_weight 0 during the warm-up, 1 after (the paper: always 1).
     """
 
     def __init__(self, num_resolutions: int, label_smoothing: float = 0.0):
         super().__init__(label_smoothing)
         self.alpha = nn.Parameter(torch.ones(num_resolutions))  # uniform weights at start, as the official code
+        self.kd_weight = 1.0  # not state: `train` derives it from the step count
 
     def ensemble_logits(self, logits: list[Tensor]) -> Tensor:
         weights = torch.softmax(self.alpha, dim=0)
@@ -57,8 +59,9 @@ class MREDLoss(CrossEntropySum):
         # Teachers are detached inside kl_divergence, so the ensemble teacher passes no gradient to α or z.
         chain = [ensemble_for_alpha, *logits]  # index 0 = ensemble, 1..S = largest..smallest resolution
         S = len(logits)
-        kd = sum(kl_divergence(chain[t], chain[s]) for t in range(S) for s in range(t + 1, S + 1)) * (2 / (S + 1))
-        total = ce + ens + kd
+        kd = sum(kl_divergence(chain[t], chain[s]) for t in range(S) for s in range(t + 1, S + 1)) * (2 / (S + 1)) \
+            if self.kd_weight else ce.new_zeros(())
+        total = ce + ens + self.kd_weight * kd
         return total, {"ce": ce.detach().item(), "ens": ens.detach().item(), "kd": kd.detach().item()}
 
 

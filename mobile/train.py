@@ -107,6 +107,10 @@ class TrainConfig:
     distill: bool | None = None  # None = on for rsnet (MRED); off for san (scale distillation, opt-in as in the
     # official code's --kd: it cost 0.3-3 pt per resolution on both benches, README "Training recipe") and for
     # resizable (distillation from the full configuration, off as in the paper)
+    # rsnet's MRED only, opt-in: its KD term L_kd (RS-Nets Eq. 10) off during the learning-rate warm-up, whose
+    # teachers are near chance, on after it (L_cls, L_ens from the first step). Off by default, L_kd from the first
+    # step as the paper: ahead at 3 epochs, tied at 12 (bench/RESULTS.md, section recipe_distill)
+    distill_after_warmup: bool = False
     scales: tuple[float, ...] | None = None  # resizable only: trained stage scale factors (default DEFAULT_STAGE_SCALES)
     switch_at_epoch: int | None = None  # resizable only (§3.4 Resizable-Aug): from this epoch on train target_config
     target_config: str | None = None  # "RESOLUTION:S1,S2,..." — one trained factor per stage
@@ -139,6 +143,8 @@ class TrainConfig:
         object.__setattr__(self, "resolutions", tuple(check_resolutions(self.resolutions)))
         if self.distill is None:
             object.__setattr__(self, "distill", method is Method.RSNET)
+        if self.distill_after_warmup and not (method is Method.RSNET and self.distill):
+            raise ValueError("--distill-after-warmup: only --method rsnet with --distill (MRED) has a KD term to delay")
         if self.finetune is not None:
             check_finetune_flags(self, method)
         if method is Method.RESIZABLE:
@@ -584,6 +590,7 @@ def train(config: TrainConfig) -> MultiResolutionNet:
     step_module = ResizableStep(model, criterion, config.distill) if resizable else MultiResolutionStep(model, criterion)
     runner = nn.parallel.DistributedDataParallel(step_module) if world > 1 else step_module
     top_index = 0  # logits are ordered largest resolution first
+    kd_from = round(config.warmup_epochs * steps_per_epoch) if config.distill_after_warmup else 0  # MRED's L_kd
     for epoch in range(start_epoch, config.epochs):
         switched = target_point is not None and epoch >= config.switch_at_epoch
         if switched and not isinstance(step_module, TargetConfigStep):  # §3.4 scheduled switching
@@ -608,6 +615,8 @@ def train(config: TrainConfig) -> MultiResolutionNet:
             target = target.to(device, non_blocking=True)
             if channels_last:
                 images = images.contiguous(memory_format=torch.channels_last)
+            if config.distill_after_warmup:  # scheduler.last_epoch: steps done so far (restored on --resume)
+                criterion.kd_weight = float(scheduler.last_epoch >= kd_from)
             with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
                 loss, logits, parts = runner(images, target)
             check = loss.detach().float().clone()

@@ -58,6 +58,17 @@ def test_mred_matches_equations(tiny):
     assert total.item() == pytest.approx(L_cls + L_ens + L_kd, rel=1e-5)
 
 
+def test_mred_kd_weight_zero_leaves_cls_and_ens(tiny):
+    """During the warm-up `train` sets kd_weight 0: L = L_cls + L_ens (Eq. 2, 6), no L_kd (Eq. 10)."""
+    logits, y = tiny
+    full, parts = MREDLoss(3)(logits, y)
+    loss = MREDLoss(3)
+    loss.kd_weight = 0.0
+    total, off = loss(logits, y)
+    assert off["kd"] == 0.0 and off["ce"] == parts["ce"] and off["ens"] == parts["ens"]
+    assert total.item() == pytest.approx(parts["ce"] + parts["ens"]) and full.item() > total.item()
+
+
 def test_mred_gradients_ensemble_updates_only_alpha_and_teachers_are_detached(tiny):
     logits, y = tiny
     loss = MREDLoss(3)

@@ -264,6 +264,10 @@ def test_bad_train_config_for_resizable_is_named(tmp_path):
     with pytest.raises(ValueError, match="not supported yet"):
         TrainConfig(method="resizable", init="weights.pth")
     assert TrainConfig(method="rsnet").distill is True and TrainConfig(method="resizable").distill is False
+    assert TrainConfig(method="rsnet").distill_after_warmup is False  # MRED's L_kd from the first step, as the paper
+    for other in (dict(method="resizable"), dict(method="rsnet", distill=False)):
+        with pytest.raises(ValueError, match="--distill-after-warmup: only --method rsnet with --distill"):
+            TrainConfig(**other, distill_after_warmup=True)
 
 
 def test_cli_eval_evaluates_a_given_configuration(tmp_path, capsys):

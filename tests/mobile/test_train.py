@@ -77,6 +77,16 @@ def test_resume_accepts_a_checkpoint_from_before_a_new_field(tmp_path):
         check_resume(tiny_config(tmp_path, epochs=1, qat=True), saved, tmp_path / "checkpoint.pt")
 
 
+@pytest.mark.parametrize("after_warmup, weights", [(True, [0.0, 0.0, 1.0, 1.0]), (False, [1.0] * 4)])
+def test_mred_kd_term_starts_after_the_warmup(tmp_path, monkeypatch, after_warmup, weights):
+    from resflex.mobile.losses import MREDLoss
+
+    seen, forward = [], MREDLoss.forward
+    monkeypatch.setattr(MREDLoss, "forward", lambda self, *a: (seen.append(self.kd_weight), forward(self, *a))[1])
+    train(tiny_config(tmp_path, max_steps_per_epoch=2, distill_after_warmup=after_warmup))  # warm-up: 1 epoch
+    assert seen == weights
+
+
 def test_resume_with_a_different_config_names_the_mismatch(tmp_path):
     train(tiny_config(tmp_path, epochs=1))
     with pytest.raises(ValueError, match=r"lr: 0.1 now vs 0.05 in the checkpoint"):
