@@ -305,29 +305,33 @@ def _quantize(module: nn.Module, resolution: int, calib: Tensor, work: Path, tag
     return model, flipped
 
 
-def _float_logits(model) -> bool:
+def _drop_initializers(graph, names) -> None:
+    """Remove the initializers among `names` that no node reads any more."""
+    still_used = {i for n in graph.node for i in n.input}
+    kept = [t for t in graph.initializer if t.name not in names or t.name in still_used]
+    del graph.initializer[:]
+    graph.initializer.extend(kept)
+
+
+def _float_logits(model) -> None:
     """Remove, in place, the QuantizeLinear → DequantizeLinear pair `quantize_static` puts on the graph output, so the
     classifier reads int8 and writes float logits (ONNX Runtime runs the Gemm as QGemm with a float output). Logits
     rounded to 256 levels tie where the float ones differ by less than a step: top-1 agreement of a trained
-    MobileNetV3-Small ×0.25 fell to 80 % on near ties alone (bench/RESULTS.md, arch_bench_trained). True if removed."""
+    MobileNetV3-Small ×0.25 fell to 80 % on near ties alone (bench/RESULTS.md, arch_bench_trained)."""
     graph = model.graph
     producer = {o: n for n in graph.node for o in n.output}
     out = graph.output[0].name
     dq = producer.get(out)
     q = producer.get(dq.input[0]) if dq is not None and dq.op_type == "DequantizeLinear" else None
     if q is None or q.op_type != "QuantizeLinear" or producer.get(q.input[0]) is None:
-        return False
+        return
     if sum(q.output[0] in n.input for n in graph.node) != 1 or sum(q.input[0] in n.input for n in graph.node) != 1:
-        return False  # the quantized logits feed something else too: leave the graph as it is
+        return  # the quantized logits feed something else too: leave the graph as it is
     last = producer[q.input[0]]
     last.output[list(last.output).index(q.input[0])] = out
     graph.node.remove(q)
     graph.node.remove(dq)
-    used = {i for n in graph.node for i in n.input}
-    kept = [t for t in graph.initializer if t.name in used]
-    del graph.initializer[:]
-    graph.initializer.extend(kept)
-    return True
+    _drop_initializers(graph, {*q.input[1:], *dq.input[1:]})
 
 
 def _share_int8_weights(model, unfolded: Mapping[str, tuple[Tensor, Tensor]], biases: Mapping[str, np.ndarray]):
@@ -395,10 +399,7 @@ def _share_int8_weights(model, unfolded: Mapping[str, tuple[Tensor, Tensor]], bi
             del bias_dq.input[2:]
             mul = helper.make_node("Mul", [x_dq.input[1], w_scale_name], [bias_dq.input[1]])
             model.graph.node.insert(list(model.graph.node).index(bias_dq), mul)
-    still_used = {i for n in model.graph.node for i in n.input}
-    kept = [t for t in model.graph.initializer if t.name not in unused or t.name in still_used]
-    del model.graph.initializer[:]
-    model.graph.initializer.extend(kept)
+    _drop_initializers(model.graph, unused)
     return flipped
 
 

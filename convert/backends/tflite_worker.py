@@ -208,6 +208,14 @@ def conv_ops(sg, codes):
     return [op for op in sg.operators if codes[op.opcodeIndex] in (O.CONV_2D, O.DEPTHWISE_CONV_2D)]
 
 
+def add_buffer(model, array):
+    """Append a buffer holding `array`'s bytes to `model`; returns its index."""
+    b = schema().BufferT()
+    b.data = np.frombuffer(np.ascontiguousarray(array).tobytes(), dtype=np.uint8).copy()
+    model.buffers.append(b)
+    return len(model.buffers) - 1
+
+
 def share_float_weights(model, ref_index, fold_values=()):
     """In every subgraph but the reference, rewrite each float conv whose filter is the reference filter scaled
     per output channel (W = k * W_ref: BN folded at another resolution) as MUL(conv(x; W_ref, b / k), k), the
@@ -226,12 +234,6 @@ def share_float_weights(model, ref_index, fold_values=()):
             model.operatorCodes.append(oc)
             codes.append(O.MUL)
         return codes.index(O.MUL)
-
-    def new_buffer(array):
-        b = S.BufferT()
-        b.data = np.frombuffer(np.ascontiguousarray(array).tobytes(), dtype=np.uint8).copy()
-        model.buffers.append(b)
-        return len(model.buffers) - 1
 
     def new_tensor(sg, shape, name, buffer=0, signature=None):
         t = S.TensorT()
@@ -322,11 +324,11 @@ def share_float_weights(model, ref_index, fold_values=()):
                 if bias is None:
                     raise RuntimeError(f"conv bias in subgraph {sg.name} is not a float constant")
                 bi, B = bias
-                sg.tensors[bi].buffer = new_buffer((B / k).astype(_NP[sg.tensors[bi].type]))
+                sg.tensors[bi].buffer = add_buffer(model, (B / k).astype(_NP[sg.tensors[bi].type]))
             out = sg.tensors[op.outputs[0]]
             name = out.name or b"conv"
             mid = new_tensor(sg, out.shape, name + b"/unscaled", signature=out.shapeSignature)
-            scale = new_tensor(sg, [k.size], name + b"/bn_scale", new_buffer(k.astype(np.float32)))
+            scale = new_tensor(sg, [k.size], name + b"/bn_scale", add_buffer(model, k.astype(np.float32)))
             mul = S.OperatorT()
             mul.opcodeIndex = mul_opcode()
             mul.inputs = np.array([mid, scale], dtype=np.int32)
@@ -429,12 +431,6 @@ def float_logits(model):
         codes.append(code)
         return len(codes) - 1
 
-    def new_buffer(array):
-        b = S.BufferT()
-        b.data = np.frombuffer(np.ascontiguousarray(array).tobytes(), dtype=np.uint8).copy()
-        model.buffers.append(b)
-        return len(model.buffers) - 1
-
     def scales(t):
         q = t.quantization
         return None if q is None or q.scale is None or not len(q.scale) else np.asarray(q.scale, dtype=np.float64)
@@ -470,7 +466,7 @@ def float_logits(model):
                 if b.type != 2 or data is None or not len(data) or uses.get(bi) != 1:
                     continue
                 bias = np.frombuffer(bytes(data), dtype=np.int32) * float(x_scale[0]) * w_scale
-                b.type, b.quantization, b.buffer = 0, None, new_buffer(bias.astype(np.float32))
+                b.type, b.quantization, b.buffer = 0, None, add_buffer(model, bias.astype(np.float32))
             # the int8 output tensor, now unused, becomes the dequantized input
             q.type, q.quantization, q.name = 0, None, None
             q.shape = np.array(x.shape, dtype=np.int32)
