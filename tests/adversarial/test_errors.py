@@ -226,3 +226,14 @@ def test_staging_over_a_file_leaves_no_hidden_old_copy(tmp_path):
             pass
     assert (tmp_path / "FILE").read_text() == "mine"
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+@pytest.mark.parametrize("argv", [["--method", "san"], ["--method", "resizable"], ["--no-distill"]])
+def test_train_distill_after_warmup_without_mred_is_refused_before_writing(tmp_path, capsys, argv):
+    """`--distill-after-warmup` delays MRED's KD term: with no MRED (SAN, Resizable, --no-distill) it is an error that
+    names the option, and the --out folder is not created."""
+    out = tmp_path / "run"
+    assert main(["train", "--arch", "tiny_cnn", "--resolutions", "16,12", "--epochs", "1", "--workers", "0",
+                 "--distill-after-warmup", "--out", str(out), *argv]) == 2
+    assert "--distill-after-warmup: only --method rsnet with --distill" in capsys.readouterr().err
+    assert not out.exists()
