@@ -11,7 +11,7 @@ runs/data/digits (no download). The recipe (stem stride, crop range) is `resflex
 
 Tables:
 1. top-1 (%) per test resolution (the papers' Table 1 layout): every I-Net at every test resolution, the
-   RS-Net and SAN with BN `nearest`, `upper`, `interpolate` and `recalibrate` at the in-between resolutions
+   RS-Net and SAN with BN `nearest`, `upper`, `interpolate`, `auto` and `recalibrate` at the in-between resolutions
    (issue 25 item 4: `--models rsnet --skip-training --test-resolutions` the unseen ones compares the rules).
 2. wall time of one multi-resolution step vs the sum of the single-resolution steps (same batch, medians; NHWC as
    `resflex train` runs by default, and the RS-Net step in NCHW for comparison).
@@ -144,7 +144,7 @@ def accuracy_table(args, paths: dict[str, Path]) -> str:
     for name, path in paths.items():
         model, payload = load_checkpoint(path)
         unseen = set(args.test_resolutions) - set(model.config.resolutions)
-        modes = ("nearest", "upper", "interpolate", "recalibrate") if unseen and model.config.method.value != "single" \
+        modes = ("nearest", "upper", "interpolate", "auto", "recalibrate") if unseen and model.config.method.value != "single" \
             else ("nearest",)  # every rule is the trained BN at a training resolution
         for mode in modes:
             row = name if len(modes) == 1 else f"{name}, BN {mode}"

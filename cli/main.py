@@ -145,6 +145,10 @@ def _add_train(sub) -> None:
                    help="quantization-aware training: shared weights fake-quantized per channel (int8, symmetric), "
                         "activation ranges per resolution; with --init CKPT it fine-tunes trained float weights "
                         "(default lr a tenth of the usual). The checkpoint stays float; convert quantizes it")
+    p.add_argument("--bn-calibration-images", type=_int_at_least(0), default=d.bn_calibration_images, metavar="N",
+                   help="after the last epoch, recalibrate BN statistics on N training images at every untrained "
+                        "resolution between the training ones (each pixel where they span <= 64 px, else every 8th) "
+                        "and keep them in the checkpoint: what --bn auto (the default) serves there; 0: none")
     p.set_defaults(run=_run_train)
 
 
@@ -361,7 +365,8 @@ def _add_convert(sub) -> None:
                         "configuration becomes an entry of every artifact (default: the full configuration at each "
                         "training resolution)")
     p.add_argument("--bn", default=None, help=f"rule for untrained resolutions: {', '.join(m.value for m in BNMode)} "
-                   "(recalibrate: BN statistics from the --calib-data training images, recorded in the manifest)")
+                   "(auto: the statistics `train` recalibrated, kept in the checkpoint, else interpolate; "
+                   "recalibrate: BN statistics from the --calib-data training images; recorded in the manifest)")
     p.add_argument("--scale-code", default=ScaleCode.IDEAL.value, help="SAN at untrained resolutions: ideal | proxy")
     p.add_argument("--calib-data", default="synthetic", help="'synthetic' or an ImageFolder root (train/ calibrates,"
                    " val/ measures accuracy on the artifacts)")

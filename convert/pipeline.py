@@ -219,7 +219,7 @@ def _convert(config: ConvertConfig) -> ConvertResult:
 
     say(f"preparing calibration ({config.calib_samples}) and validation ({config.val_samples}) images")
     calib, calib_used = _calibration_images(model, config, spatials, class_names)
-    unseen_bn = _unseen_bn(model, config, spatials, bn_mode, calib_used)
+    unseen_bn = _unseen_bn(model, config, spatials, bn_mode, calib_used, payload)
     val = {r: split_images(model, config.data, "val", r, config.val_samples, config.seed, class_names) for r in resolutions}
 
     @functools.cache
@@ -316,12 +316,18 @@ def _serving(model, config: ConvertConfig) -> tuple[list[Spatial], str]:
     return spatials, config.bn_mode or DEFAULT_BN_MODE.value
 
 
-def _unseen_bn(model, config: ConvertConfig, spatials, bn_mode: str, images: int) -> schema.UnseenBN | None:
+def _unseen_bn(model, config: ConvertConfig, spatials, bn_mode: str, images: int,
+               payload: dict) -> schema.UnseenBN | None:
     """The manifest's record of the BN rule for untrained resolutions (None: all trained). `--bn recalibrate` needs
-    at least 2 calibration images per resolution (a variance of one image is not a statistic)."""
+    at least 2 calibration images per resolution (a variance of one image is not a statistic); `auto` records the
+    images `train` recalibrated on when the checkpoint has statistics for one of them."""
     unseen = sorted({s.resolution for s in spatials if s.resolution not in model.config.resolutions}, reverse=True)
     if not unseen:
         return None
+    if bn_mode == BNMode.AUTO.value:
+        table = payload.get("bn_calibration") or {}
+        stored = any(r in table.get("statistics", {}) for r in unseen)
+        return schema.UnseenBN(bn_mode, unseen, table["images"] if stored else None)
     if bn_mode != BNMode.RECALIBRATE.value:
         return schema.UnseenBN(bn_mode, unseen)
     if images < 2:

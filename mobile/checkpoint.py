@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 
+from .layers import load_calibration_table
 from .models import ArchSourceError, ModelConfig, MultiResolutionNet, Preprocessing, model_from_config
 
 FORMAT = "resflex-checkpoint"
@@ -46,9 +47,10 @@ def atomic_write(path: str | os.PathLike, write) -> Path:
 
 def save_checkpoint(path: str | os.PathLike, model: MultiResolutionNet, class_names: list[str],
                     train_state: dict | None = None, metadata: dict | None = None,
-                    qat_ranges: dict | None = None) -> Path:
+                    qat_ranges: dict | None = None, bn_calibration: dict | None = None) -> Path:
     """Write `model` (and optionally the resumable training state, plain-data `metadata` such as where an
-    imported model came from, and the activation ranges `train --qat` learned, `QAT.range_table()`) to `path`
+    imported model came from, the activation ranges `train --qat` learned, `QAT.range_table()`, and the BN
+    statistics `train` recalibrated for untrained resolutions, `calibration_table(model, images)`) to `path`
     atomically."""
     if len(class_names) != model.config.num_classes:
         raise ValueError(f"class_names: expected {model.config.num_classes} names, got {len(class_names)}")
@@ -62,6 +64,7 @@ def save_checkpoint(path: str | os.PathLike, model: MultiResolutionNet, class_na
         "train_state": train_state,
         **({"metadata": metadata} if metadata else {}),
         **({"qat_ranges": qat_ranges} if qat_ranges else {}),
+        **({"bn_calibration": bn_calibration} if bn_calibration else {}),
     }
     return atomic_write(path, lambda tmp: torch.save(payload, tmp))
 
@@ -234,6 +237,11 @@ def model_from_payload(payload: dict, source: str = "checkpoint") -> MultiResolu
         model.load_state_dict(payload["state_dict"])
     except RuntimeError as e:
         raise CheckpointError(f"{source}: weights do not match model_config {config}: {_first_line(e)}") from None
+    if payload.get("bn_calibration") is not None:
+        try:
+            load_calibration_table(model, payload["bn_calibration"])
+        except ValueError as e:
+            raise CheckpointError(f"{source}: {e}") from None
     return model
 
 

@@ -8,10 +8,12 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import torch
+from tqdm import tqdm
 
 from .checkpoint import load_checkpoint
 from .data import EvalTransform, SyntheticImages, build_dataset, check_class_names, make_loader
-from .layers import DEFAULT_BN_MODE, BNMode, ScaleCode, check_resolutions, parse_enum, recalibrate_bn
+from .layers import DEFAULT_BN_MODE, BNMode, ScaleCode, calibration_table, check_resolutions, parse_enum, \
+    recalibrate_bn, unseen_between
 from .models import MultiResolutionNet
 
 
@@ -88,6 +90,28 @@ def evaluate(
         results[r] = correct / total
     model.train(was_training)
     return results
+
+
+@torch.no_grad()
+def calibrate_unseen(model: MultiResolutionNet, data: str, images: int, *, batch_size: int = 128, workers: int = 0,
+                     seed: int = 0, class_names: Sequence[str] | None = None, progress: bool = False) -> dict | None:
+    """BN statistics recalibrated on up to `images` training images (eval crops) at each untrained resolution
+    between the smallest and largest training one (`unseen_between`), as the checkpoint's `calibration_table` —
+    what the default BN mode `auto` serves there — or None (nothing to calibrate, or a resizable model: its stage
+    factors change what each BN sees)."""
+    unseen = unseen_between(model.config.resolutions)
+    if images < 2 or not unseen or getattr(model, "num_stages", 0):
+        return None
+    device = next(model.parameters()).device
+    used = 0
+    for r in tqdm(unseen, desc="BN statistics at untrained resolutions", unit="res", disable=not progress,
+                  leave=False):
+        loader = eval_loader(model, data, "train", r, batch_size, workers=workers, seed=seed, length=images,
+                             class_names=class_names)
+        used = recalibrate_bn(model, (model.preprocessing.normalize(x.to(device))
+                                      for x, _ in first_images(loader, images)), r)
+    model.set_resolution(max(model.config.resolutions))
+    return calibration_table(model, used)
 
 
 @dataclasses.dataclass(frozen=True)

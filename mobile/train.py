@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from .checkpoint import atomic_write, model_from_payload, qat_ranges, read_checkpoint, save_checkpoint
 from .data import TrainTransform, build_dataset, make_loader
-from .evaluate import evaluate
+from .evaluate import calibrate_unseen, evaluate
 from .layers import DEFAULT_STAGE_SCALES, check_resolutions, check_scales, check_stage_scales, parse_enum
 from .losses import create_loss
 from .qat import check_qat_method, enable_qat
@@ -35,7 +35,7 @@ CONFIG_VERSION = 1
 # Fields that may change between a run and its --resume; every other field must match the checkpoint.
 SMALL_INPUT = 64  # px: below this largest training resolution the small-input recipe is the default
 SMALL_INPUT_MIN_CROP = 0.35
-RESUMABLE_CHANGES = ("out", "resume", "overwrite", "workers", "device", "progress")
+RESUMABLE_CHANGES = ("out", "resume", "overwrite", "workers", "device", "progress", "bn_calibration_images")
 
 
 BASE_LR = 0.02  # SGD learning rate of one network's loss at batch 64
@@ -131,6 +131,9 @@ class TrainConfig:
     init: str | None = None  # start from single-resolution weights (torchvision layout or a resflex checkpoint)
     finetune: str | None = None  # resizable only (§3.3): a resizable checkpoint whose target_config is fine-tuned
     qat: bool = False  # quantization-aware training (resflex.mobile.qat): int8-fake-quantized weights and activations
+    # after the last epoch: BN statistics recalibrated on this many training images at each untrained resolution
+    # between the training ones, saved in the checkpoint for BN mode `auto` (0: none; `calibrate_unseen`)
+    bn_calibration_images: int = 1024
 
     def __post_init__(self):
         """Every argument is checked here, before `train` touches the run folder."""
@@ -211,6 +214,7 @@ class TrainConfig:
         integer("meta_hidden", 0)
         integer("num_classes", 2)
         integer("workers", 0)
+        integer("bn_calibration_images", 0)
         for name in ("train_samples", "val_samples", "max_steps_per_epoch"):
             integer(name, 1, optional=True)
         if not str(self.out).strip():
@@ -662,8 +666,12 @@ def train(config: TrainConfig) -> MultiResolutionNet:
                       **({"alpha": criterion.alpha.tolist()} if hasattr(criterion, "alpha") else {})}
             with open(config.metrics_path, "a") as f:
                 f.write(json.dumps(record) + "\n")
+            calibration = calibrate_unseen(model, config.data, min(config.bn_calibration_images, len(train_set)),
+                                           batch_size=2 * config.batch_size, workers=config.workers, seed=config.seed,
+                                           class_names=class_names, progress=config.progress) \
+                if epoch + 1 == config.epochs else None
             save_checkpoint(ckpt_path, model, class_names, resumable.state_dict(epoch + 1, config, device),
-                            qat_ranges=qat.range_table() if qat is not None else None)
+                            qat_ranges=qat.range_table() if qat is not None else None, bn_calibration=calibration)
             accs = "  ".join(f"{r}px {a:.3f}" for r, a in val.items())
             tqdm.write(f"epoch {epoch + 1}: train loss {record['train_loss']:.3f}  val top-1 {accs}"
                        + (f"  ({skipped} unreadable images skipped)" if skipped else ""))

@@ -11,7 +11,7 @@ python -m pip install --progress-bar off torch==2.13.0 -e ".[convert,report]"
 bash scripts/setup-onnx2tf.sh
 resflex train --data synthetic --arch mobilenet_v2 --width 0.35 --method rsnet --resolutions 64,56,48,40,32 \
     --epochs 12 --train-samples 4000 --out runs/demo --overwrite
-resflex eval runs/demo/checkpoint.pt --data synthetic --resolutions 64,60,56,52,48,44,40,36,32 --bn interpolate
+resflex eval runs/demo/checkpoint.pt --data synthetic --resolutions 64,60,56,52,48,44,40,36,32 --bn auto
 resflex convert runs/demo/checkpoint.pt --out bundles/demo --backends executorch,coreml,tflite,onnx \
     --precision fp32,int8 --calib-data synthetic --calib-samples 128 --val-samples 1000 --overwrite --zip
 resflex inspect bundles/demo

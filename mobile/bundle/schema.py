@@ -217,9 +217,11 @@ class Failure:
 class UnseenBN:
     """Where the BN of resolutions the checkpoint was not trained at came from (`convert --bn`)."""
 
-    mode: str  # nearest | interpolate | recalibrate (resflex.mobile.layers.BNMode)
+    mode: str  # auto | nearest | interpolate | recalibrate | upper (resflex.mobile.layers.BNMode)
     resolutions: list[int]  # the served resolutions it applies to
-    samples: int | None = None  # recalibrate: calibration images per resolution its statistics were computed on
+    # recalibrate: calibration images per resolution its statistics were computed on; auto: the training images
+    # `train` recalibrated on, when the checkpoint had statistics for any of these resolutions (others interpolate)
+    samples: int | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -472,7 +474,7 @@ RULES: dict[str, dict[str, Rule]] = {
                     "points_from_images": _NONNEG},
     "ArtifactInfo": {"file": Rule(path=True), "sha256": _SHA, "bytes": _NONNEG, "convert_seconds": _NONNEG,
                      "folded_layers": Rule(unique=True)},
-    "UnseenBN": {"mode": Rule(pattern=r"^(nearest|interpolate|recalibrate)$"),
+    "UnseenBN": {"mode": Rule(pattern=r"^(auto|nearest|interpolate|recalibrate|upper)$"),
                  "resolutions": Rule(minimum=1, maximum=65536, unique=True), "samples": _COUNT},
     "Manifest": {"resolutions": Rule(minimum=1, maximum=65536, unique=True)},
     "Latency": _LATENCY,

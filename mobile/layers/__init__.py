@@ -22,7 +22,8 @@ from .stage_resize import (
     check_stage_scales,
     set_stage_scales,
 )
-from .switchable_bn import SwitchableBatchNorm2d, randomize_private_bn, recalibrate_bn
+from .switchable_bn import SwitchableBatchNorm2d, calibration_table, load_calibration_table, randomize_private_bn, \
+    recalibrate_bn, unseen_between
 
 __all__ = [
     "DEFAULT_BN_MODE",
@@ -35,9 +36,11 @@ __all__ = [
     "StageResize",
     "StageScaled",
     "SwitchableBatchNorm2d",
+    "calibration_table",
     "check_resolutions",
     "check_scales",
     "check_stage_scales",
+    "load_calibration_table",
     "nearest_resolution",
     "neighbours",
     "parse_enum",
@@ -46,5 +49,6 @@ __all__ = [
     "scale_code",
     "set_resolution",
     "set_stage_scales",
+    "unseen_between",
     "upper_resolution",
 ]

@@ -20,12 +20,14 @@ class BNMode(str, enum.Enum):
     INTERPOLATE = "interpolate"  # linear interpolation between the two neighbouring BNs (SAN supp. Eq. 1)
     RECALIBRATE = "recalibrate"  # statistics recomputed on data (`recalibrate_bn`), affine interpolated
     UPPER = "upper"  # the BN of the smallest training resolution ≥ T (the largest beyond the range)
+    AUTO = "auto"  # the statistics `train` recalibrated on training images where the model holds them, else interpolate
 
 
-# The data-free default. No data-free rule measured ≥ `nearest` at every unseen resolution of every data set of the
-# bench (bench/RESULTS.md, bn_unseen_*); this one lost least where it lost (≤ 9 pt) while `nearest` lost up to 34 pt
-# just above a training resolution. Where images are at hand, `recalibrate` is the better choice.
-DEFAULT_BN_MODE = BNMode.INTERPOLATE
+# The default needs no images: `train` recalibrates the BN statistics of the unseen resolutions between its smallest
+# and largest training resolution on training images and the checkpoint carries them (`calibration_table`); other
+# resolutions interpolate. No rule without such statistics measured ≥ `nearest` at every unseen resolution of every
+# data set of the bench; recalibrated statistics did (bench/RESULTS.md, bn_unseen, bn_auto).
+DEFAULT_BN_MODE = BNMode.AUTO
 
 
 class ScaleCode(str, enum.Enum):

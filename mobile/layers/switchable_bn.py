@@ -16,8 +16,9 @@ class SwitchableBatchNorm2d(ResolutionAware):
     """Private BN per training resolution, shared by nothing else.
 
     At a training resolution the layer is exactly that resolution's `BatchNorm2d` (train or eval). At any
-    other resolution (eval only) it uses `parameters_at(r)`: an interpolation of the two neighbouring BNs (default),
-    the nearest BN, the next larger one, or recalibrated statistics, depending on the active `BNMode`.
+    other resolution (eval only) it uses `parameters_at(r)`: recalibrated statistics where it holds them for `r`
+    (default, else as interpolate), an interpolation of the two neighbouring BNs, the nearest BN or the next larger
+    one, depending on the active `BNMode`.
     """
 
     def __init__(self, num_features: int, resolutions: Sequence[int], eps: float = 1e-5, momentum: float = 0.1):
@@ -47,6 +48,9 @@ class SwitchableBatchNorm2d(ResolutionAware):
         t = self.interpolation_weight(resolution, lo, hi, t)
         mix = lambda p, q: torch.lerp(p, q, t)  # noqa: E731
         weight, bias = mix(a.weight, b.weight), mix(a.bias, b.bias)
+        if mode is BNMode.AUTO and resolution in self.calibrated:
+            mean, var = self.calibrated[resolution]
+            return weight, bias, mean, var
         if mode is BNMode.RECALIBRATE:
             if resolution not in self.calibrated:
                 raise RuntimeError(
@@ -157,3 +161,71 @@ def randomize_private_bn(model: nn.Module, seed: int = 0, negative: float = 0.05
                 bn.running_mean.normal_(0, spread, generator=g)
                 bn.running_var.uniform_(0.5, 2.0, generator=g)
     return model.eval()
+
+
+# The bounds of a checkpoint's table: a resolution is at most 4096 px (check_numbers), one per pixel at most.
+MAX_CALIBRATED_RESOLUTIONS = 4096
+
+
+def unseen_between(resolutions: Sequence[int], step: int | None = None) -> list[int]:
+    """The untrained resolutions `train` recalibrates by default: every `step`-th pixel strictly between the smallest
+    and largest training resolution (step 1 where the range spans ≤ 64 px, else 8: about 16 per 128 px), largest
+    first."""
+    lo, hi = min(resolutions), max(resolutions)
+    step = step or (1 if hi - lo <= 64 else 8)
+    return [r for r in range(hi - 1, lo, -1) if r not in resolutions and (hi - r) % step == 0]
+
+
+def calibration_table(model: nn.Module, images: int) -> dict | None:
+    """The recalibrated statistics `model`'s switchable BNs hold, for a checkpoint: {"images": n, "statistics":
+    {resolution: {layer name: tensor [2, C] (mean; var)}}}, or None when they hold none."""
+    layers = {name: m for name, m in model.named_modules() if isinstance(m, SwitchableBatchNorm2d)}
+    resolutions = sorted({r for m in layers.values() for r in m.calibrated}, reverse=True)
+    if not resolutions:
+        return None
+    return {"images": int(images), "statistics": {
+        r: {name: torch.stack(m.calibrated[r]).detach().cpu() for name, m in layers.items() if r in m.calibrated}
+        for r in resolutions}}
+
+
+def load_calibration_table(model: nn.Module, table) -> int:
+    """Put a `calibration_table` into `model`'s switchable BNs; returns its image count. A malformed table (not
+    that shape, a resolution the model was trained at or out of [1, 4096], a layer missing or unknown, a statistic
+    of another shape, not finite, or a negative variance) is a ValueError naming the field."""
+    layers = {name: m for name, m in model.named_modules() if isinstance(m, SwitchableBatchNorm2d)}
+    if not isinstance(table, dict) or not isinstance(table.get("statistics"), dict):
+        raise ValueError("bn_calibration: expected an object with 'images' and 'statistics'")
+    images = table.get("images")
+    if isinstance(images, bool) or not isinstance(images, int) or not 2 <= images <= 10**9:
+        raise ValueError(f"bn_calibration.images = {str(images)[:40]}, expected an integer in [2, 1000000000]")
+    statistics = table["statistics"]
+    if len(statistics) > MAX_CALIBRATED_RESOLUTIONS:
+        raise ValueError(f"bn_calibration.statistics: {len(statistics)} resolutions, expected at most "
+                         f"{MAX_CALIBRATED_RESOLUTIONS}")
+    trained = {r for m in layers.values() for r in m.resolutions}
+    loaded: dict[str, dict[int, tuple[Tensor, Tensor]]] = {name: {} for name in layers}
+    for r, per_layer in statistics.items():
+        where = f"bn_calibration.statistics[{str(r)[:20]}]"
+        if isinstance(r, bool) or not isinstance(r, int) or not 1 <= r <= 4096 or r in trained:
+            raise ValueError(f"{where}: expected an untrained resolution, an integer in [1, 4096] not in "
+                             f"{sorted(trained)}")
+        if not isinstance(per_layer, dict) or set(per_layer) != set(layers):
+            names = set(per_layer) if isinstance(per_layer, dict) else set()
+            odd = sorted(str(n)[:80] for n in names - set(layers))[:3]
+            missing = sorted(set(layers) - names)[:3]
+            raise ValueError(f"{where}: expected statistics for each of the model's {len(layers)} switchable BN "
+                             f"layers" + (f"; unknown {odd}" if odd else "") + (f"; missing {missing}" if missing
+                                                                                    else ""))
+        for name, value in per_layer.items():
+            c = layers[name].num_features
+            if not isinstance(value, Tensor) or not value.is_floating_point() or tuple(value.shape) != (2, c):
+                shape = tuple(value.shape) if isinstance(value, Tensor) else type(value).__name__
+                raise ValueError(f"{where}[{name!r}]: expected a float tensor of shape (2, {c}) (mean; var), got "
+                                 f"{shape}")
+            if not torch.isfinite(value).all() or (value[1] < 0).any():
+                raise ValueError(f"{where}[{name!r}]: statistics must be finite with variances ≥ 0")
+            dtype = layers[name].bn[0].running_mean.dtype
+            loaded[name][r] = (value[0].to(dtype).clone(), value[1].to(dtype).clone())
+    for name, m in layers.items():
+        m.calibrated.update(loaded[name])
+    return images

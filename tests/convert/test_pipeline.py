@@ -17,8 +17,8 @@ from resflex.mobile.bundle.io import extract_zip, Bundle
 from resflex.convert.pipeline import ConvertConfig, convert, split_images
 from resflex.cli.main import main
 from resflex.mobile.bundle.schema import SchemaError, UnseenBN
-from resflex.mobile.checkpoint import load_checkpoint
-from resflex.mobile.layers import recalibrate_bn
+from resflex.mobile.checkpoint import load_checkpoint, save_checkpoint
+from resflex.mobile.layers import calibration_table, recalibrate_bn
 
 FAST = dict(backends=("onnx",), calib_samples=16, val_samples=32, progress=False)
 
@@ -69,6 +69,31 @@ def test_recalibrated_resolution_uses_the_calibration_images_and_is_recorded(tin
             torch.testing.assert_close(out, model(x), rtol=1e-4, atol=1e-4)
         with model.at_resolution(28, "interpolate"):
             assert (out - model(x)).abs().max() > 1e-2
+
+
+def test_auto_bn_serves_the_checkpoints_recalibrated_statistics_and_is_recorded(tiny_checkpoint, tmp_path):
+    """`--bn auto`: an untrained resolution with statistics in the checkpoint (`train` recalibrates the in-between
+    resolutions) computes what the model computes with them; one without interpolates."""
+    model, payload = load_checkpoint(tiny_checkpoint)
+    calib, _ = split_images(model, "synthetic", "train", 28, 12, 0, payload["class_names"])
+    recalibrate_bn(model, [calib], 28)
+    ckpt = save_checkpoint(tmp_path / "cal" / "checkpoint.pt", model, payload["class_names"],
+                           bn_calibration=calibration_table(model, 12))
+    result = convert(ConvertConfig(str(ckpt), str(tmp_path / "b"), resolutions=(32, 28, 20), bn_mode="auto",
+                                   precisions=("fp32",), **FAST))
+    assert result.manifest.unseen_bn == UnseenBN("auto", [28, 20], 12)
+    model, _ = load_checkpoint(ckpt)  # the statistics come back from the file
+    x, _ = split_images(model, "synthetic", "val", 28, 8, 0, payload["class_names"])
+    session = onnxruntime.InferenceSession(str(tmp_path / "b" / "onnx" / "model_fp32_28.onnx"))
+    out = torch.from_numpy(np.concatenate([session.run(None, {"image": x[i:i + 1].numpy()})[0] for i in range(8)]))
+    with torch.no_grad():
+        with model.at_resolution(28, "recalibrate"):
+            torch.testing.assert_close(out, model(x), rtol=1e-4, atol=1e-4)
+        with model.at_resolution(28, "interpolate"):
+            assert (out - model(x)).abs().max() > 1e-2
+    plain = convert(ConvertConfig(str(tiny_checkpoint), str(tmp_path / "p"), resolutions=(32, 28), bn_mode="auto",
+                                  precisions=("fp32",), **FAST))
+    assert plain.manifest.unseen_bn == UnseenBN("auto", [28])  # no statistics: interpolated, no image count
 
 
 def test_sharing_mode_is_recorded_in_the_manifest(tiny_checkpoint, tmp_path):

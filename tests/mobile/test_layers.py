@@ -11,10 +11,13 @@ from resflex.mobile.layers import (
     SwitchableBatchNorm2d,
     check_resolutions,
     nearest_resolution,
+    calibration_table,
+    load_calibration_table,
     randomize_private_bn,
     recalibrate_bn,
     scale_code,
     set_resolution,
+    unseen_between,
     upper_resolution,
 )
 
@@ -88,10 +91,10 @@ def test_nearest_mode_uses_nearest_trained_bn_with_ties_to_the_larger():
 
 def test_upper_mode_uses_the_next_larger_training_resolutions_bn():
     """`upper`: the smallest training resolution ≥ T, the largest above the range — not the nearest, and not a mix
-    of two BNs. The default stays `interpolate` (no data-free rule beat `nearest` on every data set)."""
+    of two BNs. The default is `auto` (the checkpoint's recalibrated statistics, else interpolate)."""
     sbn = randomized_bn()
     x = torch.randn(2, 4, 3, 3)
-    assert DEFAULT_BN_MODE is BNMode.INTERPOLATE and sbn.bn_mode is BNMode.INTERPOLATE
+    assert DEFAULT_BN_MODE is BNMode.AUTO and sbn.bn_mode is BNMode.AUTO
     assert [upper_resolution(RES, r) for r in (33, 47, 48, 49, 70, 8)] == [48, 48, 48, 64, 64, 32]
     set_resolution(sbn, 33, "nearest")
     assert torch.equal(sbn(x), sbn.bn_at(32)(x))
@@ -131,6 +134,35 @@ def test_recalibration_computes_exact_statistics_of_the_data():
     assert not net.training  # the mode it had before recalibration
 
 
+def test_auto_mode_serves_recalibrated_statistics_where_held_else_interpolates():
+    torch.manual_seed(2)
+    net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1, bias=False), randomized_bn()).eval()
+    x = torch.randn(2, 3, 6, 6)
+    recalibrate_bn(net, iter([torch.randn(6, 3, 6, 6) * 3 + 2]), 40)
+    for r, same_as in ((40, "recalibrate"), (56, "interpolate")):  # 56: no statistics, as interpolate
+        set_resolution(net, r, "auto")
+        got = net(x)
+        set_resolution(net, r, same_as)
+        torch.testing.assert_close(got, net(x), rtol=0, atol=0)
+    set_resolution(net, 40, "interpolate")
+    assert not torch.allclose(got, net(x))  # the statistics differ from the interpolated ones
+
+
+def test_calibration_table_round_trips_and_unseen_between_picks_the_in_between_pixels():
+    assert unseen_between((32, 28, 24)) == [31, 30, 29, 27, 26, 25]
+    assert unseen_between((224, 96)) == list(range(216, 96, -8))  # > 64 px apart: every 8th pixel
+    assert unseen_between((32,)) == [] and unseen_between((32, 31)) == []
+    net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1, bias=False), randomized_bn()).eval()
+    assert calibration_table(net, 6) is None
+    recalibrate_bn(net, iter([torch.randn(6, 3, 6, 6)]), 40)
+    table = calibration_table(net, 6)
+    assert table["images"] == 6 and list(table["statistics"]) == [40]
+    other = nn.Sequential(nn.Conv2d(3, 4, 3), randomized_bn())
+    assert load_calibration_table(other, table) == 6
+    for a, b in zip(other[1].calibrated[40], net[1].calibrated[40]):
+        assert torch.equal(a, b)
+
+
 def test_recalibrate_mode_without_statistics_says_what_to_do():
     sbn = randomized_bn()
     set_resolution(sbn, 40, "recalibrate")
@@ -164,7 +196,7 @@ def test_bad_resolutions_and_modes_are_named():
         check_resolutions((64, 0))
     with pytest.raises(ValueError, match="at least one"):
         check_resolutions(())
-    with pytest.raises(ValueError, match="nearest, interpolate, recalibrate"):
+    with pytest.raises(ValueError, match="nearest, interpolate, recalibrate, upper, auto"):
         set_resolution(randomized_bn(), 40, "bilinear")
     with pytest.raises(ValueError, match="ideal, proxy"):
         set_resolution(randomized_bn(), 40, scale_code="exact")

@@ -8,6 +8,7 @@ import torch
 
 from resflex.mobile import train as train_module
 from resflex.mobile.checkpoint import load_checkpoint, read_checkpoint
+from resflex.mobile.layers import SwitchableBatchNorm2d
 from resflex.mobile.train import TrainConfig, TrainingDiverged, train
 
 
@@ -36,7 +37,24 @@ def test_training_writes_checkpoint_and_metrics(tmp_path):
 def test_other_methods_train(tmp_path, method, resolutions):
     config = tiny_config(tmp_path, method=method, resolutions=resolutions, epochs=1, max_steps_per_epoch=2)
     train(config)
-    assert read_checkpoint(config.checkpoint_path)["model_config"]["method"] == method
+    payload = read_checkpoint(config.checkpoint_path)
+    assert payload["model_config"]["method"] == method
+    # BN statistics for the pixels in between: not for one resolution, nor a resizable model (its stage factors
+    # change what each BN sees)
+    assert ("bn_calibration" in payload) == (method == "san")
+
+
+def test_checkpoint_carries_bn_statistics_of_the_untrained_resolutions_in_between(tmp_path):
+    config = tiny_config(tmp_path, resolutions=(32, 28, 24), epochs=1, bn_calibration_images=40)
+    train(config)
+    model, payload = load_checkpoint(config.checkpoint_path)
+    table = payload["bn_calibration"]
+    assert sorted(table["statistics"]) == [25, 26, 27, 29, 30, 31] and table["images"] == 40
+    bn = next(m for m in model.modules() if isinstance(m, SwitchableBatchNorm2d))
+    assert sorted(bn.calibrated) == [25, 26, 27, 29, 30, 31]  # loaded back: what BN mode auto serves
+    none = tiny_config(tmp_path / "none", resolutions=(32, 28, 24), epochs=1, bn_calibration_images=0)
+    train(none)
+    assert "bn_calibration" not in read_checkpoint(none.checkpoint_path)
 
 
 def test_resume_continues_exactly(tmp_path, monkeypatch):
