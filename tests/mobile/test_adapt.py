@@ -30,7 +30,9 @@ def trained(tmp_path_factory):
     out = tmp_path_factory.mktemp("adapt") / "run"
     config = TrainConfig(data="synthetic", arch="tiny_cnn", method="resizable", resolutions=RES, width=0.5, epochs=2,
                          batch_size=32, lr=0.05, train_samples=256, val_samples=64, workers=0, progress=False,
-                         out=str(out), device="cpu")
+                         out=str(out), device="cpu", full_config_each_step=False)
+    # the fair sets alone (the paper): with the full configuration each step more configurations classify the same
+    # images right, and the 256-image learner below no longer beat a constant choice (0.53 vs 0.59)
     train(config)
     return config.checkpoint_path
 

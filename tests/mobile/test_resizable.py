@@ -205,16 +205,17 @@ def test_training_counts_every_factor_per_stage_and_resolution_and_steps_once_pe
     monkeypatch.setattr(train_module, "create_model", create_and_watch)
     monkeypatch.setattr(torch.optim.SGD, "step", counting_step)
     config = tiny_config(tmp_path, max_steps_per_epoch=3)
-    assert config.distill is False and config.scales == (1.0, 0.75, 0.5)
+    assert config.distill is False and config.scales == (1.0, 0.75, 0.5) and config.full_config_each_step
     train(config)
     assert len(steps) == 3  # one optimizer step per iteration
     for it in range(3):
         this = [f for f in forwards if f[0] == it]
-        assert len(this) == len(RES) * 3  # 3 sub-networks per resolution, all before the step
+        assert len(this) == len(RES) * 4  # full + 3 fair sub-networks per resolution, all before the step
         for r in RES:
-            at_r = [s for _, size, s in this if size == r]
+            full, *fair = [s for _, size, s in this if size == r]
+            assert full == (1.0, 1.0)
             for stage in range(2):
-                assert Counter(s[stage] for s in at_r) == {1.0: 1, 0.75: 1, 0.5: 1}
+                assert Counter(s[stage] for s in fair) == {1.0: 1, 0.75: 1, 0.5: 1}
     record = json.loads(config.metrics_path.read_text())
     assert set(record["val_top1"]) == {"32", "24"}
     loaded, payload = load_checkpoint(config.checkpoint_path)
@@ -228,7 +229,7 @@ def test_one_backward_accumulates_the_gradient_of_every_sub_network():
     images, target = torch.randn(8, 3, 32, 32), torch.randint(0, 4, (8,))
     step = ResizableStep(model, CrossEntropySum())
     loss, logits, _ = step(images, target)
-    assert len(logits) == len(step.configs) == 6
+    assert len(logits) == len(step.configs) == 8
     loss.backward()
     total = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
     model.zero_grad()
@@ -249,11 +250,44 @@ def test_one_backward_accumulates_the_gradient_of_every_sub_network():
 def test_distillation_adds_the_full_configuration_as_teacher():
     torch.manual_seed(0)
     model = create_model("tiny_cnn", "resizable", RES, num_classes=4)
-    step = ResizableStep(model, create_loss("resizable", len(RES), distill=True), distill=True)
+    step = ResizableStep(model, create_loss("resizable", len(RES), distill=True), distill=True, full_config=False)
     loss, logits, parts = step(torch.randn(8, 3, 32, 32), torch.randint(0, 4, (8,)))
     assert step.configs[0] == (32, (1.0, 1.0)) and len(logits) == 1 + 6
     assert set(parts) == {"ce", "kd"} and parts["kd"] > 0
+    # with the full configuration at every resolution (train's default) the first of them is the teacher
+    step = ResizableStep(model, create_loss("resizable", len(RES), distill=True), distill=True)
+    _, logits, _ = step(torch.randn(8, 3, 32, 32), torch.randint(0, 4, (8,)))
+    assert step.configs[0] == (32, (1.0, 1.0)) and len(logits) == 2 * (1 + 3)
     assert type(create_loss("resizable", 2, distill=False)) is CrossEntropySum
+
+
+def test_full_configuration_joins_the_fair_set_at_every_resolution(tmp_path):
+    """Default step: the full configuration, then §3.2's fair set, per resolution (one factor: only the fair set,
+    which is the full configuration); off (the paper's Algorithm 1 alone): the fair sets only. The classifier's lr
+    divisor counts the sub-networks either way, and a checkpoint written before the option resumes without it."""
+    torch.manual_seed(0)
+    model = create_model("tiny_cnn", "resizable", RES, num_classes=4)
+    x, y = torch.randn(4, 3, 32, 32), torch.randint(0, 4, (4,))
+    for full, expected in ((True, 8), (False, 6)):
+        step = ResizableStep(model, CrossEntropySum(), full_config=full)
+        step(x, y)
+        assert len(step.configs) == expected
+        assert [c for c in step.configs if c[1] == (1.0, 1.0)][:len(RES) if full else 0] == \
+            ([(32, (1.0, 1.0)), (24, (1.0, 1.0))] if full else [])
+        assert TrainConfig(method="resizable", resolutions=RES, full_config_each_step=full).summed_losses == expected
+    one = create_model("tiny_cnn", "resizable", RES, num_classes=4, scales=(1.0,))
+    step = ResizableStep(one, CrossEntropySum())
+    step(x, y)
+    assert step.configs == [(32, (1.0, 1.0)), (24, (1.0, 1.0))]
+    assert TrainConfig(method="resizable", resolutions=RES, scales=(1.0,)).summed_losses == 2
+    assert TrainConfig(method="rsnet").full_config_each_step is False
+    with pytest.raises(ValueError, match="--full-config-each-step: only --method resizable"):
+        TrainConfig(method="rsnet", full_config_each_step=True)
+    config = tiny_config(tmp_path)
+    saved = config.to_dict()
+    del saved["full_config_each_step"]  # a checkpoint of an older resflex
+    train_module.check_resume(config, saved, tmp_path / "checkpoint.pt")
+    assert config.full_config_each_step is False and config.summed_losses == 6
 
 
 def test_bad_train_config_for_resizable_is_named(tmp_path):
@@ -302,8 +336,8 @@ def test_scheduled_switching_trains_only_the_target_after_the_switch(tmp_path, m
     forwards = watch_training_forwards(monkeypatch)
     config = tiny_config(tmp_path, epochs=2, max_steps_per_epoch=2, switch_at_epoch=1, target_config="24:0.5,0.75")
     train(config)
-    assert len(forwards) == 2 * 6 + 2 * 1  # epoch 1: 6 sub-networks per iteration; epoch 2: the target alone
-    assert forwards[12:] == [(24, (0.5, 0.75))] * 2
+    assert len(forwards) == 2 * 8 + 2 * 1  # epoch 1: 8 sub-networks per iteration; epoch 2: the target alone
+    assert forwards[16:] == [(24, (0.5, 0.75))] * 2
     records = [json.loads(line) for line in config.metrics_path.read_text().splitlines()]
     assert set(records[0]["val_top1"]) == {"32", "24"} and records[0]["stage_scales"] == [1.0, 1.0]
     assert set(records[1]["val_top1"]) == {"24"} and records[1]["stage_scales"] == [0.5, 0.75]

@@ -57,6 +57,18 @@ def test_checkpoint_carries_bn_statistics_of_the_untrained_resolutions_in_betwee
     assert "bn_calibration" not in read_checkpoint(none.checkpoint_path)
 
 
+def test_bn_statistics_that_cannot_be_computed_warn_and_keep_the_trained_checkpoint(tmp_path, monkeypatch):
+    def unusable(*args, **kwargs):
+        raise ValueError("recalibrate_bn: expected at least 2 values per channel; give more data")
+
+    monkeypatch.setattr(train_module, "calibrate_unseen", unusable)
+    config = tiny_config(tmp_path, resolutions=(32, 28), epochs=1)
+    with pytest.warns(UserWarning, match="BN statistics at the untrained resolutions not computed"):
+        train(config)
+    payload = read_checkpoint(config.checkpoint_path)
+    assert payload["train_state"]["epoch"] == 1 and "bn_calibration" not in payload
+
+
 def test_resume_continues_exactly(tmp_path, monkeypatch):
     straight = tiny_config(tmp_path / "a")
     train(straight)
@@ -233,7 +245,9 @@ def test_small_input_recipe_learns_real_digits(digits_folder, tmp_path):
 
 @pytest.mark.parametrize("method, resolutions, extra, losses", [
     ("single", (64,), {}, 1), ("rsnet", (64, 48, 32), {}, 3), ("san", (64, 48), {}, 2),
-    ("resizable", (64, 48), {"scales": (1.0, 0.5)}, 4), ("resizable", (64, 48), {"scales": (1.0, 0.5), "distill": True}, 5),
+    ("resizable", (64, 48), {"scales": (1.0, 0.5)}, 6), ("resizable", (64, 48), {"scales": (1.0, 0.5), "distill": True}, 6),
+    ("resizable", (64, 48), {"scales": (1.0, 0.5), "full_config_each_step": False}, 4),
+    ("resizable", (64, 48), {"scales": (1.0, 0.5), "distill": True, "full_config_each_step": False}, 5),
     ("rsnet", (64, 48, 32), {"lr": 0.1}, 3)])
 def test_default_learning_rate_divides_only_the_classifier(method, resolutions, extra, losses):
     """Convolutions (normalised by a BN) and private BNs train at the one-network lr; the shared classifier, whose
