@@ -713,13 +713,13 @@ def train(config: TrainConfig) -> MultiResolutionNet:
             state = resumable.state_dict(epoch + 1, config, device)
             ranges = qat.range_table() if qat is not None else None
             save_checkpoint(ckpt_path, model, class_names, state, qat_ranges=ranges)
+            accs = "  ".join(f"{r}px {a:.3f}" for r, a in val.items())
+            tqdm.write(f"epoch {epoch + 1}: train loss {record['train_loss']:.3f}  val top-1 {accs}"
+                       + (f"  ({skipped} unreadable images skipped)" if skipped else ""))
             if epoch + 1 == config.epochs:  # the trained weights are safe on disk first
                 calibration = _calibrate_unseen(model, config, class_names, len(train_set))
                 if calibration is not None:
                     save_checkpoint(ckpt_path, model, class_names, state, qat_ranges=ranges, bn_calibration=calibration)
-            accs = "  ".join(f"{r}px {a:.3f}" for r, a in val.items())
-            tqdm.write(f"epoch {epoch + 1}: train loss {record['train_loss']:.3f}  val top-1 {accs}"
-                       + (f"  ({skipped} unreadable images skipped)" if skipped else ""))
         if world > 1:
             dist.barrier()
     if qat is not None:

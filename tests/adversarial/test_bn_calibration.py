@@ -41,8 +41,8 @@ def _damaged(model, how):
         stats[first] = stats[first].long()
     elif how == "unknown layer":
         stats["evil.layer"] = stats[first]
-    elif how == "missing layer":
-        del stats[first]
+    elif how == "not per layer":
+        table["statistics"][24] = list(stats.values())
     elif how == "trained resolution":
         table["statistics"] = {32: stats}
     elif how == "resolution out of range":
@@ -65,7 +65,7 @@ CASES = {
     "not a tensor": "expected a float tensor of shape .*got list",
     "integer tensor": "expected a float tensor of shape",
     "unknown layer": r"unknown \['evil.layer'\]",
-    "missing layer": "missing",
+    "not per layer": "expected statistics per switchable BN layer",
     "trained resolution": r"bn_calibration.statistics\[32\]: expected an untrained resolution",
     "resolution out of range": r"bn_calibration.statistics\[100000\]: expected an untrained resolution",
     "resolution not an integer": r"bn_calibration.statistics\[24\]: expected an untrained resolution",
@@ -93,9 +93,15 @@ def test_convert_refuses_a_damaged_table_before_writing(tmp_path):
     assert not out.exists()
 
 
-def test_a_good_table_loads_into_every_switchable_bn(tmp_path):
+def test_a_good_table_loads_into_every_switchable_bn_and_a_layer_without_statistics_keeps_interpolating(tmp_path):
     model = _model()
     ckpt = save_checkpoint(tmp_path / "checkpoint.pt", model, NAMES, bn_calibration=_good_table(model))
     loaded, _ = load_checkpoint(ckpt)
     layers = [m for m in loaded.modules() if isinstance(m, SwitchableBatchNorm2d)]
     assert layers and all(list(m.calibrated) == [24] for m in layers)
+    partial = _good_table(model)  # e.g. a BN the forward pass never reaches saw no images
+    del partial["statistics"][24][next(iter(partial["statistics"][24]))]
+    ckpt = save_checkpoint(tmp_path / "partial.pt", model, NAMES, bn_calibration=partial)
+    loaded, _ = load_checkpoint(ckpt)
+    layers = [m for m in loaded.modules() if isinstance(m, SwitchableBatchNorm2d)]
+    assert list(layers[0].calibrated) == [] and all(list(m.calibrated) == [24] for m in layers[1:])
