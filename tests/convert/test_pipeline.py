@@ -52,6 +52,18 @@ def test_added_resolution_needs_a_bn_rule(tiny_checkpoint, tmp_path):
     assert result.manifest.unseen_bn == UnseenBN("interpolate", [28])
 
 
+def _assert_onnx_uses_the_recalibrated_statistics(path, model, x):
+    """The ONNX entry at 28 px computes what `model` computes there with its recalibrated BN statistics, not the
+    interpolated ones."""
+    session = onnxruntime.InferenceSession(str(path))
+    out = torch.from_numpy(np.concatenate([session.run(None, {"image": x[i:i + 1].numpy()})[0] for i in range(len(x))]))
+    with torch.no_grad():
+        with model.at_resolution(28, "recalibrate"):
+            torch.testing.assert_close(out, model(x), rtol=1e-4, atol=1e-4)
+        with model.at_resolution(28, "interpolate"):
+            assert (out - model(x)).abs().max() > 1e-2
+
+
 def test_recalibrated_resolution_uses_the_calibration_images_and_is_recorded(tiny_checkpoint, tmp_path):
     """`--bn recalibrate`: the artifact at an untrained resolution computes what the model computes with BN statistics
     recomputed on the --calib-data training images (not the interpolated ones); the manifest says so."""
@@ -62,13 +74,7 @@ def test_recalibrated_resolution_uses_the_calibration_images_and_is_recorded(tin
     calib, _ = split_images(model, "synthetic", "train", 28, FAST["calib_samples"], 0, payload["class_names"])
     x, _ = split_images(model, "synthetic", "val", 28, 8, 0, payload["class_names"])
     recalibrate_bn(model, [calib], 28)
-    session = onnxruntime.InferenceSession(str(tmp_path / "b" / "onnx" / "model_fp32_28.onnx"))
-    out = torch.from_numpy(np.concatenate([session.run(None, {"image": x[i:i + 1].numpy()})[0] for i in range(8)]))
-    with torch.no_grad():
-        with model.at_resolution(28, "recalibrate"):
-            torch.testing.assert_close(out, model(x), rtol=1e-4, atol=1e-4)
-        with model.at_resolution(28, "interpolate"):
-            assert (out - model(x)).abs().max() > 1e-2
+    _assert_onnx_uses_the_recalibrated_statistics(tmp_path / "b" / "onnx" / "model_fp32_28.onnx", model, x)
 
 
 def test_auto_bn_serves_the_checkpoints_recalibrated_statistics_and_is_recorded(tiny_checkpoint, tmp_path):
@@ -84,13 +90,7 @@ def test_auto_bn_serves_the_checkpoints_recalibrated_statistics_and_is_recorded(
     assert result.manifest.unseen_bn == UnseenBN("auto", [28, 20], 12)
     model, _ = load_checkpoint(ckpt)  # the statistics come back from the file
     x, _ = split_images(model, "synthetic", "val", 28, 8, 0, payload["class_names"])
-    session = onnxruntime.InferenceSession(str(tmp_path / "b" / "onnx" / "model_fp32_28.onnx"))
-    out = torch.from_numpy(np.concatenate([session.run(None, {"image": x[i:i + 1].numpy()})[0] for i in range(8)]))
-    with torch.no_grad():
-        with model.at_resolution(28, "recalibrate"):
-            torch.testing.assert_close(out, model(x), rtol=1e-4, atol=1e-4)
-        with model.at_resolution(28, "interpolate"):
-            assert (out - model(x)).abs().max() > 1e-2
+    _assert_onnx_uses_the_recalibrated_statistics(tmp_path / "b" / "onnx" / "model_fp32_28.onnx", model, x)
     plain = convert(ConvertConfig(str(tiny_checkpoint), str(tmp_path / "p"), resolutions=(32, 28), bn_mode="auto",
                                   precisions=("fp32",), **FAST))
     assert plain.manifest.unseen_bn == UnseenBN("auto", [28])  # no statistics: interpolated, no image count
