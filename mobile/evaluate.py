@@ -70,10 +70,7 @@ def evaluate(
     results = {}
     for r in resolutions:
         if bn_mode is BNMode.RECALIBRATE and r not in model.config.resolutions:
-            calib = eval_loader(model, data, "train", r, batch_size, workers=workers, seed=seed, length=calib_samples,
-                                class_names=class_names)
-            recalibrate_bn(model, (model.preprocessing.normalize(x.to(device))
-                                   for x, _ in first_images(calib, calib_samples)), r)
+            _recalibrate_on_training_images(model, data, r, calib_samples, batch_size, workers, seed, class_names)
         loader = eval_loader(model, data, "val", r, batch_size, workers=workers, seed=seed, length=length,
                              class_names=class_names)
         correct = total = 0
@@ -92,6 +89,16 @@ def evaluate(
     return results
 
 
+def _recalibrate_on_training_images(model, data: str, resolution: int, images: int, batch_size: int, workers: int,
+                                    seed: int, class_names) -> int:
+    """`recalibrate_bn` at `resolution` on up to `images` eval-transformed training images; returns how many."""
+    device = next(model.parameters()).device
+    loader = eval_loader(model, data, "train", resolution, batch_size, workers=workers, seed=seed, length=images,
+                         class_names=class_names)
+    return recalibrate_bn(model, (model.preprocessing.normalize(x.to(device))
+                                  for x, _ in first_images(loader, images)), resolution)
+
+
 @torch.no_grad()
 def calibrate_unseen(model: MultiResolutionNet, data: str, images: int, *, batch_size: int = 128, workers: int = 0,
                      seed: int = 0, class_names: Sequence[str] | None = None, progress: bool = False) -> dict | None:
@@ -102,14 +109,10 @@ def calibrate_unseen(model: MultiResolutionNet, data: str, images: int, *, batch
     unseen = unseen_between(model.config.resolutions)
     if images < 2 or not unseen or getattr(model, "num_stages", 0):
         return None
-    device = next(model.parameters()).device
     used = 0
     for r in tqdm(unseen, desc="BN statistics at untrained resolutions", unit="res", disable=not progress,
                   leave=False):
-        loader = eval_loader(model, data, "train", r, batch_size, workers=workers, seed=seed, length=images,
-                             class_names=class_names)
-        used = recalibrate_bn(model, (model.preprocessing.normalize(x.to(device))
-                                      for x, _ in first_images(loader, images)), r)
+        used = _recalibrate_on_training_images(model, data, r, images, batch_size, workers, seed, class_names)
     model.set_resolution(max(model.config.resolutions))
     return calibration_table(model, used)
 

@@ -48,15 +48,12 @@ class SwitchableBatchNorm2d(ResolutionAware):
         t = self.interpolation_weight(resolution, lo, hi, t)
         mix = lambda p, q: torch.lerp(p, q, t)  # noqa: E731
         weight, bias = mix(a.weight, b.weight), mix(a.bias, b.bias)
-        if mode is BNMode.AUTO and resolution in self.calibrated:
-            mean, var = self.calibrated[resolution]
-            return weight, bias, mean, var
-        if mode is BNMode.RECALIBRATE:
-            if resolution not in self.calibrated:
-                raise RuntimeError(
-                    f"BN mode 'recalibrate' at resolution {resolution}: no statistics recalibrated for it; "
-                    "call resflex.mobile.layers.recalibrate_bn(model, batches, resolution) first"
-                )
+        if mode is BNMode.RECALIBRATE and resolution not in self.calibrated:
+            raise RuntimeError(
+                f"BN mode 'recalibrate' at resolution {resolution}: no statistics recalibrated for it; "
+                "call resflex.mobile.layers.recalibrate_bn(model, batches, resolution) first"
+            )
+        if mode in (BNMode.RECALIBRATE, BNMode.AUTO) and resolution in self.calibrated:
             mean, var = self.calibrated[resolution]
             return weight, bias, mean, var
         return weight, bias, mix(a.running_mean, b.running_mean), mix(a.running_var, b.running_var)
@@ -176,10 +173,14 @@ def unseen_between(resolutions: Sequence[int], step: int | None = None) -> list[
     return [r for r in range(hi - 1, lo, -1) if r not in resolutions and (hi - r) % step == 0]
 
 
+def _switchable_bns(model: nn.Module) -> dict[str, SwitchableBatchNorm2d]:
+    return {name: m for name, m in model.named_modules() if isinstance(m, SwitchableBatchNorm2d)}
+
+
 def calibration_table(model: nn.Module, images: int) -> dict | None:
     """The recalibrated statistics `model`'s switchable BNs hold, for a checkpoint: {"images": n, "statistics":
     {resolution: {layer name: tensor [2, C] (mean; var)}}}, or None when they hold none."""
-    layers = {name: m for name, m in model.named_modules() if isinstance(m, SwitchableBatchNorm2d)}
+    layers = _switchable_bns(model)
     resolutions = sorted({r for m in layers.values() for r in m.calibrated}, reverse=True)
     if not resolutions:
         return None
@@ -192,7 +193,7 @@ def load_calibration_table(model: nn.Module, table) -> int:
     """Put a `calibration_table` into `model`'s switchable BNs; returns its image count. A malformed table (not
     that shape, a resolution the model was trained at or out of [1, 4096], a layer the model does not have, a
     statistic of another shape, not finite, or a negative variance) is a ValueError naming the field."""
-    layers = {name: m for name, m in model.named_modules() if isinstance(m, SwitchableBatchNorm2d)}
+    layers = _switchable_bns(model)
     if not isinstance(table, dict) or not isinstance(table.get("statistics"), dict):
         raise ValueError("bn_calibration: expected an object with 'images' and 'statistics'")
     images = table.get("images")
