@@ -14,7 +14,8 @@ from torch import Tensor, nn
 
 from ...runtimes import CoreMLRuntime, Spatial, spatial_keys
 from ..base import Entry, Exported, check_calib_method
-from .common import INPUT_NAME, NOT_ON_HOST, ON_MACOS, OUTPUT_NAME, coremltools, function_name, quiet
+from .common import (INPUT_NAME, NOT_ON_HOST, ON_MACOS, OUTPUT_NAME, coremltools, function_name, gc_skips_existing,
+                     quiet, validated_once_per_pipeline)
 from .inspect import check_package
 from .mil_reference import ReferenceRunner, on_int4_grid
 
@@ -75,7 +76,8 @@ class CoreMLBackend:
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         file_name = f"model_{precision}.mlpackage"
-        with tempfile.TemporaryDirectory(prefix=".coreml_", dir=out_dir) as tmp, quiet():
+        with (tempfile.TemporaryDirectory(prefix=".coreml_", dir=out_dir) as tmp, quiet(),
+              validated_once_per_pipeline(), gc_skips_existing()):
             tmp = Path(tmp)
             desc = ct.utils.MultiFunctionDescriptor()
             for r in resolutions:
@@ -110,7 +112,8 @@ class CoreMLBackend:
         example = torch.zeros(1, 3, resolution, resolution)
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            traced = torch.jit.trace(module, example)
+            # check_trace re-traces and compares (40% of the trace time); parity checks the artifact anyway
+            traced = torch.jit.trace(module, example, check_trace=False)
         pipeline = ct.PassPipeline.DEFAULT
         pipeline.remove_passes(list(FOLD_PASSES))
         if precision in ("int8", "int4"):  # quantized before folding: the data is then the same in every function
@@ -131,16 +134,17 @@ class CoreMLBackend:
             pipeline.append_pass("common::dead_code_elimination")
         pipeline.append_pass("resflex::dedup_small_consts")
         pipeline.append_pass("resflex::compact_names")
-        return ct.convert(
-            traced,
-            inputs=[ct.TensorType(name=INPUT_NAME, shape=(1, 3, resolution, resolution), dtype=np.float32)],
-            outputs=[ct.TensorType(name=OUTPUT_NAME, dtype=np.float32)],
-            convert_to="mlprogram",
-            minimum_deployment_target=ct.target.iOS18,
-            compute_precision=ct.precision.FLOAT16,
-            pass_pipeline=pipeline,
-            skip_model_load=True,
-        )
+        with validated_once_per_pipeline():
+            return ct.convert(
+                traced,
+                inputs=[ct.TensorType(name=INPUT_NAME, shape=(1, 3, resolution, resolution), dtype=np.float32)],
+                outputs=[ct.TensorType(name=OUTPUT_NAME, dtype=np.float32)],
+                convert_to="mlprogram",
+                minimum_deployment_target=ct.target.iOS18,
+                compute_precision=ct.precision.FLOAT16,
+                pass_pipeline=pipeline,
+                skip_model_load=True,
+            )
 
     def runner(self, exported: Exported, out_dir: Path) -> CoreMLRuntime | None:
         if not ON_MACOS:
