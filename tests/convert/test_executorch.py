@@ -252,6 +252,86 @@ def test_lowering_decomposed_once_writes_the_bytes_of_to_edge_transform_and_lowe
     assert (tmp_path / "once" / file).read_bytes() == (tmp_path / "standard" / file).read_bytes()
 
 
+class _PassesAct(nn.Module):
+    """A net on which XNNPACK's passes rewrite: a BatchNorm after a PReLU (DecomposeBatchNorm), a conv + ReLU
+    (FuseActivationPass), a 6-way concat and a bilinear upsample."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv, self.act, self.bn, self.pw = nn.Conv2d(3, 4, 3, padding=1), nn.PReLU(4), nn.BatchNorm2d(4), \
+            nn.Conv2d(4, 4, 1)
+        with torch.no_grad():
+            self.bn.running_mean.uniform_(-1, 1), self.bn.running_var.uniform_(0.5, 2), self.bn.weight.uniform_(0.5, 2)
+
+    def forward(self, x):
+        y = torch.relu(self.pw(self.bn(self.act(self.conv(x)))))
+        y = torch.cat([y] * 6, dim=1)
+        return nn.functional.interpolate(y, scale_factor=0.5, mode="bilinear", align_corners=False).mean((2, 3))
+
+
+def _count_retraces(monkeypatch) -> list:
+    """Record the full retraces (`ExportPass.call` runs) XNNPACK's own passes make from now on."""
+    from executorch.exir.pass_base import ExportPass
+
+    calls, call = [], ExportPass.call
+
+    def counted(self, gm):
+        if type(self).__module__.startswith("executorch.backends.xnnpack."):
+            calls.append(type(self).__name__)
+        return call(self, gm)
+    monkeypatch.setattr(ExportPass, "call", counted)
+    return calls
+
+
+@pytest.mark.parametrize("case", ["passes_act_fp32", "mobilenet_int8",
+                                  pytest.param("mobilenet_fp32", marks=pytest.mark.slow)])
+def test_skipping_idle_retraces_writes_the_same_bytes_with_fewer_retraces(tmp_path, monkeypatch, case,
+                                                                          signed_randomized):
+    """`_without_idle_retraces` (issue 23 item 6): an XNNPACK pass whose surgery changed nothing returns the graph
+    instead of retracing it; the `.pte` is byte for byte the one the full retraces give, on a CNN where most passes
+    find nothing and on a net where several rewrite."""
+    import resflex.convert.backends.executorch as et
+
+    torch.set_num_threads(1)
+    if case == "passes_act_fp32":
+        torch.manual_seed(0)
+        net, x = _PassesAct().eval(), torch.randn(1, 3, 16, 16)
+        programs = lambda: {"forward_16": torch.export.export(net, (x,))}  # noqa: E731
+        lower = lambda: et._lower(programs(), alias=("forward", "forward_16")).buffer  # noqa: E731
+    else:
+        precision = case.split("_")[1]
+        be = ExecuTorchBackend()
+        baked = {16: bake(_model(width=0.5, randomize=signed_randomized), 16, bn=be.bn_style)}
+        calib = {16: torch.randn(8, 3, 16, 16, generator=torch.Generator().manual_seed(1))}
+        lower = lambda: (tmp_path / be.export(baked, precision, calib, tmp_path).files[0]).read_bytes()  # noqa: E731
+    calls = _count_retraces(monkeypatch)
+    skipped = lower()
+    ran = list(calls)
+    calls.clear()
+    with monkeypatch.context() as m:
+        m.setattr(et, "_without_idle_retraces", contextlib.nullcontext)
+        full = lower()
+    assert skipped == full
+    assert 0 < len(ran) < len(calls)
+    if case == "passes_act_fp32":  # the passes that rewrote still retraced
+        assert {"DecomposeBatchNorm", "FuseActivationPass", "ChannelsLastTaggedReshapePass"} <= set(ran)
+
+
+def test_skipping_idle_retraces_is_scoped():
+    """The patch of ExportPass.call and of the XNNPACK pass manager's `_transform` is undone on exit, also after
+    an error."""
+    import resflex.convert.backends.executorch as et
+    from executorch.backends.xnnpack import _passes as xnnpack_passes
+    from executorch.exir.pass_base import ExportPass
+
+    before = ExportPass.call, xnnpack_passes._transform, "call" in ExportPass.__dict__
+    with pytest.raises(RuntimeError, match="inside"):
+        with et._without_idle_retraces():
+            assert ExportPass.call is not before[0]
+            raise RuntimeError("inside")
+    assert (ExportPass.call, xnnpack_passes._transform, "call" in ExportPass.__dict__) == before
+
+
 def test_a_kept_op_xnnpack_refuses_is_lowered_by_to_edge_transform_and_lower(tmp_path, monkeypatch):
     """XNNPACK asks to keep max_pool2d undecomposed, then refuses one with stride > kernel: the one-decomposition
     path would leave it undecomposed outside the delegate, so the export lowers again the standard way, and the
