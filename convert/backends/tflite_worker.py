@@ -11,6 +11,7 @@ flatbuffers only inside the functions that need them, so the main environment ca
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -50,11 +51,11 @@ def saved_model(job):
             raise RuntimeError(f"onnx2tf made input shape {shape} at resolution {r}; expected (1, {r}, {r}, 3)")
         fn = tf.function(serving_fn(model, job["output"]),
                          input_signature=[tf.TensorSpec(shape, tf.float32, name=job["input"])])
-        setattr(root, f"model_{tag}", model)
-        setattr(root, f"serve_{tag}", fn)
         signatures[key] = fn.get_concrete_function()
-        # onnx2tf makes some weights (a grouped conv's kernel) outside the Keras model's tracking: keep every variable
-        # the signature reads on the root, or saving refuses the 'untracked' resource
+        # The root holds only the variables each signature reads (onnx2tf makes some, a grouped conv's kernel,
+        # outside the Keras model's tracking), not the Keras model nor the tf.function: saving a Keras model writes
+        # its layers' metadata and configs (~1000 layers: 50 s of the save, and the converter's loads revive them)
+        # and an attached tf.function is traced again; the signatures' graphs and the .tflite are the same.
         setattr(root, f"variables_{tag}", list(signatures[key].variables))
         log(f"onnx2tf {key}: {time.time() - t:.1f} s")
     tf.saved_model.save(root, "merged_saved_model", signatures=signatures)
@@ -107,6 +108,28 @@ def spatial_means_as_pools(path):
         graph.node.extend(nodes)
         onnx.save(model, path)
     return rewritten
+
+
+@contextlib.contextmanager
+def saved_model_loaded_once():
+    """Within the block, the TFLite converter's SavedModel loads (`lite._load`: `from_saved_model` reads the
+    signatures, `convert` loads again only for debug info — twice per precision) return the first load of a folder:
+    a load only reads the folder, and the converter only reads the loaded object. Restored on exit."""
+    from tensorflow.lite.python import lite
+
+    original, loaded = lite._load, {}
+
+    def load(export_dir, tags=None, options=None):
+        key = (os.path.abspath(export_dir), frozenset(tags or ()), options)
+        if key not in loaded:
+            loaded[key] = original(export_dir, tags, options)
+        return loaded[key]
+
+    lite._load = load
+    try:
+        yield loaded
+    finally:
+        lite._load = original
 
 
 def convert(job, precision, keys):
@@ -550,18 +573,19 @@ def main(path):
     keys = saved_model(job)
     shared = time.time() - start
     reports = {}
-    for precision in job["precisions"]:
-        t = time.time()
-        flat = convert(job, precision, keys)
-        out, report, cpu_only = post_process(flat, job, precision)
-        with open(job["outs"][precision], "wb") as f:
-            f.write(out)
-        if cpu_only is not None:
-            with open(job["int8_cpu_out"], "wb") as f:
-                f.write(cpu_only)
-        report.update(bytes=len(out), converter_bytes=len(flat), seconds=shared + time.time() - t)
-        log(f"{precision}: converter {len(flat)} bytes, stored {len(out)} bytes")
-        reports[precision] = report
+    with saved_model_loaded_once():
+        for precision in job["precisions"]:
+            t = time.time()
+            flat = convert(job, precision, keys)
+            out, report, cpu_only = post_process(flat, job, precision)
+            with open(job["outs"][precision], "wb") as f:
+                f.write(out)
+            if cpu_only is not None:
+                with open(job["int8_cpu_out"], "wb") as f:
+                    f.write(cpu_only)
+            report.update(bytes=len(out), converter_bytes=len(flat), seconds=shared + time.time() - t)
+            log(f"{precision}: converter {len(flat)} bytes, stored {len(out)} bytes")
+            reports[precision] = report
     with open("report.json", "w") as f:
         json.dump(reports, f)
 

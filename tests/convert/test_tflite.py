@@ -6,6 +6,7 @@ without it; the missing-environment message is tested everywhere.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -226,10 +227,44 @@ def test_the_worker_is_a_module_that_imports_neither_resflex_nor_tensorflow():
     tree = ast.parse(tflite.WORKER.read_text())
     top = {a.name.split(".")[0] for node in tree.body if isinstance(node, ast.Import) for a in node.names}
     top |= {(node.module or "").split(".")[0] for node in tree.body if isinstance(node, ast.ImportFrom)}
-    assert top <= {"json", "os", "sys", "time", "numpy", "__future__"}, top
+    assert top <= {"contextlib", "json", "os", "sys", "time", "numpy", "__future__"}, top
     code = ("import sys, runpy; runpy.run_path(sys.argv[1]); "
             "assert not {'tensorflow', 'onnx2tf', 'torch'} & set(sys.modules)")
     subprocess.run([sys.executable, "-I", "-c", code, str(tflite.WORKER)], check=True)
+
+
+_LOADED_ONCE = """
+import importlib.util, sys
+spec = importlib.util.spec_from_file_location("tflite_worker", sys.argv[1])
+worker = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(worker)
+import tensorflow as tf
+from tensorflow.lite.python import lite
+m = tf.Module()
+m.v = tf.Variable([[1.0, -2.0]])
+f = tf.function(lambda x: {"y": x * m.v}, input_signature=[tf.TensorSpec([1, 2], tf.float32, name="x")])
+tf.saved_model.save(m, "sm", signatures={"serving_a": f.get_concrete_function()})
+convert = lambda: tf.lite.TFLiteConverter.from_saved_model("sm", signature_keys=["serving_a"]).convert()
+calls, original = [], lite._load
+lite._load = lambda *a: calls.append(a) or original(*a)
+counting = lite._load
+with worker.saved_model_loaded_once():
+    flats = [convert(), convert()]
+assert lite._load is counting and len(calls) == 1, calls
+assert flats[0] == flats[1] == convert() and len(calls) == 3
+"""
+
+
+@needs_onnx2tf
+def test_the_converters_of_one_job_load_the_saved_model_once(tmp_path):
+    """`saved_model_loaded_once`: two conversions (four `lite._load` calls) load the SavedModel once, give the same
+    flatbuffer as without it, and `lite._load` is restored after the block."""
+    from resflex.convert.backends import tflite
+
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env.update(TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
+    subprocess.run([str(onnx2tf_env.find_onnx2tf()), "-I", "-c", _LOADED_ONCE, str(tflite.WORKER)], cwd=tmp_path,
+                   env=env, check=True, capture_output=True)
 
 
 def _int8_conv_model(schema, filters):
