@@ -15,13 +15,11 @@ random identifiers) are equal.
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import statistics
 import subprocess
 import sys
-import tarfile
 import tempfile
 import time
 from pathlib import Path
@@ -77,21 +75,10 @@ def _manifest(text: bytes) -> dict:
     return doc
 
 
-def _checkout(rev: str, into: Path) -> Path:
-    """`git archive REV` of this repository under into/resflex; returns the folder to put on PYTHONPATH."""
-    archive = subprocess.run(["git", "-C", str(REPO), "archive", rev], check=True, capture_output=True).stdout
-    tree = into / "tree"
-    tree.mkdir(parents=True)
-    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
-        tar.extractall(tree, filter="data")
-    (into / "resflex").symlink_to(tree, target_is_directory=True)
-    return into
-
-
 def _export(version: str, precision: str, out: Path, path: Path | None, args) -> dict:
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    if path is not None:
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(path), env.get("PYTHONPATH")]))
+    from results import child_env
+
+    env = child_env(path)
     cmd = [sys.executable, str(Path(__file__).resolve()), "--child", precision, "--out", str(out),
            "--arch", args.arch, "--width", str(args.width), "--resolutions", ",".join(map(str, args.resolutions))]
     run = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1800)
@@ -115,14 +102,14 @@ def main(argv=None) -> None:
     if args.child:
         return child(args)
 
-    from results import recorded
+    from results import checkout_revision, recorded
 
     with tempfile.TemporaryDirectory(prefix="coreml_time_") as tmp, \
             recorded("coreml_convert_time", enabled=not args.no_record, argv=argv):
         out = Path(args.out or tmp)
         versions = {"after": None}
         if args.before:
-            versions = {"before": _checkout(args.before, Path(tmp) / "checkout"), **versions}
+            versions = {"before": checkout_revision(args.before, Path(tmp) / "checkout"), **versions}
         load = os.getloadavg()
         times = {(v, pr): [] for v in versions for pr in args.precisions}
         for _ in range(args.runs):

@@ -17,7 +17,9 @@ import os
 import platform
 import re
 import shlex
+import subprocess
 import sys
+import tarfile
 import tempfile
 from pathlib import Path
 
@@ -26,6 +28,27 @@ HEADER = ("# Benchmark results\n\nWritten by the `bench/` scripts (each replaces
           "Every section names the machine, the date and the exact command; numbers are medians measured side by "
           "side in one run unless the table says otherwise. `bundles/demo` is the bundle `scripts/quickstart.sh` "
           "writes.\n")
+
+
+def checkout_revision(rev: str, into: Path) -> Path:
+    """`git archive REV` of this repository under into/resflex; returns the folder to put on PYTHONPATH (a bench's
+    "before": the same child run against an older revision)."""
+    repo = RESULTS.parents[1]
+    archive = subprocess.run(["git", "-C", str(repo), "archive", rev], check=True, capture_output=True).stdout
+    tree = into / "tree"
+    tree.mkdir(parents=True)
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(tree, filter="data")
+    (into / "resflex").symlink_to(tree, target_is_directory=True)
+    return into
+
+
+def child_env(pythonpath: Path | None = None) -> dict:
+    """The environment of a timed child process: one thread, and `pythonpath` (a `checkout_revision`) first."""
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    if pythonpath is not None:
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(pythonpath), env.get("PYTHONPATH")]))
+    return env
 
 
 class _Tee(io.TextIOBase):

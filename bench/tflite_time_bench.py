@@ -65,16 +65,10 @@ def same_files(a: Path, b: Path) -> bool:
                                for n in names)
 
 
-def _checkout(rev: str, into: Path) -> Path:
-    from coreml_time_bench import _checkout as checkout
-
-    return checkout(rev, into)
-
-
 def _convert(version: str, out: Path, path: Path | None, args) -> dict:
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    if path is not None:
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(path), env.get("PYTHONPATH")]))
+    from results import child_env
+
+    env = child_env(path)
     cmd = [sys.executable, str(Path(__file__).resolve()), "--child", ",".join(args.precisions), "--out", str(out),
            "--arch", args.arch, "--width", str(args.width), "--calib", str(args.calib),
            "--resolutions", ",".join(map(str, args.resolutions))]
@@ -100,14 +94,14 @@ def main(argv=None) -> None:
     if args.child:
         return child(args)
 
-    from results import recorded
+    from results import checkout_revision, recorded
 
     with tempfile.TemporaryDirectory(prefix="tflite_time_") as tmp, \
             recorded("tflite_convert_time", enabled=not args.no_record, argv=argv):
         out = Path(args.out or tmp)
         versions = {"after": None}
         if args.before:
-            versions = {"before": _checkout(args.before, Path(tmp) / "checkout"), **versions}
+            versions = {"before": checkout_revision(args.before, Path(tmp) / "checkout"), **versions}
         load = os.getloadavg()
         times = {v: [] for v in versions}
         for _ in range(args.runs):
