@@ -60,7 +60,9 @@ def _loggers_at(level: int, names) -> Iterator[None]:
     for name in names:
         logger = logging.getLogger(name)
         saved.append((logger, logger.level))
-        if logger.getEffectiveLevel() < level:
+        # each logger's own level, not its effective one: a library imported inside the block may reset the root
+        # (xnnpack_partitioner runs `logging.basicConfig(level=WARNING)`), and only its own level shields a logger
+        if logger.level < level:
             logger.setLevel(level)
     try:
         yield

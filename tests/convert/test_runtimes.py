@@ -74,6 +74,18 @@ def test_converting_filters_third_party_warnings_and_logs_unless_verbose(caplog)
     assert not quiet.is_verbose()
 
 
+def test_a_library_resetting_the_root_logger_inside_converting_stays_quiet(caplog):
+    """XNNPACK's partitioner module runs `logging.basicConfig(level=WARNING)` when first imported, which can happen
+    inside the block: its deprecation warning (once per lowered method) must still not reach the user."""
+    import logging
+
+    root = logging.getLogger()
+    with quiet.converting():
+        root.setLevel(logging.WARNING)  # what basicConfig does to the root on a fresh process
+        logging.getLogger("executorch.backends.xnnpack.partition.xnnpack_partitioner").warning("DEPRECATION WARNING")
+    assert "DEPRECATION" not in caplog.text
+
+
 def test_native_stderr_lines_are_filtered_at_file_descriptor_level():
     code = ("import os, sys\n"
             "from resflex.convert.quiet import native_stderr_filtered\n"
