@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -102,41 +101,20 @@ def main(argv=None) -> None:
     if args.child:
         return child(args)
 
-    from results import checkout_revision, recorded
+    from results import print_timing_table, recorded, time_revisions
 
     with tempfile.TemporaryDirectory(prefix="coreml_time_") as tmp, \
             recorded("coreml_convert_time", enabled=not args.no_record, argv=argv):
         out = Path(args.out or tmp)
-        versions = {"after": None}
-        if args.before:
-            versions = {"before": checkout_revision(args.before, Path(tmp) / "checkout"), **versions}
         load = os.getloadavg()
-        times = {(v, pr): [] for v in versions for pr in args.precisions}
-        for _ in range(args.runs):
-            for precision in args.precisions:
-                for version, path in versions.items():
-                    times[version, precision].append(_export(version, precision, out / version, path, args))
+        times = time_revisions(args.before, Path(tmp) / "checkout", args.precisions, args.runs,
+                               lambda version, precision, path: _export(version, precision, out / version, path, args))
         load_after = os.getloadavg()
         print(f"{args.arch} ×{args.width:g}, {','.join(map(str, args.resolutions))} px; one export per child process, "
               f"OMP_NUM_THREADS=1; load average (1, 5, 15 min) {' '.join(f'{x:.2f}' for x in load)} before, "
               f"{' '.join(f'{x:.2f}' for x in load_after)} after\n")
-        runs = ", ".join(f"run {i + 1}" for i in range(args.runs))
-        print(f"| precision | version | CPU s ({runs}) | median CPU s | median wall s |" +
-              (" after / before | same package |" if args.before else ""))
-        print("|---|---|---:|---:|---:|" + ("---:|---|" if args.before else ""))
-        for precision in args.precisions:
-            base = statistics.median(t["cpu"] for t in times.get(("before", precision), [{"cpu": 0}]))
-            for version in versions:
-                ts = times[version, precision]
-                cpu = statistics.median(t["cpu"] for t in ts)
-                each = ", ".join(f"{t['cpu']:.1f}" for t in ts)
-                wall = statistics.median(t["wall"] for t in ts)
-                row = f"| {precision} | {version} | {each} | {cpu:.1f} | {wall:.1f} |"
-                if args.before:
-                    same = same_package(out / "before" / f"model_{precision}.mlpackage",
-                                        out / "after" / f"model_{precision}.mlpackage")
-                    row += f" {cpu / base:.2f} | {'yes' if same else 'NO'} |" if version == "after" else " | |"
-                print(row)
+        print_timing_table(times, args.precisions, "precision", lambda precision: same_package(
+            *(out / version / f"model_{precision}.mlpackage" for version in ("before", "after"))), "same package")
 
 
 if __name__ == "__main__":

@@ -16,13 +16,14 @@ import contextlib
 import functools
 import hashlib
 import json
-import os
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 VARIANTS = ("before", "after")
 STAGES = ("quantize", "torch.export", "to_edge", "to_backend", "xnnpack passes", "to_executorch", "total")
@@ -91,8 +92,10 @@ def main(argv=None) -> None:
     if args.one:
         print(json.dumps(_one(*args.one, resolutions, args.width, args.calib, args.out)))
         return
+    from results import child_env
+
     runs = {}
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env = child_env()
     with tempfile.TemporaryDirectory() as tmp:
         for repeat in range(args.repeats):
             for precision in args.precisions.split(","):

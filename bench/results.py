@@ -17,6 +17,7 @@ import os
 import platform
 import re
 import shlex
+import statistics
 import subprocess
 import sys
 import tarfile
@@ -49,6 +50,42 @@ def child_env(pythonpath: Path | None = None) -> dict:
     if pythonpath is not None:
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(pythonpath), env.get("PYTHONPATH")]))
     return env
+
+
+def time_revisions(before: str | None, into: Path, keys, runs: int, run_one) -> dict:
+    """`run_one(version, key, pythonpath)` (one timed child: {"cpu": s, "wall": s}) `runs` times per key for this
+    tree ("after") and, given `before`, for `checkout_revision(before)` too, the versions alternating within each key:
+    {(version, key): [timing, ...]}, "before" first."""
+    versions = {"after": None} if before is None else {"before": checkout_revision(before, into), "after": None}
+    times = {(version, key): [] for version in versions for key in keys}
+    for _ in range(runs):
+        for key in keys:
+            for version, path in versions.items():
+                times[version, key].append(run_one(version, key, path))
+    return times
+
+
+def print_timing_table(times: dict, keys, key_column: str | None, same=None, same_column: str = "same output") -> None:
+    """The `time_revisions` table: per key (a `key_column` column unless None) and version the CPU seconds of each
+    run, median CPU and wall seconds; with a "before", after ÷ before and `same(key)` (both versions wrote the same
+    output) on the "after" row."""
+    before = any(version == "before" for version, _ in times)
+    runs = ", ".join(f"run {i + 1}" for i in range(max(len(ts) for ts in times.values())))
+    lead = f"| {key_column} " if key_column else ""
+    print(f"{lead}| version | CPU s ({runs}) | median CPU s | median wall s |"
+          + (f" after / before | {same_column} |" if before else ""))
+    print(("|---" if key_column else "") + "|---|---:|---:|---:|" + ("---:|---|" if before else ""))
+    for key in keys:
+        for version in ("before", "after") if before else ("after",):
+            ts = times[version, key]
+            cpu = statistics.median(t["cpu"] for t in ts)
+            each = ", ".join(f"{t['cpu']:.1f}" for t in ts)
+            wall = statistics.median(t["wall"] for t in ts)
+            row = (f"| {key} " if key_column else "") + f"| {version} | {each} | {cpu:.1f} | {wall:.1f} |"
+            if before:
+                base = statistics.median(t["cpu"] for t in times["before", key])
+                row += f" {cpu / base:.2f} | {'yes' if same(key) else 'NO'} |" if version == "after" else " | |"
+            print(row)
 
 
 class _Tee(io.TextIOBase):

@@ -19,7 +19,6 @@ import argparse
 import json
 import os
 import resource
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -94,37 +93,21 @@ def main(argv=None) -> None:
     if args.child:
         return child(args)
 
-    from results import checkout_revision, recorded
+    from results import print_timing_table, recorded, time_revisions
 
     with tempfile.TemporaryDirectory(prefix="tflite_time_") as tmp, \
             recorded("tflite_convert_time", enabled=not args.no_record, argv=argv):
         out = Path(args.out or tmp)
-        versions = {"after": None}
-        if args.before:
-            versions = {"before": checkout_revision(args.before, Path(tmp) / "checkout"), **versions}
         load = os.getloadavg()
-        times = {v: [] for v in versions}
-        for _ in range(args.runs):
-            for version, path in versions.items():
-                times[version].append(_convert(version, out / version, path, args))
+        key = "+".join(args.precisions)  # one conversion makes them all
+        times = time_revisions(args.before, Path(tmp) / "checkout", [key], args.runs,
+                               lambda version, _, path: _convert(version, out / version, path, args))
         load_after = os.getloadavg()
-        print(f"{args.arch} ×{args.width:g}, {','.join(map(str, args.resolutions))} px, {'+'.join(args.precisions)} "
+        print(f"{args.arch} ×{args.width:g}, {','.join(map(str, args.resolutions))} px, {key} "
               f"in one conversion, {args.calib} calibration images per resolution; one conversion per child process "
               f"(CPU s: it and the onnx2tf worker), OMP_NUM_THREADS=1; load average (1, 5, 15 min) "
               f"{' '.join(f'{x:.2f}' for x in load)} before, {' '.join(f'{x:.2f}' for x in load_after)} after\n")
-        runs = ", ".join(f"run {i + 1}" for i in range(args.runs))
-        print(f"| version | CPU s ({runs}) | median CPU s | median wall s |" +
-              (" after / before | same files |" if args.before else ""))
-        print("|---|---:|---:|---:|" + ("---:|---|" if args.before else ""))
-        base = statistics.median(t["cpu"] for t in times.get("before", [{"cpu": 0}]))
-        for version, ts in times.items():
-            cpu = statistics.median(t["cpu"] for t in ts)
-            each = ", ".join(f"{t['cpu']:.1f}" for t in ts)
-            row = f"| {version} | {each} | {cpu:.1f} | {statistics.median(t['wall'] for t in ts):.1f} |"
-            if args.before:
-                same = same_files(out / "before", out / "after")
-                row += f" {cpu / base:.2f} | {'yes' if same else 'NO'} |" if version == "after" else " | |"
-            print(row)
+        print_timing_table(times, [key], None, lambda _: same_files(out / "before", out / "after"), "same files")
 
 
 if __name__ == "__main__":

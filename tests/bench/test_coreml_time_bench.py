@@ -2,28 +2,17 @@
 it reports."""
 
 import argparse
-import importlib.util
 import json
 import shutil
 import uuid
-from pathlib import Path
 
 import pytest
 
 pytest.importorskip("coremltools")
 
-REPO = Path(__file__).resolve().parents[2]
 
-
-def _bench():
-    spec = importlib.util.spec_from_file_location("coreml_time_bench", REPO / "bench" / "coreml_time_bench.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_timed_export_and_same_package(tmp_path, capsys):
-    bench = _bench()
+def test_timed_export_and_same_package(load_bench, tmp_path, capsys):
+    bench = load_bench("coreml_time_bench")
     args = argparse.Namespace(child="fp16", out=str(tmp_path / "a"), arch="tiny_cnn", width=0.5, resolutions=[16, 12])
     bench.child(args)
     timing = json.loads(capsys.readouterr().out.strip().splitlines()[-1])

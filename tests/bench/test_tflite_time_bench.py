@@ -2,27 +2,16 @@
 file comparison it reports."""
 
 import argparse
-import importlib.util
 import json
 import shutil
-from pathlib import Path
 
 import pytest
 
 from resflex.convert import onnx2tf_env
 
-REPO = Path(__file__).resolve().parents[2]
 
-
-def _bench():
-    spec = importlib.util.spec_from_file_location("tflite_time_bench", REPO / "bench" / "tflite_time_bench.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_same_files_compares_the_bytes(tmp_path):
-    bench = _bench()
+def test_same_files_compares_the_bytes(load_bench, tmp_path):
+    bench = load_bench("tflite_time_bench")
     a, b = tmp_path / "a", tmp_path / "b"
     a.mkdir(), b.mkdir()
     assert not bench.same_files(a, b)  # nothing to compare is not "the same"
@@ -35,12 +24,12 @@ def test_same_files_compares_the_bytes(tmp_path):
     assert not bench.same_files(a, b)
 
 
-def test_timed_conversion_writes_the_files(tmp_path, capsys):
+def test_timed_conversion_writes_the_files(load_bench, tmp_path, capsys):
     try:
         onnx2tf_env.find_onnx2tf()
     except RuntimeError as e:
         pytest.skip(f"onnx2tf environment not installed: {e}")
-    bench = _bench()
+    bench = load_bench("tflite_time_bench")
     args = argparse.Namespace(child="fp32,int8", out=str(tmp_path / "a"), arch="tiny_cnn", width=0.5,
                               resolutions=[16, 12], calib=4)
     bench.child(args)
