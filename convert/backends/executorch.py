@@ -1,11 +1,12 @@
 """ExecuTorch: one `.pte` per precision, one XNNPACK-delegated method per resolution, conv weights stored once.
 
 The file holds a method `forward_{r}` for every resolution `r` plus `forward` (= the largest resolution); each
-takes one normalised NCHW float32 image (batch 1) and returns float32 logits. Export follows ExecuTorch's
-standard steps for every method — `torch.export.export` → `to_edge_transform_and_lower({...}, partitioner=
-[XnnpackPartitioner()])` → `.to_executorch()` — and int8 is PT2E static quantization (`XNNPACKQuantizer`,
-symmetric per-channel weights, per-tensor activations) calibrated separately at every resolution, except that
-the linear layer computing the logits quantizes its input at run time and returns float (`_float_logits`).
+takes one normalised NCHW float32 image (batch 1) and returns float32 logits. Export is `torch.export.export` →
+XNNPACK lowering (`_lower`: the graphs of `to_edge_transform_and_lower({...}, partitioner=[XnnpackPartitioner()])`,
+byte for byte, with fewer retraces) → `.to_executorch()` for every method, and int8 is PT2E static quantization
+(`XNNPACKQuantizer`, symmetric per-channel weights, per-tensor activations) calibrated separately at every
+resolution, except that the linear layer computing the logits quantizes its input at run time and returns float
+(`_float_logits`).
 
 How the weights are shared. ExecuTorch keeps one copy of byte-identical constants: XNNPACK names every constant
 by the SHA-256 of its bytes in the program's NamedDataStore, and identical delegate blobs (`forward` and the
