@@ -332,6 +332,76 @@ def test_skipping_idle_retraces_is_scoped():
     assert (ExportPass.call, xnnpack_passes._transform, "call" in ExportPass.__dict__) == before
 
 
+def _count_codegens(monkeypatch) -> list:
+    """Record every Python code generation of a graph's forward from now on."""
+    calls, python_code = [], torch.fx.Graph.python_code
+
+    def counted(self, *args, **kwargs):
+        calls.append(1)
+        return python_code(self, *args, **kwargs)
+    monkeypatch.setattr(torch.fx.Graph, "python_code", counted)
+    return calls
+
+
+@pytest.mark.parametrize("precision", ["fp32", "int8"])
+def test_deferred_recompiles_write_the_same_bytes_with_fewer_codegens(tmp_path, monkeypatch, precision,
+                                                                       signed_randomized):
+    """`_deferred_recompiles` (issue 23 item 6): a graph's code is generated when needed, not after every edit;
+    the `.pte` is byte for byte the one eager recompiles give."""
+    import resflex.convert.backends.executorch as et
+
+    torch.set_num_threads(1)
+    be = ExecuTorchBackend()
+    baked = {r: bake(_model(width=0.5, randomize=signed_randomized), r, bn=be.bn_style) for r in (24, 16)}
+    calib = {r: torch.randn(8, 3, r, r, generator=torch.Generator().manual_seed(1)) for r in (24, 16)}
+    calls = _count_codegens(monkeypatch)
+    deferred = (tmp_path / "d" / be.export(baked, precision, calib, tmp_path / "d").files[0]).read_bytes()
+    fewer = len(calls)
+    calls.clear()
+    with monkeypatch.context() as m:
+        m.setattr(et, "_deferred_recompiles", contextlib.nullcontext)
+        eager = (tmp_path / "e" / be.export(baked, precision, calib, tmp_path / "e").files[0]).read_bytes()
+    assert deferred == eager
+    assert 0 < fewer < 0.8 * len(calls)
+
+
+def _edited_graph_module() -> torch.fx.GraphModule:
+    gm = torch.fx.symbolic_trace(nn.Sequential(nn.ReLU()))
+    return gm
+
+
+def _negate_output(gm: torch.fx.GraphModule) -> None:
+    """x → -relu(x): an edit that changes what forward computes."""
+    out = gm.graph.output_node()
+    with gm.graph.inserting_before(out):
+        neg = gm.graph.call_function(torch.neg, (out.args[0],))
+    out.args = (neg,)
+    gm.recompile()
+
+
+def test_deferred_recompiles_keep_graph_modules_correct_and_are_scoped(tmp_path):
+    """Inside the scope an edited graph module runs, prints, pickles and shows its current code; one edited but not
+    run is up to date after the scope; GraphModule is restored on exit, also after an error."""
+    import pickle
+
+    import resflex.convert.backends.executorch as et
+
+    before = torch.fx.GraphModule.recompile, torch.fx.GraphModule.code, torch.fx.GraphModule.__str__
+    x = torch.tensor([[-1.0, 2.0]])
+    ran, idle = _edited_graph_module(), _edited_graph_module()
+    with pytest.raises(RuntimeError, match="inside"):
+        with et._deferred_recompiles():
+            assert torch.fx.GraphModule.recompile is not before[0]
+            _negate_output(ran)
+            _negate_output(idle)
+            assert "neg" in ran.code and "neg" in str(ran)
+            assert torch.equal(ran(x), torch.tensor([[0.0, -2.0]]))
+            assert torch.equal(pickle.loads(pickle.dumps(ran))(x), torch.tensor([[0.0, -2.0]]))
+            raise RuntimeError("inside")
+    assert (torch.fx.GraphModule.recompile, torch.fx.GraphModule.code, torch.fx.GraphModule.__str__) == before
+    assert "neg" in idle._code and torch.equal(idle(x), torch.tensor([[0.0, -2.0]]))
+
+
 def test_a_kept_op_xnnpack_refuses_is_lowered_by_to_edge_transform_and_lower(tmp_path, monkeypatch):
     """XNNPACK asks to keep max_pool2d undecomposed, then refuses one with stride > kernel: the one-decomposition
     path would leave it undecomposed outside the delegate, so the export lowers again the standard way, and the
