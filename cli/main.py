@@ -110,10 +110,10 @@ def _add_train(sub) -> None:
                    help="MRED (rsnet), scale distillation (san) or, for resizable, distillation from the full "
                         "configuration; default on for rsnet, off for san (opt-in, as the official code's --kd) and "
                         "resizable (as the paper)")
-    p.add_argument("--distill-after-warmup", action=argparse.BooleanOptionalAction, default=d.distill_after_warmup,
+    p.add_argument("--distill-after-warmup", action=argparse.BooleanOptionalAction, default=None,
                    help="rsnet's MRED: its KD term only from the end of --warmup-epochs on (teachers are near chance "
-                        "before); default off: from the first step, as the paper. On for short runs: +4.1 pt at 3 "
-                        "epochs on the digits, -0.1 at 12 (bench/RESULTS.md, recipe_distill)")
+                        "before); default on for rsnet with MRED (--no-distill-after-warmup: from the first step, as "
+                        "the paper): +4.1 pt at 3 epochs on the digits, -0.1 at 12 (bench/RESULTS.md, recipe_distill)")
     p.add_argument("--full-config-each-step", action=argparse.BooleanOptionalAction, default=None,
                    help="resizable only: each step also trains the full configuration at every resolution beside the "
                         "fair set; default on (off, as the paper's Algorithm 1: 45.0 vs 66.5 %% on the digits at 3 "

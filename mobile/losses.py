@@ -40,7 +40,8 @@ class MREDLoss(CrossEntropySum):
     Ensemble logits z_0 = Σ_s softmax(α)_s · z_s (Eq. 5); L_ens = H(y, p_0) updates only α, the logits are
     detached (Eq. 6); L_kd = 2/(S+1) · Σ_{t<s} KL(p_t ‖ p_s) over teachers t ∈ {ensemble, larger resolutions}
     and students s ∈ {smaller resolutions}, teachers detached (Eq. 10). Total L = L_cls + L_ens + kd_weight · L_kd;
-    with --distill-after-warmup `train` sets kd_weight 0 during the warm-up, 1 after (the paper: always 1).
+    `train` sets kd_weight 0 during the warm-up, 1 after (rsnet's default; the paper, --no-distill-after-warmup:
+    always 1).
     """
 
     def __init__(self, num_resolutions: int, label_smoothing: float = 0.0):

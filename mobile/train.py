@@ -112,10 +112,12 @@ class TrainConfig:
     distill: bool | None = None  # None = on for rsnet (MRED); off for san (scale distillation, opt-in as in the
     # official code's --kd: it cost 0.3-3 pt per resolution on both benches, README "Training recipe") and for
     # resizable (distillation from the full configuration, off as in the paper)
-    # rsnet's MRED only, opt-in: its KD term L_kd (RS-Nets Eq. 10) off during the learning-rate warm-up, whose
-    # teachers are near chance, on after it (L_cls, L_ens from the first step). Off by default, L_kd from the first
-    # step as the paper: ahead at 3 epochs, tied at 12 (bench/RESULTS.md, section recipe_distill)
-    distill_after_warmup: bool = False
+    # rsnet's MRED only: its KD term L_kd (RS-Nets Eq. 10) off during the learning-rate warm-up, whose teachers are
+    # near chance, on after it (L_cls, L_ens from the first step). None = on for rsnet with MRED: ahead of L_kd from
+    # the first step (the paper) at 3 epochs, tied at 12, ahead on the quickstart (bench/RESULTS.md, recipe_distill,
+    # recipe_distill_default); False is the paper's loss. A checkpoint written before this default trained with
+    # False (LEGACY_DEFAULTS)
+    distill_after_warmup: bool | None = None
     # resizable only: each step also trains the full configuration at every resolution beside the fair set (None = on
     # for resizable). Off, as the paper's Algorithm 1, the full configuration (the default operating point) is trained
     # only when fair sampling happens to draw it: 45.0 vs 66.5 % on the digits at 3 epochs, 3 seeds (bench/RESULTS.md,
@@ -156,7 +158,10 @@ class TrainConfig:
         object.__setattr__(self, "resolutions", tuple(check_resolutions(self.resolutions)))
         if self.distill is None:
             object.__setattr__(self, "distill", method is Method.RSNET)
-        if self.distill_after_warmup and not (method is Method.RSNET and self.distill):
+        mred = method is Method.RSNET and bool(self.distill)
+        if self.distill_after_warmup is None:
+            object.__setattr__(self, "distill_after_warmup", mred)
+        elif self.distill_after_warmup and not mred:
             raise ValueError("--distill-after-warmup: only --method rsnet with --distill (MRED) has a KD term to delay")
         if self.finetune is not None:
             check_finetune_flags(self, method)
@@ -456,7 +461,7 @@ def warmup_cosine(total_steps: int, warmup_steps: int):
 
 # Fields added with a default other than the behaviour of the checkpoints written before them: such a checkpoint
 # trained with this value, and its --resume goes on with it.
-LEGACY_DEFAULTS = {"full_config_each_step": False}
+LEGACY_DEFAULTS = {"full_config_each_step": False, "distill_after_warmup": False}
 
 
 def check_resume(config: TrainConfig, saved: dict, path: Path) -> None:

@@ -298,7 +298,10 @@ def test_bad_train_config_for_resizable_is_named(tmp_path):
     with pytest.raises(ValueError, match="not supported yet"):
         TrainConfig(method="resizable", init="weights.pth")
     assert TrainConfig(method="rsnet").distill is True and TrainConfig(method="resizable").distill is False
-    assert TrainConfig(method="rsnet").distill_after_warmup is False  # MRED's L_kd from the first step, as the paper
+    assert TrainConfig(method="rsnet").distill_after_warmup is True  # MRED's L_kd after the warm-up by default
+    assert TrainConfig(method="rsnet", distill_after_warmup=False).distill_after_warmup is False  # the paper's loss
+    for other in (dict(method="resizable"), dict(method="san"), dict(method="rsnet", distill=False)):
+        assert TrainConfig(**other).distill_after_warmup is False  # no MRED: nothing to delay
     for other in (dict(method="resizable"), dict(method="rsnet", distill=False)):
         with pytest.raises(ValueError, match="--distill-after-warmup: only --method rsnet with --distill"):
             TrainConfig(**other, distill_after_warmup=True)

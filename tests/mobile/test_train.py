@@ -96,6 +96,18 @@ def test_resume_continues_exactly(tmp_path, monkeypatch):
     assert [json.loads(m)["epoch"] for m in metrics] == [1, 2]
 
 
+def test_a_checkpoint_from_before_the_late_kd_default_resumes_with_kd_from_the_first_step(tmp_path):
+    """`distill_after_warmup` defaults to on for MRED now; a checkpoint written without the field trained with L_kd
+    from the first step, and its --resume goes on that way."""
+    from resflex.mobile.train import check_resume
+
+    config = tiny_config(tmp_path, epochs=1)
+    assert config.distill_after_warmup is True
+    saved = {k: v for k, v in config.to_dict().items() if k != "distill_after_warmup"}
+    check_resume(config, saved, tmp_path / "checkpoint.pt")
+    assert config.distill_after_warmup is False
+
+
 def test_resume_accepts_a_checkpoint_from_before_a_new_field(tmp_path):
     """A checkpoint written before a TrainConfig field existed (here `qat`) resumes when the field is at its default."""
     from resflex.mobile.train import check_resume
