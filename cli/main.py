@@ -113,7 +113,8 @@ def _add_train(sub) -> None:
     p.add_argument("--distill-after-warmup", action=argparse.BooleanOptionalAction, default=None,
                    help="rsnet's MRED: its KD term only from the end of --warmup-epochs on (teachers are near chance "
                         "before); default on for rsnet with MRED (--no-distill-after-warmup: from the first step, as "
-                        "the paper): +4.1 pt at 3 epochs on the digits, -0.1 at 12 (bench/RESULTS.md, recipe_distill)")
+                        "the paper): +4.1 pt at 3 epochs on the digits, -0.1 at 12 on the digits and on Fashion-MNIST "
+                        "(bench/RESULTS.md, recipe_distill, train_bench_fashion_equal_12ep)")
     p.add_argument("--full-config-each-step", action=argparse.BooleanOptionalAction, default=None,
                    help="resizable only: each step also trains the full configuration at every resolution beside the "
                         "fair set; default on (off, as the paper's Algorithm 1: 45.0 vs 66.5 %% on the digits at 3 "

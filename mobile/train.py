@@ -114,9 +114,9 @@ class TrainConfig:
     # resizable (distillation from the full configuration, off as in the paper)
     # rsnet's MRED only: its KD term L_kd (RS-Nets Eq. 10) off during the learning-rate warm-up, whose teachers are
     # near chance, on after it (L_cls, L_ens from the first step). None = on for rsnet with MRED: ahead of L_kd from
-    # the first step (the paper) at 3 epochs, tied at 12, ahead on the quickstart (bench/RESULTS.md, recipe_distill,
-    # recipe_distill_default); False is the paper's loss. A checkpoint written before this default trained with
-    # False (LEGACY_DEFAULTS)
+    # the first step (the paper) at 3 epochs, level at 12 (bench/RESULTS.md, recipe_distill,
+    # train_bench_fashion_equal_12ep); False is the paper's loss. A checkpoint written before this default trained
+    # with False (LEGACY_DEFAULTS)
     distill_after_warmup: bool | None = None
     # resizable only: each step also trains the full configuration at every resolution beside the fair set (None = on
     # for resizable). Off, as the paper's Algorithm 1, the full configuration (the default operating point) is trained
