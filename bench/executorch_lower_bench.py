@@ -116,7 +116,8 @@ def main(argv=None) -> None:
                     out = Path(tmp) / f"{variant}_{precision}_{repeat}"
                     done = subprocess.run([sys.executable, __file__, "--one", variant, precision, "--resolutions",
                                            args.resolutions, "--width", str(args.width), "--calib", str(args.calib),
-                                           "--off", ",".join(off), "--out", str(out)], env=env, capture_output=True, text=True)
+                                           "--off", ",".join(off), "--out", str(out)],
+                                          env=env, capture_output=True, text=True)
                     if done.returncode:
                         sys.exit(f"{variant} {precision} failed:\n{done.stderr[-3000:]}")
                     runs.setdefault((precision, variant), []).append(json.loads(done.stdout.strip().splitlines()[-1]))

@@ -202,8 +202,8 @@ def seed_table(args, paths_per_seed: dict[int, dict[str, Path]]) -> str:
     lines += claim("RS-Net (CE only) − RS-Net (MRED) ± s.e.", "RS-Net (CE only)", "RS-Net (MRED)", lambda d: d >= 0)
     lines += claim("RS-Net (MRED, KD after warm-up) − RS-Net (MRED) ± s.e.", "RS-Net (MRED, KD after warm-up)",
                    "RS-Net (MRED)", lambda d: d >= 0)
-    lines += claim("RS-Net (MRED, KD after warm-up) − I-Net ± s.e. (goal ≥ −0.5 pt)", "RS-Net (MRED, KD after warm-up)",
-                   "I-Nets", lambda d: d >= -0.5)
+    lines += claim("RS-Net (MRED, KD after warm-up) − I-Net ± s.e. (goal ≥ −0.5 pt)",
+                   "RS-Net (MRED, KD after warm-up)", "I-Nets", lambda d: d >= -0.5)
     default = "RS-Net (MRED, KD after warm-up)" if "RS-Net (MRED, KD after warm-up)" in mean else "RS-Net (MRED)"
     lines += claim(f"SAN − {default} ± s.e. (goal within 1 pt)", "SAN", default, lambda d: abs(d) <= 1.0)
     lines += claim(f"Resizable − {default} ± s.e. (goal within 1 pt)", "Resizable", default, lambda d: abs(d) <= 1.0)
