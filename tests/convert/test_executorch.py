@@ -365,11 +365,6 @@ def test_deferred_recompiles_write_the_same_bytes_with_fewer_codegens(tmp_path, 
     assert 0 < fewer < 0.8 * len(calls)
 
 
-def _edited_graph_module() -> torch.fx.GraphModule:
-    gm = torch.fx.symbolic_trace(nn.Sequential(nn.ReLU()))
-    return gm
-
-
 def _negate_output(gm: torch.fx.GraphModule) -> None:
     """x → -relu(x): an edit that changes what forward computes."""
     out = gm.graph.output_node()
@@ -379,7 +374,7 @@ def _negate_output(gm: torch.fx.GraphModule) -> None:
     gm.recompile()
 
 
-def test_deferred_recompiles_keep_graph_modules_correct_and_are_scoped(tmp_path):
+def test_deferred_recompiles_keep_graph_modules_correct_and_are_scoped():
     """Inside the scope an edited graph module runs, prints, pickles and shows its current code; one edited but not
     run is up to date after the scope; GraphModule is restored on exit, also after an error."""
     import pickle
@@ -388,7 +383,7 @@ def test_deferred_recompiles_keep_graph_modules_correct_and_are_scoped(tmp_path)
 
     before = torch.fx.GraphModule.recompile, torch.fx.GraphModule.code, torch.fx.GraphModule.__str__
     x = torch.tensor([[-1.0, 2.0]])
-    ran, idle = _edited_graph_module(), _edited_graph_module()
+    ran, idle = (torch.fx.symbolic_trace(nn.Sequential(nn.ReLU())) for _ in range(2))
     with pytest.raises(RuntimeError, match="inside"):
         with et._deferred_recompiles():
             assert torch.fx.GraphModule.recompile is not before[0]
